@@ -1,0 +1,112 @@
+// The admin API: a fastify instance with the error catalog wired in and every
+// refused request written to the audit log. Listening is unix-socket.ts's job.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import { fieldPath } from '../config/validate.js';
+import { BerthError } from '../errors.js';
+import { auditRoutes } from './routes/audit.js';
+import { type StatusSource, statusRoutes } from './routes/status.js';
+import { API_PREFIX, type ErrorBody } from './types.js';
+
+export interface AdminServices {
+  status: StatusSource;
+  audit: AuditLog;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    berthError?: BerthError;
+  }
+}
+
+/** Maps anything a handler threw onto the catalog. */
+export function toBerthError(err: FastifyError | Error): BerthError {
+  if (err instanceof BerthError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation && fe.validation.length > 0) {
+    const first = fe.validation[0] as {
+      instancePath?: string;
+      message?: string;
+      params?: Record<string, unknown>;
+    };
+    const base = fieldPath(first.instancePath ?? '');
+    const missing =
+      (first.params?.requiredProperties as string[] | undefined)?.[0] ??
+      (first.params?.missingProperty as string | undefined);
+    const field =
+      [fe.validationContext === 'body' ? '' : fe.validationContext, base, missing]
+        .filter(Boolean)
+        .join('.') || 'request';
+    return new BerthError(
+      'BERTH_ERR_INVALID_ARGUMENT',
+      `${field}: ${missing ? 'is required' : (first.message ?? 'is invalid')}`,
+      {
+        field,
+        cause: err,
+      },
+    );
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new BerthError('BERTH_ERR_INVALID_ARGUMENT', `could not parse request: ${fe.message}`, {
+      cause: err,
+    });
+  }
+  return new BerthError('BERTH_ERR_INTERNAL', `could not handle request: ${err.message}`, { cause: err });
+}
+
+export function errorBody(err: BerthError): ErrorBody {
+  return { error: err.toJSON() };
+}
+
+export async function buildAdminServer(services: AdminServices, log: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'admin-api' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler((err, req, reply) => {
+    const berr = toBerthError(err as Error);
+    req.berthError = berr;
+    if (berr.status >= 500) req.log.error({ err, code: berr.code }, berr.message);
+    return reply.status(berr.status).send(errorBody(berr));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const berr = new BerthError(
+      'BERTH_ERR_NOT_FOUND',
+      `could not find route "${req.method} ${req.url.split('?')[0]}": no such endpoint`,
+    );
+    req.berthError = berr;
+    return reply.status(404).send(errorBody(berr));
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.debug(
+      { method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime },
+      'admin request',
+    );
+    if (reply.statusCode < 400 || reply.statusCode >= 500) return;
+    const berr = req.berthError;
+    await services.audit
+      .append({
+        event: 'admin.request',
+        outcome: 'refused',
+        reason: berr?.message ?? `HTTP ${reply.statusCode}`,
+        path: `${req.method} ${req.url}`,
+        detail: { status: reply.statusCode, code: berr?.code ?? 'unknown' },
+      })
+      .catch((err) => req.log.error({ err }, 'could not append audit record'));
+  });
+
+  await app.register(statusRoutes, { prefix: API_PREFIX, source: services.status });
+  await app.register(auditRoutes, { prefix: API_PREFIX, audit: services.audit });
+  return app;
+}

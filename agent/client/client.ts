@@ -1,0 +1,112 @@
+// A small client for berthd's admin API over its unix socket. berthctl and
+// tests talk to berthd only through this.
+import { request as httpRequest } from 'node:http';
+import type { AuditList, AuditQuery, ErrorBody, Status } from '../api/types.js';
+import { API_PREFIX } from '../api/types.js';
+
+export const DEFAULT_SOCKET = '/run/berth/berthd.sock';
+
+/** An error answered by berthd (code from the catalog) or met on the way to it. */
+export class ClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** HTTP status from berthd; 0 when berthd was not reached. */
+    readonly status: number,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'ClientError';
+  }
+
+  get unreachable(): boolean {
+    return this.code === 'BERTH_ERR_DAEMON_UNREACHABLE';
+  }
+}
+
+function unreachable(socket: string, err: NodeJS.ErrnoException): ClientError {
+  const why =
+    err.code === 'EACCES'
+      ? 'permission denied; run as root or as a member of group "berth"'
+      : err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+        ? `berthd is not running; start it with \`systemctl start berthd\` or \`berthd --socket ${socket}\``
+        : err.message;
+  return new ClientError('BERTH_ERR_DAEMON_UNREACHABLE', `could not reach berthd at "${socket}": ${why}`, 0);
+}
+
+export class BerthClient {
+  constructor(
+    readonly socket: string = process.env.BERTH_SOCKET || DEFAULT_SOCKET,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise<T>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          socketPath: this.socket,
+          method,
+          path: `${API_PREFIX}${path}`,
+          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+          timeout: this.timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown;
+            try {
+              parsed = text ? JSON.parse(text) : undefined;
+            } catch {
+              reject(
+                new ClientError(
+                  'BERTH_ERR_INTERNAL',
+                  `berthd answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`,
+                  res.statusCode ?? 0,
+                ),
+              );
+              return;
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) return resolve(parsed as T);
+            const e = (parsed as ErrorBody | undefined)?.error;
+            reject(
+              new ClientError(
+                e?.code ?? 'BERTH_ERR_INTERNAL',
+                e?.message ?? `berthd answered HTTP ${status}`,
+                status,
+                e?.field,
+              ),
+            );
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code
+            ? unreachable(this.socket, err)
+            : new ClientError(
+                'BERTH_ERR_DAEMON_UNREACHABLE',
+                `could not reach berthd at "${this.socket}": ${err.message}`,
+                0,
+              ),
+        ),
+      );
+      req.end(payload);
+    });
+  }
+
+  status(): Promise<Status> {
+    return this.request('GET', '/status');
+  }
+
+  audit(query: AuditQuery = {}): Promise<AuditList> {
+    const qs = new URLSearchParams(
+      Object.entries(query).map(([k, v]) => [k, String(v)] as [string, string]),
+    ).toString();
+    return this.request('GET', `/audit${qs ? `?${qs}` : ''}`);
+  }
+}

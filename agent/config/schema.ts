@@ -1,0 +1,89 @@
+// The shape of /etc/berth/berthd.yaml. Types are checked here by TypeBox;
+// meaning (CIDRs, MAC prefixes, cross-field rules) is checked in validate.ts.
+import { type Static, Type } from 'typebox';
+
+const NetworkName = Type.String({ pattern: '^[a-z][a-z0-9-]{0,30}$' });
+
+export const NetworkConfig = Type.Object(
+  {
+    name: NetworkName,
+    subnet: Type.String(),
+    gateway: Type.Optional(Type.String()),
+    vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
+    uplink: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,15}$' })),
+    mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9216 })),
+    dns: Type.Optional(Type.Array(Type.String())),
+    domain: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' })),
+  },
+  { additionalProperties: false },
+);
+
+export const MacPoolConfig = Type.Object(
+  {
+    /** The first three bytes; berth hands out the lower three. */
+    prefix: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    state_dir: Type.Optional(Type.String({ minLength: 1 })),
+    socket: Type.Optional(Type.String({ minLength: 1 })),
+    socket_group: Type.Optional(Type.String({ minLength: 1 })),
+    log_level: Type.Optional(
+      Type.Union([
+        Type.Literal('trace'),
+        Type.Literal('debug'),
+        Type.Literal('info'),
+        Type.Literal('warn'),
+        Type.Literal('error'),
+      ]),
+    ),
+    host_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' })),
+    mac_pools: Type.Optional(Type.Array(MacPoolConfig, { minItems: 1 })),
+    quarantine: Type.Optional(
+      Type.Object(
+        {
+          mac_seconds: Type.Optional(Type.Integer({ minimum: 0 })),
+          ip_seconds: Type.Optional(Type.Integer({ minimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    networks: Type.Optional(Type.Array(NetworkConfig)),
+  },
+  { additionalProperties: false },
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+export type NetworkConfig = Static<typeof NetworkConfig>;
+
+/** The config after defaults: every optional knob has its value. */
+export interface Config {
+  state_dir: string;
+  socket: string;
+  socket_group: string;
+  log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  host_id: string | undefined;
+  mac_pools: { prefix: string }[];
+  quarantine: { mac_seconds: number; ip_seconds: number };
+  networks: NetworkConfig[];
+}
+
+export const DEFAULT_CONFIG_PATH = '/etc/berth/berthd.yaml';
+
+/**
+ * The embedded default used when no config file exists: one flat network
+ * and a locally administered, unicast MAC prefix (0x0a: bit 1 set, bit 0 clear).
+ */
+export const EMBEDDED_DEFAULT: Config = {
+  state_dir: '/var/lib/berth',
+  socket: '/run/berth/berthd.sock',
+  socket_group: 'berth',
+  log_level: 'info',
+  host_id: undefined,
+  mac_pools: [{ prefix: '0a:b7:e7' }],
+  quarantine: { mac_seconds: 3600, ip_seconds: 600 },
+  networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],
+};

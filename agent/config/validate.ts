@@ -1,0 +1,108 @@
+// Turns parsed YAML into a Config or a BerthError that names the key and the reason,
+// e.g. `config: networks[0].subnet: "10.0.0.0/33" is not a CIDR`.
+import { Value } from 'typebox/value';
+import { cidrContains, cidrProblem, ipToInt, isIPv4, parseCidr } from '../../hostnet/ipv4.js';
+import { BerthError } from '../errors.js';
+import { type Config, ConfigSchema, EMBEDDED_DEFAULT, type NetworkConfig, type RawConfig } from './schema.js';
+
+/** "/networks/0/subnet" -> "networks[0].subnet" */
+export function fieldPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .filter((part) => part !== '')
+    .reduce((path, part) => (/^\d+$/.test(part) ? `${path}[${part}]` : path ? `${path}.${part}` : part), '');
+}
+
+function configError(field: string, reason: string): BerthError {
+  return new BerthError('BERTH_ERR_CONFIG', `config: ${field ? `${field}: ` : ''}${reason}`, { field });
+}
+
+function describeSchemaError(error: {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, unknown>;
+  message: string;
+}): BerthError {
+  const field = fieldPath(error.instancePath);
+  if (error.keyword === 'additionalProperties') {
+    const extra = (error.params.additionalProperties as string[] | undefined)?.join(', ') ?? '';
+    return configError(field ? `${field}.${extra}` : extra, 'unknown key');
+  }
+  if (error.keyword === 'required') {
+    const missing = (error.params.requiredProperties as string[] | undefined)?.join(', ') ?? '';
+    return configError(field ? `${field}.${missing}` : missing, 'is required');
+  }
+  return configError(field, error.message);
+}
+
+export function validateNetwork(
+  net: NetworkConfig,
+  field: string,
+  fail: (field: string, reason: string) => BerthError,
+): void {
+  const problem = cidrProblem(net.subnet);
+  if (problem) throw fail(`${field}.subnet`, problem);
+  const cidr = parseCidr(net.subnet);
+  if (!cidr || cidr.prefix > 29)
+    throw fail(`${field}.subnet`, `"${net.subnet}" is too small; a network needs at least a /29`);
+  if (net.gateway !== undefined) {
+    if (!isIPv4(net.gateway)) throw fail(`${field}.gateway`, `"${net.gateway}" is not an IPv4 address`);
+    const gw = ipToInt(net.gateway);
+    if (!cidrContains(cidr, gw)) throw fail(`${field}.gateway`, `"${net.gateway}" is outside ${net.subnet}`);
+    if (gw === cidr.network || gw === cidr.network + 2 ** (32 - cidr.prefix) - 1) {
+      throw fail(`${field}.gateway`, `"${net.gateway}" is the network or broadcast address of ${net.subnet}`);
+    }
+  }
+  net.dns?.forEach((ip, i) => {
+    if (!isIPv4(ip)) throw fail(`${field}.dns[${i}]`, `"${ip}" is not an IPv4 address`);
+  });
+  if (net.vlan !== undefined && net.uplink === undefined) {
+    throw fail(`${field}.uplink`, 'is required when vlan is set: tagged frames need a trunk interface');
+  }
+}
+
+export function validateMacPrefix(prefix: string): string | undefined {
+  if (!/^[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/.test(prefix))
+    return `"${prefix}" is not a 3-byte MAC prefix like 0a:b7:e7`;
+  const first = Number.parseInt(prefix.slice(0, 2), 16);
+  if (first & 1) return `"${prefix}" is a multicast prefix; guest MACs must be unicast`;
+  if (!(first & 2)) return `"${prefix}" is not locally administered (bit 0x02 of the first byte must be set)`;
+  if (first === 0xfe) return `"${prefix}" starts with 0xfe, which libvirt reserves for tap devices`;
+  return undefined;
+}
+
+export function validateConfig(raw: unknown): Config {
+  const input = raw ?? {};
+  if (typeof input !== 'object' || Array.isArray(input))
+    throw configError('', 'the top level must be a mapping');
+  const first = Value.Errors(ConfigSchema, input)[0];
+  if (first) throw describeSchemaError(first as never);
+  const cfg = input as RawConfig;
+
+  const networks = cfg.networks ?? EMBEDDED_DEFAULT.networks;
+  const names = new Set<string>();
+  networks.forEach((net, i) => {
+    validateNetwork(net, `networks[${i}]`, configError);
+    if (names.has(net.name)) throw configError(`networks[${i}].name`, `"${net.name}" is declared twice`);
+    names.add(net.name);
+  });
+  const pools = cfg.mac_pools ?? EMBEDDED_DEFAULT.mac_pools;
+  pools.forEach((pool, i) => {
+    const problem = validateMacPrefix(pool.prefix);
+    if (problem) throw configError(`mac_pools[${i}].prefix`, problem);
+  });
+
+  return {
+    state_dir: cfg.state_dir ?? EMBEDDED_DEFAULT.state_dir,
+    socket: cfg.socket ?? EMBEDDED_DEFAULT.socket,
+    socket_group: cfg.socket_group ?? EMBEDDED_DEFAULT.socket_group,
+    log_level: cfg.log_level ?? EMBEDDED_DEFAULT.log_level,
+    host_id: cfg.host_id,
+    mac_pools: pools,
+    quarantine: {
+      mac_seconds: cfg.quarantine?.mac_seconds ?? EMBEDDED_DEFAULT.quarantine.mac_seconds,
+      ip_seconds: cfg.quarantine?.ip_seconds ?? EMBEDDED_DEFAULT.quarantine.ip_seconds,
+    },
+    networks,
+  };
+}

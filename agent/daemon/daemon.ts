@@ -1,0 +1,149 @@
+// berthd's composition root: opens the store, wires services to the admin
+// API, and owns start, reload and stop. Stopping never touches guests.
+import { randomBytes } from 'node:crypto';
+import { unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildAdminServer } from '../api/server.js';
+import type { Status } from '../api/types.js';
+import { prepareSocketPath, secureSocket } from '../api/unix-socket.js';
+import { AuditLog } from '../audit/audit-log.js';
+import type { LoadedConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { LevelStore, PID_FILE } from '../store/level-store.js';
+import { META_KEYS, type Store } from '../store/store.js';
+import { VERSION } from '../version.js';
+import type { Notifier } from './sd-notify.js';
+
+export interface DaemonDeps {
+  log: Logger;
+  notifier: Notifier;
+  /** Opens the store; the LevelDB store by default. */
+  openStore?: (stateDir: string) => Promise<Store>;
+}
+
+function defaultHostId(): string {
+  const base =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 40) || 'host';
+  return `${base}-${randomBytes(3).toString('hex')}`;
+}
+
+async function countPrefix(store: Store, prefix: string): Promise<number> {
+  return (await store.list(prefix)).length;
+}
+
+export class Daemon {
+  private store: Store | undefined;
+  private api: FastifyInstance | undefined;
+  private stopWatchdog: () => void = () => {};
+  private readonly startedAt = new Date();
+  private hostId = '';
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private loaded: LoadedConfig,
+    private readonly deps: DaemonDeps,
+  ) {}
+
+  get config(): Config {
+    return this.loaded.config;
+  }
+
+  async start(): Promise<void> {
+    const { log, notifier } = this.deps;
+    const cfg = this.config;
+    notifier.notify({ STATUS: 'opening state store' });
+    const store = await (this.deps.openStore ?? LevelStore.open)(cfg.state_dir);
+    this.store = store;
+    await writeFile(join(cfg.state_dir, PID_FILE), `${process.pid}\n`);
+    this.hostId = await this.resolveHostId(store);
+    const audit = await AuditLog.open(store);
+
+    notifier.notify({ STATUS: 'starting admin API' });
+    await prepareSocketPath(cfg.socket);
+    this.api = await buildAdminServer({ status: { status: () => this.status() }, audit }, log);
+    await this.api.listen({ path: cfg.socket });
+    const gid = await secureSocket(cfg.socket, cfg.socket_group);
+    if (gid === undefined)
+      log.warn({ group: cfg.socket_group }, 'socket group does not exist; admin socket is root-only');
+
+    this.stopWatchdog = notifier.startWatchdog();
+    notifier.notify({ READY: 1, STATUS: `serving on ${cfg.socket}`, MAINPID: process.pid });
+    log.info(
+      {
+        version: VERSION,
+        host_id: this.hostId,
+        state_dir: cfg.state_dir,
+        socket: cfg.socket,
+        config: this.loaded.source,
+      },
+      'berthd ready',
+    );
+  }
+
+  private async resolveHostId(store: Store): Promise<string> {
+    const stored = await store.get<string>(META_KEYS.hostId);
+    const wanted = this.config.host_id ?? stored ?? defaultHostId();
+    if (wanted !== stored) await store.batch([{ type: 'put', key: META_KEYS.hostId, value: wanted }]);
+    return wanted;
+  }
+
+  async status(): Promise<Status> {
+    const store = this.store as Store;
+    const [networks, instances, leases] = await Promise.all([
+      countPrefix(store, 'network/'),
+      countPrefix(store, 'instance/'),
+      countPrefix(store, 'lease/'),
+    ]);
+    return {
+      version: VERSION,
+      host_id: this.hostId,
+      pid: process.pid,
+      uptime: Math.round((Date.now() - this.startedAt.getTime()) / 10) / 100,
+      started_at: this.startedAt.toISOString(),
+      state_dir: this.config.state_dir,
+      socket: this.config.socket,
+      config_source: this.loaded.source,
+      counts: { networks, instances, leases },
+    };
+  }
+
+  /** Applies a new, already validated config. Paths that need a restart are kept and reported. */
+  reload(next: LoadedConfig): string[] {
+    const needRestart = (['state_dir', 'socket', 'socket_group'] as const).filter(
+      (k) => next.config[k] !== this.config[k],
+    );
+    const kept = { ...next.config };
+    for (const key of needRestart) (kept as Record<string, unknown>)[key] = this.config[key];
+    this.loaded = { config: kept, source: next.source };
+    this.deps.log.level = kept.log_level;
+    return needRestart;
+  }
+
+  /** Graceful stop: close the API and the store. Guests and their ports stay as they are. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.deps.notifier.notify({ STOPPING: 1, STATUS: 'stopping; guests keep running' });
+    this.stopWatchdog();
+    if (this.api) {
+      // Only a socket this process listened on is removed; on a failed start
+      // the path may belong to the berthd that is already running.
+      const listening = this.api.server.listening;
+      await this.api.close();
+      if (listening) await unlink(this.config.socket).catch(() => undefined);
+    }
+    if (this.store) {
+      await unlink(join(this.config.state_dir, PID_FILE)).catch(() => undefined);
+      await this.store.close();
+    }
+    this.deps.notifier.close();
+  }
+}
