@@ -89,11 +89,12 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   });
 
   app.addHook('onResponse', async (req, reply) => {
-    req.log.debug(
-      { method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime },
-      'admin request',
-    );
-    if (reply.statusCode < 400 || reply.statusCode >= 500) return;
+    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'admin request');
+  });
+
+  // The refusal is on disk before the caller sees it.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode < 400 || reply.statusCode >= 500) return payload;
     const berr = req.berthError;
     await services.audit
       .append({
@@ -104,6 +105,7 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
         detail: { status: reply.statusCode, code: berr?.code ?? 'unknown' },
       })
       .catch((err) => req.log.error({ err }, 'could not append audit record'));
+    return payload;
   });
 
   await app.register(statusRoutes, { prefix: API_PREFIX, source: services.status });

@@ -17,22 +17,30 @@ function configError(field: string, reason: string): BerthError {
   return new BerthError('BERTH_ERR_CONFIG', `config: ${field ? `${field}: ` : ''}${reason}`, { field });
 }
 
-function describeSchemaError(error: {
+interface SchemaError {
   keyword: string;
+  schemaPath: string;
   instancePath: string;
   params: Record<string, unknown>;
   message: string;
-}): BerthError {
-  const field = fieldPath(error.instancePath);
-  if (error.keyword === 'additionalProperties') {
-    const extra = (error.params.additionalProperties as string[] | undefined)?.join(', ') ?? '';
-    return configError(field ? `${field}.${extra}` : extra, 'unknown key');
+}
+
+/** Turns TypeBox's errors for one value into one sentence about its first problem. */
+export function describeSchemaErrors(errors: SchemaError[], fail: (field: string, reason: string) => BerthError): BerthError {
+  const first = errors[0] as SchemaError;
+  const field = fieldPath(first.instancePath);
+  if (first.keyword === 'additionalProperties' || (first.keyword === 'boolean' && first.schemaPath.endsWith('additionalProperties'))) {
+    const extra = (first.params.additionalProperties as string[] | undefined)?.join(', ');
+    return fail(extra ? (field ? `${field}.${extra}` : extra) : field, 'unknown key');
   }
-  if (error.keyword === 'required') {
-    const missing = (error.params.requiredProperties as string[] | undefined)?.join(', ') ?? '';
-    return configError(field ? `${field}.${missing}` : missing, 'is required');
+  if (first.keyword === 'required') {
+    const missing = (first.params.requiredProperties as string[] | undefined)?.join(', ') ?? '';
+    return fail(field ? `${field}.${missing}` : missing, 'is required');
   }
-  return configError(field, error.message);
+  // A union of literals reports one "const" error per choice: list the choices.
+  const choices = errors.filter((e) => e.keyword === 'const' && e.instancePath === first.instancePath).map((e) => String(e.params.allowedValue));
+  if (choices.length > 0) return fail(field, `must be one of ${choices.join(', ')}`);
+  return fail(field, first.message);
 }
 
 export function validateNetwork(
@@ -75,8 +83,8 @@ export function validateConfig(raw: unknown): Config {
   const input = raw ?? {};
   if (typeof input !== 'object' || Array.isArray(input))
     throw configError('', 'the top level must be a mapping');
-  const first = Value.Errors(ConfigSchema, input)[0];
-  if (first) throw describeSchemaError(first as never);
+  const errors = Value.Errors(ConfigSchema, input) as SchemaError[];
+  if (errors.length > 0) throw describeSchemaErrors(errors, configError);
   const cfg = input as RawConfig;
 
   const networks = cfg.networks ?? EMBEDDED_DEFAULT.networks;

@@ -1,0 +1,122 @@
+// The anti-spoofing guard: keeps berth's bridge-family nft table equal to
+// the desired ports and endpoints. Every change is one nft transaction; a
+// reconcile that finds nothing to change runs none, so handles stay put.
+import { BerthError, couldNot } from '../../agent/errors.js';
+import type { Names } from '../names.js';
+import { CommandNftApplier, isNotFound, type NftApplier } from './nft.js';
+import { type ObservedGuard, observeGuard } from './observe.js';
+import { planGuard } from './plan.js';
+import {
+  DROP_REASONS,
+  type DropReason,
+  type GuardEndpoint,
+  type GuardPort,
+  type GuardState,
+  TABLE_COUNTERS,
+} from './render.js';
+
+export interface GuardDrop {
+  /** The guest port, or "*" for table-wide counters (unguarded ports, steered DHCP copies). */
+  port: string;
+  reason: DropReason | (typeof TABLE_COUNTERS)[number];
+  packets: number;
+  bytes: number;
+}
+
+export class Guard {
+  readonly table: string;
+  /** Endpoints from the last apply(); addPort needs them to steer the port's DHCP. */
+  private endpoints: readonly GuardEndpoint[] | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly names: Names,
+    private readonly nft: NftApplier = new CommandNftApplier(),
+  ) {
+    this.table = names.guardTable();
+  }
+
+  /** Reconciles the whole table; resolves true when a transaction ran, false when nothing differed. */
+  apply(desired: GuardState): Promise<boolean> {
+    return this.serial(async () => {
+      const changed = await this.reconcile(desired, undefined);
+      this.endpoints = [...desired.endpoints];
+      return changed;
+    });
+  }
+
+  /** Adds or updates one port without touching any other port's rules. */
+  addPort(port: GuardPort): Promise<boolean> {
+    return this.serial(async () => {
+      if (!this.endpoints) {
+        throw new BerthError(
+          'BERTH_ERR_CONFLICT',
+          `could not add port "${port.ifname}" to guard table "${this.table}": the guard does not know the network endpoints yet; call apply() first`,
+        );
+      }
+      return this.reconcile({ ports: [port], endpoints: this.endpoints }, port.ifname);
+    });
+  }
+
+  /** Removes one port's chain, elements and counters; a port that is not there is already removed. */
+  removePort(ifname: string): Promise<boolean> {
+    return this.serial(() => this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname));
+  }
+
+  async drops(): Promise<GuardDrop[]> {
+    const observed = await this.observe();
+    if (!observed) return [];
+    const out: GuardDrop[] = [];
+    for (const [name, { packets, bytes }] of observed.counters) {
+      const dot = name.indexOf('.');
+      const port = dot < 0 ? '*' : name.slice(0, dot);
+      const reason = name.slice(dot + 1) as GuardDrop['reason'];
+      if (dot < 0 ? (TABLE_COUNTERS as readonly string[]).includes(reason) : DROP_REASONS.includes(reason as DropReason)) {
+        out.push({ port, reason, packets, bytes });
+      }
+    }
+    return out.sort((a, b) => (a.port + a.reason < b.port + b.reason ? -1 : 1));
+  }
+
+  /** Removes the whole table; an absent table counts as removed. */
+  destroy(): Promise<void> {
+    return this.serial(async () => {
+      try {
+        if ((await this.nft.listTable('bridge', this.table)) === undefined) return;
+        await this.nft.run(`delete table bridge ${this.table}\n`);
+      } catch (err) {
+        if (!isNotFound(err)) throw couldNot('BERTH_ERR_HOST_OP', 'delete', 'guard table', this.table, err);
+      }
+      this.endpoints = undefined;
+    });
+  }
+
+  private async reconcile(desired: GuardState, only: string | undefined): Promise<boolean> {
+    const observed = await this.observe();
+    const script = planGuard(this.names, observed, desired, only === undefined ? {} : { only });
+    if (script === undefined) return false;
+    try {
+      await this.nft.run(script);
+    } catch (err) {
+      throw couldNot('BERTH_ERR_HOST_OP', 'apply', 'guard table', this.table, err);
+    }
+    return true;
+  }
+
+  private async observe(): Promise<ObservedGuard | undefined> {
+    let listing: unknown;
+    try {
+      listing = await this.nft.listTable('bridge', this.table);
+    } catch (err) {
+      throw couldNot('BERTH_ERR_HOST_OP', 'read', 'guard table', this.table, err);
+    }
+    return listing === undefined ? undefined : observeGuard(listing);
+  }
+
+  // Each call reads, plans and writes; two interleaved would plan against a stale read.
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}

@@ -1,0 +1,95 @@
+// Reads what the guard table holds from `nft -j list table` output: enough
+// to diff against the desired state without re-parsing nft's reprint of rules.
+import { CHAIN_PREFIX, DHCP_PATHS, FINGERPRINT_PREFIX, PORT_MAP } from './render.js';
+
+export interface ObservedGuard {
+  /** Fingerprint on the dispatch rule; undefined when it is missing or foreign. */
+  skeleton: string | undefined;
+  /** Port ifname -> fingerprint on its chain's last rule (undefined if none). */
+  chains: Map<string, string | undefined>;
+  /** Port ifname -> the chain its dispatch element jumps to. */
+  dispatch: Map<string, string>;
+  /** [port, endpoint] pairs of the DHCP steering set. */
+  paths: [string, string][];
+  counters: Map<string, { packets: number; bytes: number }>;
+}
+
+type Json = Record<string, unknown>;
+
+function items(listing: unknown): Json[] {
+  const list = (listing as { nftables?: unknown })?.nftables;
+  return Array.isArray(list) ? (list as Json[]) : [];
+}
+
+function elements(set: Json): unknown[] {
+  const elem = set.elem;
+  if (elem === undefined) return [];
+  return Array.isArray(elem) ? elem : [elem];
+}
+
+// nft -j wraps an element in {elem: {val, ...}} when it carries stateful data; ours never do, but unwrap anyway.
+function unwrap(value: unknown): unknown {
+  const inner = (value as { elem?: { val?: unknown } })?.elem;
+  return inner && 'val' in inner ? inner.val : value;
+}
+
+function fingerprintOf(comment: unknown): string | undefined {
+  return typeof comment === 'string' && comment.startsWith(FINGERPRINT_PREFIX)
+    ? comment.slice(FINGERPRINT_PREFIX.length)
+    : undefined;
+}
+
+export function observeGuard(listing: unknown): ObservedGuard {
+  const seen: ObservedGuard = {
+    skeleton: undefined,
+    chains: new Map(),
+    dispatch: new Map(),
+    paths: [],
+    counters: new Map(),
+  };
+  for (const item of items(listing)) {
+    if (item.counter) {
+      const c = item.counter as Json;
+      seen.counters.set(String(c.name), { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) });
+    } else if (item.map && (item.map as Json).name === PORT_MAP) {
+      for (const el of elements(item.map as Json)) {
+        const [key, verdict] = el as [unknown, { jump?: { target?: string } }];
+        const target = verdict?.jump?.target;
+        if (typeof unwrap(key) === 'string' && target) seen.dispatch.set(unwrap(key) as string, target);
+      }
+    } else if (item.set && (item.set as Json).name === DHCP_PATHS) {
+      for (const el of elements(item.set as Json)) {
+        const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
+        if (pair?.length === 2) seen.paths.push([String(pair[0]), String(pair[1])]);
+      }
+    } else if (item.chain) {
+      const name = String((item.chain as Json).name);
+      if (name.startsWith(CHAIN_PREFIX)) seen.chains.set(name.slice(CHAIN_PREFIX.length), undefined);
+    } else if (item.rule) {
+      const rule = item.rule as Json;
+      const chain = String(rule.chain);
+      const print = fingerprintOf(rule.comment);
+      if (chain === 'prerouting' && print) seen.skeleton = print;
+      // The fingerprint rides on the last rule, so a chain cut short by hand reads as changed.
+      else if (chain.startsWith(CHAIN_PREFIX)) seen.chains.set(chain.slice(CHAIN_PREFIX.length), print);
+    }
+  }
+  return seen;
+}
+
+/** Every handle in a listing, keyed by object, so tests can prove a no-op reconcile changed nothing. */
+export function handlesOf(listing: unknown): Map<string, number> {
+  const handles = new Map<string, number>();
+  const position = new Map<string, number>();
+  for (const item of items(listing)) {
+    for (const [kind, value] of Object.entries(item)) {
+      const v = value as Json;
+      if (typeof v?.handle !== 'number') continue;
+      const index = kind === 'rule' ? (position.get(String(v.chain)) ?? 0) : 0;
+      if (kind === 'rule') position.set(String(v.chain), index + 1);
+      const where = kind === 'rule' ? `${v.chain}[${index}]` : String(v.name);
+      handles.set(`${kind} ${where}`, v.handle);
+    }
+  }
+  return handles;
+}

@@ -1,0 +1,120 @@
+// The reconcile core: desired state vs what the table holds -> one nft
+// transaction, or nothing when they already agree. Only the ports that
+// differ appear in it, so every other port keeps its rule handles.
+import { BerthError } from '../../agent/errors.js';
+import type { Names } from '../names.js';
+import type { ObservedGuard } from './observe.js';
+import {
+  addPortCommands,
+  counterName,
+  DHCP_PATHS,
+  DROP_REASONS,
+  endpointFor,
+  type GuardPort,
+  type GuardState,
+  PORT_MAP,
+  portChain,
+  portFingerprint,
+  portRules,
+  renderGuard,
+  skeletonFingerprint,
+  validateState,
+} from './render.js';
+
+export interface PlanOptions {
+  /** Reconcile this one port only and leave every other port as observed (addPort/removePort). */
+  only?: string;
+}
+
+/** The nft script that takes `observed` to `desired`, or undefined when there is nothing to do. */
+export function planGuard(
+  names: Names,
+  observed: ObservedGuard | undefined,
+  desired: GuardState,
+  options: PlanOptions = {},
+): string | undefined {
+  const want = validateState(names, desired);
+  const ports = options.only === undefined ? want.ports : want.ports.filter((p) => p.ifname === options.only);
+  const t = `bridge ${names.guardTable()}`;
+  if (!observed) {
+    // Removing a port from a table that is not there is already done; do not create the table for it.
+    if (options.only !== undefined && ports.length === 0) return undefined;
+    return renderGuard(names, { ports, endpoints: want.endpoints });
+  }
+  if (observed.skeleton !== skeletonFingerprint(names)) {
+    if (options.only !== undefined) {
+      throw new BerthError(
+        'BERTH_ERR_CONFLICT',
+        `could not change port "${options.only}" in guard table "${names.guardTable()}": the table was written by another berth version; reconcile the whole guard first`,
+      );
+    }
+    // Rebuilt whole in the same transaction, so there is no instant without a guard.
+    return `delete table ${t}\n${renderGuard(names, want)}`;
+  }
+
+  const adds: string[] = [];
+  const deletes: string[] = [];
+  for (const port of ports) adds.push(...changePort(names, observed, port, endpointFor(port, want.endpoints)));
+
+  const keep = new Set(want.ports.map((p) => p.ifname));
+  for (const ifname of observedPorts(observed)) {
+    if (keep.has(ifname) || (options.only !== undefined && ifname !== options.only)) continue;
+    deletes.push(...removePortCommands(names, observed, ifname));
+  }
+  const lines = [...adds, ...deletes];
+  return lines.length === 0 ? undefined : `${lines.join('\n')}\n`;
+}
+
+function observedPorts(observed: ObservedGuard): string[] {
+  const owners = [...observed.counters.keys()].filter((c) => c.includes('.')).map((c) => c.split('.')[0] as string);
+  const all = [...observed.chains.keys(), ...observed.dispatch.keys(), ...observed.paths.map((p) => p[0]), ...owners];
+  return [...new Set(all)].sort();
+}
+
+function changePort(names: Names, observed: ObservedGuard, port: GuardPort, endpoint: string | undefined): string[] {
+  const t = `bridge ${names.guardTable()}`;
+  const chain = portChain(port.ifname);
+  if (!observed.chains.has(port.ifname) && !observed.dispatch.has(port.ifname)) {
+    const fresh = addPortCommands(names, port, endpoint);
+    // Leftover counters of an earlier port with this name keep their numbers; re-adding them would fail.
+    return fresh.filter((c) => !c.startsWith('add counter') || !observed.counters.has(c.split(' ').at(-1) as string));
+  }
+  const out: string[] = [];
+  for (const reason of DROP_REASONS) {
+    const name = counterName(port.ifname, reason);
+    if (!observed.counters.has(name)) out.push(`add counter ${t} ${name}`);
+  }
+  const print = observed.chains.get(port.ifname);
+  if (!observed.chains.has(port.ifname)) out.push(`add chain ${t} ${chain}`);
+  else if (print !== portFingerprint(port)) out.push(`flush chain ${t} ${chain}`);
+  if (print !== portFingerprint(port)) out.push(...portRules(port).map((r) => `add rule ${t} ${chain} ${r}`));
+
+  const jump = observed.dispatch.get(port.ifname);
+  if (jump !== chain) {
+    if (jump !== undefined) out.push(`delete element ${t} ${PORT_MAP} { "${port.ifname}" }`);
+    out.push(`add element ${t} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`);
+  }
+  const paths = observed.paths.filter(([p]) => p === port.ifname);
+  for (const [p, e] of paths) {
+    if (e !== endpoint) out.push(`delete element ${t} ${DHCP_PATHS} { "${p}" . "${e}" }`);
+  }
+  if (endpoint && !paths.some(([, e]) => e === endpoint)) {
+    out.push(`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint}" }`);
+  }
+  return out;
+}
+
+/** Element first, then chain (the jump holds a reference to it), then the counters its rules used. */
+function removePortCommands(names: Names, observed: ObservedGuard, ifname: string): string[] {
+  const t = `bridge ${names.guardTable()}`;
+  const out: string[] = [];
+  if (observed.dispatch.has(ifname)) out.push(`delete element ${t} ${PORT_MAP} { "${ifname}" }`);
+  for (const [p, e] of observed.paths) {
+    if (p === ifname) out.push(`delete element ${t} ${DHCP_PATHS} { "${p}" . "${e}" }`);
+  }
+  if (observed.chains.has(ifname)) out.push(`delete chain ${t} ${portChain(ifname)}`);
+  for (const name of observed.counters.keys()) {
+    if (name.startsWith(`${ifname}.`)) out.push(`delete counter ${t} ${name}`);
+  }
+  return out;
+}

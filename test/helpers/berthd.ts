@@ -1,0 +1,105 @@
+// Starts the built berthd (dist/) as a real child process for integration tests.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { BerthClient } from '../../agent/client/client.js';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const BERTHD = join(ROOT, 'dist/agent/daemon/main.js');
+export const BERTHCTL = join(ROOT, 'dist/agent/cli/main.js');
+
+export interface RunningBerthd {
+  proc: ChildProcess;
+  client: BerthClient;
+  stateDir: string;
+  socket: string;
+  stderr(): string;
+  /** SIGTERM and wait; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  kill9(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export async function tempDir(t: Test, tag = 'berth'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `${tag}-`));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function spawnBerthd(args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, [BERTHD, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  proc.stdout?.resume();
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { proc, stderr: () => err, exited };
+}
+
+/** Starts berthd and waits until its admin API answers. */
+export async function startBerthd(
+  t: Test,
+  opts: { stateDir?: string; socket?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningBerthd> {
+  const base = opts.stateDir && opts.socket ? '' : await tempDir(t, 'berthd');
+  const stateDir = opts.stateDir ?? join(base, 'state');
+  const socket = opts.socket ?? join(base, 'berthd.sock');
+  const { proc, stderr, exited } = spawnBerthd(['--state-dir', stateDir, '--socket', socket, ...(opts.args ?? [])], opts.env);
+  let gone = false;
+  exited.then(() => {
+    gone = true;
+  });
+  t.teardown(async () => {
+    if (!gone) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
+  const client = new BerthClient(socket, 5000);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (gone) throw new Error(`berthd exited before it was ready: ${stderr()}`);
+    try {
+      await client.status();
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`berthd did not answer within 15 s: ${stderr()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    proc,
+    client,
+    stateDir,
+    socket,
+    stderr,
+    exited,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      return exited;
+    },
+    kill9: async () => {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Runs the built berthctl; resolves with exit code and output. */
+export function berthctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [BERTHCTL, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    proc.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}

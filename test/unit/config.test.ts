@@ -1,0 +1,72 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadConfig } from '../../agent/config/load.js';
+import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
+import { fieldPath, validateConfig, validateMacPrefix } from '../../agent/config/validate.js';
+
+const reject = (raw: unknown) => {
+  try {
+    validateConfig(raw);
+  } catch (err) {
+    return (err as Error & { code: string }).code === 'BERTH_ERR_CONFIG' ? (err as Error).message : `wrong code: ${String(err)}`;
+  }
+  return 'accepted';
+};
+
+t.test('the embedded default applies to an empty file', async (t) => {
+  t.same(validateConfig(null), EMBEDDED_DEFAULT);
+  t.same(validateConfig({}), EMBEDDED_DEFAULT);
+});
+
+t.test('a bad config names the key and the reason', async (t) => {
+  const net = (over: object) => ({ networks: [{ name: 'a', subnet: '10.0.0.0/24', ...over }] });
+  t.equal(reject(net({ subnet: '10.0.0.0/33' })), 'config: networks[0].subnet: "10.0.0.0/33" is not a CIDR');
+  t.equal(reject(net({ subnet: '10.0.0.5/24' })), 'config: networks[0].subnet: "10.0.0.5/24" has host bits set; did you mean 10.0.0.0/24?');
+  t.equal(reject(net({ subnet: '10.0.0.0/30' })), 'config: networks[0].subnet: "10.0.0.0/30" is too small; a network needs at least a /29');
+  t.equal(reject(net({ gateway: '10.0.1.1' })), 'config: networks[0].gateway: "10.0.1.1" is outside 10.0.0.0/24');
+  t.equal(reject(net({ gateway: '10.0.0.255' })), 'config: networks[0].gateway: "10.0.0.255" is the network or broadcast address of 10.0.0.0/24');
+  t.equal(reject(net({ dns: ['1.1.1.1', 'dns.example'] })), 'config: networks[0].dns[1]: "dns.example" is not an IPv4 address');
+  t.equal(reject(net({ vlan: 100 })), 'config: networks[0].uplink: is required when vlan is set: tagged frames need a trunk interface');
+  t.equal(reject(net({ vlan: 4095, uplink: 'eth0' })), 'config: networks[0].vlan: must be <= 4094');
+  t.equal(reject(net({ mtu: 100 })), 'config: networks[0].mtu: must be >= 576');
+  t.equal(reject(net({ colour: 'red' })), 'config: networks[0].colour: unknown key');
+  t.equal(reject({ networks: [{ subnet: '10.0.0.0/24' }] }), 'config: networks[0].name: is required');
+  t.equal(
+    reject({ networks: [{ name: 'a', subnet: '10.0.0.0/24' }, { name: 'a', subnet: '10.0.1.0/24' }] }),
+    'config: networks[1].name: "a" is declared twice',
+  );
+  t.equal(reject({ log_level: 'loud' }), 'config: log_level: must be one of trace, debug, info, warn, error');
+  t.equal(reject({ mac_pools: [{ prefix: '0b:00:00' }] }), 'config: mac_pools[0].prefix: "0b:00:00" is a multicast prefix; guest MACs must be unicast');
+  t.equal(reject([1, 2]), 'config: the top level must be a mapping');
+});
+
+t.test('MAC prefixes must be unicast, locally administered and not 0xfe', async (t) => {
+  t.equal(validateMacPrefix('0a:b7:e7'), undefined);
+  t.match(validateMacPrefix('00:16:3e'), /^"00:16:3e" is not locally administered/);
+  t.match(validateMacPrefix('fe:00:00'), /libvirt reserves/);
+  t.match(validateMacPrefix('0A:B7:E7'), /not a 3-byte MAC prefix/);
+});
+
+t.test('field paths read like the YAML', async (t) => {
+  t.equal(fieldPath('/networks/0/subnet'), 'networks[0].subnet');
+  t.equal(fieldPath('/quarantine/ip_seconds'), 'quarantine.ip_seconds');
+  t.equal(fieldPath(''), '');
+});
+
+t.test('loadConfig: default path may be absent, an explicit one may not', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-config-'));
+  t.teardown(() => import('node:fs/promises').then((fs) => fs.rm(dir, { recursive: true, force: true })));
+  const missing = join(dir, 'nope.yaml');
+  await t.rejects(loadConfig(missing), { code: 'BERTH_ERR_CONFIG', message: new RegExp(`could not read "${missing}"`) });
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, 'networks: [\n');
+  await t.rejects(loadConfig(bad), { code: 'BERTH_ERR_CONFIG', message: /is not valid YAML/ });
+  const good = join(dir, 'good.yaml');
+  await writeFile(good, 'log_level: debug\nquarantine:\n  ip_seconds: 5\n');
+  const loaded = await loadConfig(good);
+  t.equal(loaded.source, good);
+  t.equal(loaded.config.log_level, 'debug');
+  t.same(loaded.config.quarantine, { mac_seconds: 3600, ip_seconds: 5 });
+});
