@@ -89,7 +89,10 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   });
 
   app.addHook('onResponse', async (req, reply) => {
-    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'admin request');
+    req.log.debug(
+      { method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime },
+      'admin request',
+    );
   });
 
   // The refusal is on disk before the caller sees it.

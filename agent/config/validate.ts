@@ -26,10 +26,16 @@ interface SchemaError {
 }
 
 /** Turns TypeBox's errors for one value into one sentence about its first problem. */
-export function describeSchemaErrors(errors: SchemaError[], fail: (field: string, reason: string) => BerthError): BerthError {
+export function describeSchemaErrors(
+  errors: SchemaError[],
+  fail: (field: string, reason: string) => BerthError,
+): BerthError {
   const first = errors[0] as SchemaError;
   const field = fieldPath(first.instancePath);
-  if (first.keyword === 'additionalProperties' || (first.keyword === 'boolean' && first.schemaPath.endsWith('additionalProperties'))) {
+  if (
+    first.keyword === 'additionalProperties' ||
+    (first.keyword === 'boolean' && first.schemaPath.endsWith('additionalProperties'))
+  ) {
     const extra = (first.params.additionalProperties as string[] | undefined)?.join(', ');
     return fail(extra ? (field ? `${field}.${extra}` : extra) : field, 'unknown key');
   }
@@ -38,7 +44,9 @@ export function describeSchemaErrors(errors: SchemaError[], fail: (field: string
     return fail(field ? `${field}.${missing}` : missing, 'is required');
   }
   // A union of literals reports one "const" error per choice: list the choices.
-  const choices = errors.filter((e) => e.keyword === 'const' && e.instancePath === first.instancePath).map((e) => String(e.params.allowedValue));
+  const choices = errors
+    .filter((e) => e.keyword === 'const' && e.instancePath === first.instancePath)
+    .map((e) => String(e.params.allowedValue));
   if (choices.length > 0) return fail(field, `must be one of ${choices.join(', ')}`);
   return fail(field, first.message);
 }

@@ -28,8 +28,14 @@ export async function tempDir(t: Test, tag = 'berth'): Promise<string> {
   return dir;
 }
 
-export function spawnBerthd(args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, [BERTHD, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnBerthd(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, [BERTHD, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   proc.stderr?.on('data', (c: Buffer) => {
     err += c.toString();
@@ -47,7 +53,10 @@ export async function startBerthd(
   const base = opts.stateDir && opts.socket ? '' : await tempDir(t, 'berthd');
   const stateDir = opts.stateDir ?? join(base, 'state');
   const socket = opts.socket ?? join(base, 'berthd.sock');
-  const { proc, stderr, exited } = spawnBerthd(['--state-dir', stateDir, '--socket', socket, ...(opts.args ?? [])], opts.env);
+  const { proc, stderr, exited } = spawnBerthd(
+    ['--state-dir', stateDir, '--socket', socket, ...(opts.args ?? [])],
+    opts.env,
+  );
   let gone = false;
   exited.then(() => {
     gone = true;
@@ -89,9 +98,15 @@ export async function startBerthd(
 }
 
 /** Runs the built berthctl; resolves with exit code and output. */
-export function berthctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function berthctl(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [BERTHCTL, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [BERTHCTL, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (c: Buffer) => {

@@ -1,7 +1,8 @@
 // berthd as a real process: the foundation's acceptance checks.
-import { createRequire } from 'node:module';
+
 import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import t from 'tap';
 import { groupId } from '../../agent/api/unix-socket.js';
@@ -12,7 +13,12 @@ t.test('status over the socket; socket is 0660 root:berth; SIGTERM stops cleanly
   const r = await berthctl(['--socket', d.socket, 'status', '--json']);
   t.equal(r.code, 0, r.stderr);
   const status = JSON.parse(r.stdout);
-  t.match(status, { version: /^\d+\.\d+\.\d+/, uptime: Number, state_dir: d.stateDir, counts: { networks: 0, instances: 0, leases: 0 } });
+  t.match(status, {
+    version: /^\d+\.\d+\.\d+/,
+    uptime: Number,
+    state_dir: d.stateDir,
+    counts: { networks: 0, instances: 0, leases: 0 },
+  });
   const st = statSync(d.socket);
   t.equal(st.mode & 0o777, 0o660, 'socket mode is 0660');
   const gid = await groupId('berth');
@@ -32,7 +38,9 @@ t.test('what the API wrote survives a restart (audit log, host id)', async (t) =
   const first = await startBerthd(t, opts);
   const refused = await berthctl(['--socket', opts.socket, 'audit', '--limit', '20000', '--json']);
   t.equal(refused.code, 1, 'a refused request exits 1');
-  t.match(JSON.parse(refused.stdout), { error: { code: 'BERTH_ERR_INVALID_ARGUMENT', field: 'querystring.limit' } });
+  t.match(JSON.parse(refused.stdout), {
+    error: { code: 'BERTH_ERR_INVALID_ARGUMENT', field: 'querystring.limit' },
+  });
   const hostId = (await first.client.status()).host_id;
   await first.stop();
 
@@ -49,7 +57,12 @@ t.test('a second berthd on the same state dir fails at once and leaves the first
   const other = spawnBerthd(['--state-dir', d.stateDir, '--socket', join(d.stateDir, 'other.sock')]);
   const code = await other.exited;
   t.equal(code, 1);
-  t.match(other.stderr(), new RegExp(`could not open store "${d.stateDir}": it is in use by another berthd \\(pid ${d.proc.pid}\\)`));
+  t.match(
+    other.stderr(),
+    new RegExp(
+      `could not open store "${d.stateDir}": it is in use by another berthd \\(pid ${d.proc.pid}\\)`,
+    ),
+  );
   // The same socket path is refused too, without unlinking the live socket.
   const third = spawnBerthd(['--state-dir', join(d.stateDir, 'elsewhere'), '--socket', d.socket]);
   t.equal(await third.exited, 1);
@@ -155,9 +168,20 @@ t.test('berthctl: unreachable daemon, usage errors and pending features', async 
   const badFlag = await berthctl(['--socket', socket, 'audit', '--outcome', 'maybe']);
   t.equal(badFlag.code, 2);
   t.match(badFlag.stderr, '--outcome: "maybe" is not one of refused, allowed, info');
-  const pending = await berthctl(['--socket', socket, 'network', 'create', 'lab', '--subnet', '10.0.0.0/24', '--json']);
+  const pending = await berthctl([
+    '--socket',
+    socket,
+    'network',
+    'create',
+    'lab',
+    '--subnet',
+    '10.0.0.0/24',
+    '--json',
+  ]);
   t.equal(pending.code, 3);
-  t.match(JSON.parse(pending.stdout), { error: { code: 'BERTH_ERR_NOT_IMPLEMENTED', message: 'berthctl network create: not implemented yet' } });
+  t.match(JSON.parse(pending.stdout), {
+    error: { code: 'BERTH_ERR_NOT_IMPLEMENTED', message: 'berthctl network create: not implemented yet' },
+  });
 });
 
 t.test('a corrupt store stops berthd with a clear message', async (t) => {

@@ -5,22 +5,45 @@ import { MemoryStore } from '../../agent/store/memory-store.js';
 t.test('records get contiguous sequence numbers and survive reopening', async (t) => {
   const store = new MemoryStore();
   const log = await AuditLog.open(store);
-  await log.append({ event: 'dhcp.discover', outcome: 'refused', reason: 'MAC not assigned', mac: '0a:00:00:00:00:09', port: 'bthpdeadbeef0' });
+  await log.append({
+    event: 'dhcp.discover',
+    outcome: 'refused',
+    reason: 'MAC not assigned',
+    mac: '0a:00:00:00:00:09',
+    port: 'bthpdeadbeef0',
+  });
   await log.append({ event: 'admin.request', outcome: 'refused', reason: 'bad field' });
   const again = await AuditLog.open(store);
   t.equal(again.lastSeq, 2);
   const rec = await again.append({ event: 'metadata.get', outcome: 'refused', reason: 'no neighbour' });
   t.equal(rec.seq, 3);
-  t.same((await again.query()).map((r) => r.seq), [1, 2, 3]);
+  t.same(
+    (await again.query()).map((r) => r.seq),
+    [1, 2, 3],
+  );
   t.equal((await again.query())[0]?.mac, '0a:00:00:00:00:09');
 });
 
 t.test('query filters, pages and returns the newest records oldest first', async (t) => {
   const log = await AuditLog.open(new MemoryStore());
-  for (let i = 0; i < 10; i++) await log.append({ event: i % 2 ? 'dhcp.discover' : 'metadata.get', outcome: i % 3 ? 'refused' : 'info', reason: `r${i}` });
-  t.same((await log.query({ limit: 3 })).map((r) => r.seq), [8, 9, 10]);
-  t.same((await log.query({ after: 7 })).map((r) => r.seq), [8, 9, 10]);
-  t.same((await log.query({ event: 'dhcp.discover', limit: 2 })).map((r) => r.seq), [8, 10]);
+  for (let i = 0; i < 10; i++)
+    await log.append({
+      event: i % 2 ? 'dhcp.discover' : 'metadata.get',
+      outcome: i % 3 ? 'refused' : 'info',
+      reason: `r${i}`,
+    });
+  t.same(
+    (await log.query({ limit: 3 })).map((r) => r.seq),
+    [8, 9, 10],
+  );
+  t.same(
+    (await log.query({ after: 7 })).map((r) => r.seq),
+    [8, 9, 10],
+  );
+  t.same(
+    (await log.query({ event: 'dhcp.discover', limit: 2 })).map((r) => r.seq),
+    [8, 10],
+  );
   t.ok((await log.query({ outcome: 'info' })).every((r) => r.outcome === 'info'));
 });
 
@@ -28,7 +51,10 @@ t.test('retention drops the oldest record per append once full', async (t) => {
   const store = new MemoryStore();
   const log = await AuditLog.open(store, 3);
   for (let i = 0; i < 5; i++) await log.append({ event: 'e', outcome: 'info', reason: String(i) });
-  t.same((await log.query()).map((r) => r.seq), [3, 4, 5]);
+  t.same(
+    (await log.query()).map((r) => r.seq),
+    [3, 4, 5],
+  );
   t.equal(await store.get(auditKey(2)), undefined);
 });
 

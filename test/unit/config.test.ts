@@ -10,7 +10,9 @@ const reject = (raw: unknown) => {
   try {
     validateConfig(raw);
   } catch (err) {
-    return (err as Error & { code: string }).code === 'BERTH_ERR_CONFIG' ? (err as Error).message : `wrong code: ${String(err)}`;
+    return (err as Error & { code: string }).code === 'BERTH_ERR_CONFIG'
+      ? (err as Error).message
+      : `wrong code: ${String(err)}`;
   }
   return 'accepted';
 };
@@ -23,22 +25,48 @@ t.test('the embedded default applies to an empty file', async (t) => {
 t.test('a bad config names the key and the reason', async (t) => {
   const net = (over: object) => ({ networks: [{ name: 'a', subnet: '10.0.0.0/24', ...over }] });
   t.equal(reject(net({ subnet: '10.0.0.0/33' })), 'config: networks[0].subnet: "10.0.0.0/33" is not a CIDR');
-  t.equal(reject(net({ subnet: '10.0.0.5/24' })), 'config: networks[0].subnet: "10.0.0.5/24" has host bits set; did you mean 10.0.0.0/24?');
-  t.equal(reject(net({ subnet: '10.0.0.0/30' })), 'config: networks[0].subnet: "10.0.0.0/30" is too small; a network needs at least a /29');
-  t.equal(reject(net({ gateway: '10.0.1.1' })), 'config: networks[0].gateway: "10.0.1.1" is outside 10.0.0.0/24');
-  t.equal(reject(net({ gateway: '10.0.0.255' })), 'config: networks[0].gateway: "10.0.0.255" is the network or broadcast address of 10.0.0.0/24');
-  t.equal(reject(net({ dns: ['1.1.1.1', 'dns.example'] })), 'config: networks[0].dns[1]: "dns.example" is not an IPv4 address');
-  t.equal(reject(net({ vlan: 100 })), 'config: networks[0].uplink: is required when vlan is set: tagged frames need a trunk interface');
+  t.equal(
+    reject(net({ subnet: '10.0.0.5/24' })),
+    'config: networks[0].subnet: "10.0.0.5/24" has host bits set; did you mean 10.0.0.0/24?',
+  );
+  t.equal(
+    reject(net({ subnet: '10.0.0.0/30' })),
+    'config: networks[0].subnet: "10.0.0.0/30" is too small; a network needs at least a /29',
+  );
+  t.equal(
+    reject(net({ gateway: '10.0.1.1' })),
+    'config: networks[0].gateway: "10.0.1.1" is outside 10.0.0.0/24',
+  );
+  t.equal(
+    reject(net({ gateway: '10.0.0.255' })),
+    'config: networks[0].gateway: "10.0.0.255" is the network or broadcast address of 10.0.0.0/24',
+  );
+  t.equal(
+    reject(net({ dns: ['1.1.1.1', 'dns.example'] })),
+    'config: networks[0].dns[1]: "dns.example" is not an IPv4 address',
+  );
+  t.equal(
+    reject(net({ vlan: 100 })),
+    'config: networks[0].uplink: is required when vlan is set: tagged frames need a trunk interface',
+  );
   t.equal(reject(net({ vlan: 4095, uplink: 'eth0' })), 'config: networks[0].vlan: must be <= 4094');
   t.equal(reject(net({ mtu: 100 })), 'config: networks[0].mtu: must be >= 576');
   t.equal(reject(net({ colour: 'red' })), 'config: networks[0].colour: unknown key');
   t.equal(reject({ networks: [{ subnet: '10.0.0.0/24' }] }), 'config: networks[0].name: is required');
   t.equal(
-    reject({ networks: [{ name: 'a', subnet: '10.0.0.0/24' }, { name: 'a', subnet: '10.0.1.0/24' }] }),
+    reject({
+      networks: [
+        { name: 'a', subnet: '10.0.0.0/24' },
+        { name: 'a', subnet: '10.0.1.0/24' },
+      ],
+    }),
     'config: networks[1].name: "a" is declared twice',
   );
   t.equal(reject({ log_level: 'loud' }), 'config: log_level: must be one of trace, debug, info, warn, error');
-  t.equal(reject({ mac_pools: [{ prefix: '0b:00:00' }] }), 'config: mac_pools[0].prefix: "0b:00:00" is a multicast prefix; guest MACs must be unicast');
+  t.equal(
+    reject({ mac_pools: [{ prefix: '0b:00:00' }] }),
+    'config: mac_pools[0].prefix: "0b:00:00" is a multicast prefix; guest MACs must be unicast',
+  );
   t.equal(reject([1, 2]), 'config: the top level must be a mapping');
 });
 
@@ -59,7 +87,10 @@ t.test('loadConfig: default path may be absent, an explicit one may not', async 
   const dir = await mkdtemp(join(tmpdir(), 'berth-config-'));
   t.teardown(() => import('node:fs/promises').then((fs) => fs.rm(dir, { recursive: true, force: true })));
   const missing = join(dir, 'nope.yaml');
-  await t.rejects(loadConfig(missing), { code: 'BERTH_ERR_CONFIG', message: new RegExp(`could not read "${missing}"`) });
+  await t.rejects(loadConfig(missing), {
+    code: 'BERTH_ERR_CONFIG',
+    message: new RegExp(`could not read "${missing}"`),
+  });
   const bad = join(dir, 'bad.yaml');
   await writeFile(bad, 'networks: [\n');
   await t.rejects(loadConfig(bad), { code: 'BERTH_ERR_CONFIG', message: /is not valid YAML/ });

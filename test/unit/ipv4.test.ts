@@ -1,5 +1,13 @@
 import t from 'tap';
-import { cidrContains, cidrProblem, intToIp, intToMac, ipToInt, macToInt, parseCidr } from '../../hostnet/ipv4.js';
+import {
+  cidrContains,
+  cidrProblem,
+  intToIp,
+  intToMac,
+  ipToInt,
+  macToInt,
+  parseCidr,
+} from '../../hostnet/ipv4.js';
 
 t.test('CIDR parsing names the problem', async (t) => {
   t.equal(cidrProblem('10.0.0.0/33'), '"10.0.0.0/33" is not a CIDR');
@@ -11,7 +19,8 @@ t.test('CIDR parsing names the problem', async (t) => {
 });
 
 t.test('address arithmetic round-trips', async (t) => {
-  for (const ip of ['0.0.0.0', '10.1.2.3', '255.255.255.255', '169.254.169.254']) t.equal(intToIp(ipToInt(ip)), ip);
+  for (const ip of ['0.0.0.0', '10.1.2.3', '255.255.255.255', '169.254.169.254'])
+    t.equal(intToIp(ipToInt(ip)), ip);
   t.throws(() => ipToInt('1.2.3'), /not an IPv4 address/);
   const cidr = parseCidr('10.0.0.0/24');
   t.ok(cidr && cidrContains(cidr, ipToInt('10.0.0.255')));

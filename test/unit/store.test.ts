@@ -36,11 +36,16 @@ for (const [name, open] of backends) {
         ],
         { guards: [{ key: 'mac/0a:00:00:00:00:01', absent: true }] },
       ),
-      { code: 'BERTH_ERR_CONFLICT', message: 'could not write batch: key "mac/0a:00:00:00:00:01" already exists' },
+      {
+        code: 'BERTH_ERR_CONFLICT',
+        message: 'could not write batch: key "mac/0a:00:00:00:00:01" already exists',
+      },
     );
     t.equal(await store.get('instance/b'), undefined);
     t.same(await store.get('mac/0a:00:00:00:00:01'), { instance: 'a' });
-    await store.batch([{ type: 'del', key: 'ip/net/10.0.0.2' }], { guards: [{ key: 'mac/0a:00:00:00:00:01', equals: { instance: 'a' } }] });
+    await store.batch([{ type: 'del', key: 'ip/net/10.0.0.2' }], {
+      guards: [{ key: 'mac/0a:00:00:00:00:01', equals: { instance: 'a' } }],
+    });
     t.equal(await store.get('ip/net/10.0.0.2'), undefined);
   });
 
@@ -48,10 +53,12 @@ for (const [name, open] of backends) {
     const store = await open(t);
     t.teardown(() => store.close());
     const tries = Array.from({ length: 20 }, (_, i) =>
-      store.batch([{ type: 'put', key: 'mac/x', value: i }], { guards: [{ key: 'mac/x', absent: true }] }).then(
-        () => true,
-        () => false,
-      ),
+      store
+        .batch([{ type: 'put', key: 'mac/x', value: i }], { guards: [{ key: 'mac/x', absent: true }] })
+        .then(
+          () => true,
+          () => false,
+        ),
     );
     t.equal((await Promise.all(tries)).filter(Boolean).length, 1);
   });
@@ -59,10 +66,21 @@ for (const [name, open] of backends) {
   t.test(`${name}: prefix listing is ordered, bounded and pageable`, async (t) => {
     const store = await open(t);
     t.teardown(() => store.close());
-    await store.batch(['a/1', 'a/2', 'a/3', 'ab/1', 'b/1'].map((key) => ({ type: 'put' as const, key, value: key })));
-    t.same((await store.list('a/')).map((e) => e.key), ['a/1', 'a/2', 'a/3']);
-    t.same((await store.list('a/', { after: 'a/1', limit: 1 })).map((e) => e.key), ['a/2']);
-    t.same((await store.list('a/', { reverse: true, limit: 2 })).map((e) => e.value), ['a/3', 'a/2']);
+    await store.batch(
+      ['a/1', 'a/2', 'a/3', 'ab/1', 'b/1'].map((key) => ({ type: 'put' as const, key, value: key })),
+    );
+    t.same(
+      (await store.list('a/')).map((e) => e.key),
+      ['a/1', 'a/2', 'a/3'],
+    );
+    t.same(
+      (await store.list('a/', { after: 'a/1', limit: 1 })).map((e) => e.key),
+      ['a/2'],
+    );
+    t.same(
+      (await store.list('a/', { reverse: true, limit: 2 })).map((e) => e.value),
+      ['a/3', 'a/2'],
+    );
   });
 }
 
@@ -81,7 +99,10 @@ t.test('level: the same path cannot be opened twice in one process', async (t) =
   const dir = await tempDir(t);
   const store = await LevelStore.open(dir);
   t.teardown(() => store.close());
-  await t.rejects(LevelStore.open(dir), { code: 'BERTH_ERR_STORE_LOCKED', message: /already open in this process/ });
+  await t.rejects(LevelStore.open(dir), {
+    code: 'BERTH_ERR_STORE_LOCKED',
+    message: /already open in this process/,
+  });
 });
 
 t.test('level: a corrupt store is refused with a clear message, never reset', async (t) => {
@@ -92,12 +113,18 @@ t.test('level: a corrupt store is refused with a clear message, never reset', as
   const dbDir = join(dir, 'db');
   const manifest = (await readdir(dbDir)).find((f) => f.startsWith('MANIFEST-')) as string;
   await writeFile(join(dbDir, manifest), Buffer.alloc(200, 0x5a));
-  await t.rejects(LevelStore.open(dir), { code: 'BERTH_ERR_STORE_CORRUPT', message: /is corrupt .*never resets it/ });
+  await t.rejects(LevelStore.open(dir), {
+    code: 'BERTH_ERR_STORE_CORRUPT',
+    message: /is corrupt .*never resets it/,
+  });
   // The damaged files are still there for the operator to inspect or restore.
   t.ok((await readdir(dbDir)).includes(manifest));
 
   await rm(join(dbDir, 'CURRENT'));
-  await t.rejects(LevelStore.open(dir), { code: 'BERTH_ERR_STORE_CORRUPT', message: /has files but no CURRENT/ });
+  await t.rejects(LevelStore.open(dir), {
+    code: 'BERTH_ERR_STORE_CORRUPT',
+    message: /has files but no CURRENT/,
+  });
 });
 
 t.test('level: a store from a newer berth is refused', async (t) => {
@@ -116,5 +143,8 @@ t.test('level: data without a schema version is corruption, not a fresh store', 
     { type: 'put', key: 'instance/a', value: 1 },
   ]);
   await store.close();
-  await t.rejects(LevelStore.open(dir), { code: 'BERTH_ERR_STORE_CORRUPT', message: /holds data but no schema version/ });
+  await t.rejects(LevelStore.open(dir), {
+    code: 'BERTH_ERR_STORE_CORRUPT',
+    message: /holds data but no schema version/,
+  });
 });
