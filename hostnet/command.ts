@@ -33,7 +33,10 @@ export const osCommandRunner: CommandRunner = {
         { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
         (err, stdout, stderr) => {
           if (err) {
-            const code = typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : null;
+            const code =
+              typeof (err as NodeJS.ErrnoException).code === 'number'
+                ? (err as unknown as { code: number }).code
+                : null;
             reject(new CommandError(argv, code, stderr || err.message));
           } else resolve({ stdout, stderr });
         },

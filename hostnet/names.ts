@@ -8,7 +8,10 @@ export const IFNAMSIZ = 15;
 const PREFIX = /^[a-z][a-z0-9]{1,3}$/;
 
 export function checkPrefix(prefix: string): string {
-  if (!PREFIX.test(prefix)) throw new Error(`name prefix "${prefix}" must be 2-4 lower-case letters or digits, starting with a letter`);
+  if (!PREFIX.test(prefix))
+    throw new Error(
+      `name prefix "${prefix}" must be 2-4 lower-case letters or digits, starting with a letter`,
+    );
   return prefix;
 }
 
@@ -61,7 +64,11 @@ export class Names {
   }
 
   owns(ifname: string): boolean {
-    return ifname.startsWith(this.prefix) && ifname.length > this.prefix.length && 'btvep'.includes(ifname[this.prefix.length] as string);
+    return (
+      ifname.startsWith(this.prefix) &&
+      ifname.length > this.prefix.length &&
+      'btvep'.includes(ifname[this.prefix.length] as string)
+    );
   }
 
   ownsNetns(name: string): boolean {

@@ -18,7 +18,9 @@ export class Reverter {
       try {
         await step.fn();
       } catch (err) {
-        errors.push(new Error(`could not undo ${step.what}: ${err instanceof Error ? err.message : String(err)}`));
+        errors.push(
+          new Error(`could not undo ${step.what}: ${err instanceof Error ? err.message : String(err)}`),
+        );
       }
     }
     this.undo.length = 0;

@@ -8,16 +8,27 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
+import type { NetworkDriver } from '../../hostnet/driver.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fieldPath } from '../config/validate.js';
 import { BerthError } from '../errors.js';
+import type { InstanceService } from '../services/instances.js';
+import type { NetworkService } from '../services/networks.js';
 import { auditRoutes } from './routes/audit.js';
+import { instanceRoutes } from './routes/instances.js';
+import { networkRoutes } from './routes/networks.js';
+import { poolRoutes } from './routes/pool.js';
 import { type StatusSource, statusRoutes } from './routes/status.js';
 import { API_PREFIX, type ErrorBody } from './types.js';
 
 export interface AdminServices {
   status: StatusSource;
   audit: AuditLog;
+  networks: NetworkService;
+  instances: InstanceService;
+  macs: MacPool;
+  driver: NetworkDriver;
 }
 
 declare module 'fastify' {
@@ -113,5 +124,12 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
 
   await app.register(statusRoutes, { prefix: API_PREFIX, source: services.status });
   await app.register(auditRoutes, { prefix: API_PREFIX, audit: services.audit });
+  await app.register(networkRoutes, {
+    prefix: API_PREFIX,
+    networks: services.networks,
+    driver: services.driver,
+  });
+  await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances });
+  await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });
   return app;
 }

@@ -64,3 +64,117 @@ export type AuditQuery = Static<typeof AuditQuery>;
 
 export const AuditList = Type.Object({ records: Type.Array(AuditRecord) });
 export type AuditList = Static<typeof AuditList>;
+
+export const NetworkName = Type.String({
+  pattern: '^[a-z][a-z0-9-]{0,30}$',
+  description: 'lower case, digits and -, at most 31',
+});
+export const InstanceName = Type.String({
+  pattern: '^[a-z][a-z0-9-]{0,62}$',
+  description: 'lower case, digits and -, at most 63',
+});
+
+export const NetworkCreate = Type.Object(
+  {
+    name: NetworkName,
+    subnet: Type.String(),
+    gateway: Type.Optional(Type.String()),
+    vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
+    uplink: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,15}$' })),
+    mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9216 })),
+    dns: Type.Optional(Type.Array(Type.String(), { maxItems: 8 })),
+    domain: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' })),
+  },
+  { additionalProperties: false },
+);
+export type NetworkCreate = Static<typeof NetworkCreate>;
+
+export const Usage = Type.Object({
+  size: Type.Integer(),
+  assigned: Type.Integer(),
+  quarantined: Type.Integer(),
+  free: Type.Integer(),
+});
+
+export const GuardDrop = Type.Object({
+  port: Type.String(),
+  reason: Type.String(),
+  packets: Type.Integer(),
+  bytes: Type.Integer(),
+});
+
+export const Network = Type.Object({
+  name: Type.String(),
+  subnet: Type.String(),
+  gateway: Type.Union([Type.String(), Type.Null()]),
+  vlan: Type.Union([Type.Integer(), Type.Null()]),
+  uplink: Type.Union([Type.String(), Type.Null()]),
+  mtu: Type.Integer(),
+  dns: Type.Array(Type.String()),
+  domain: Type.Union([Type.String(), Type.Null()]),
+  source: Type.Union([Type.Literal('config'), Type.Literal('api')]),
+  created_at: Type.String(),
+  bridge: Type.String(),
+  endpoint: Type.String(),
+  service_ip: Type.String(),
+  ips: Usage,
+  guard_drops: Type.Array(GuardDrop),
+});
+export type Network = Static<typeof Network>;
+
+export const NetworkList = Type.Object({ networks: Type.Array(Network) });
+export type NetworkList = Static<typeof NetworkList>;
+
+export const Nic = Type.Object({
+  network: Type.String(),
+  mac: Type.String(),
+  ip: Type.String(),
+  port: Type.String(),
+});
+export type Nic = Static<typeof Nic>;
+
+export const Runtime = Type.Union([Type.Literal('netns'), Type.Literal('libvirt')]);
+
+export const InstanceCreate = Type.Object(
+  {
+    name: InstanceName,
+    network: NetworkName,
+    runtime: Type.Optional(Runtime),
+  },
+  { additionalProperties: false },
+);
+export type InstanceCreate = Static<typeof InstanceCreate>;
+
+export const Instance = Type.Object({
+  id: Type.String(),
+  uuid: Type.String(),
+  name: Type.String(),
+  runtime: Runtime,
+  state: Type.Union([
+    Type.Literal('creating'),
+    Type.Literal('running'),
+    Type.Literal('stopped'),
+    Type.Literal('deleting'),
+    Type.Literal('error'),
+  ]),
+  created_at: Type.String(),
+  netns: Type.Optional(Type.String()),
+  nics: Type.Array(Nic),
+});
+export type Instance = Static<typeof Instance>;
+
+export const InstanceList = Type.Object({ instances: Type.Array(Instance) });
+export type InstanceList = Static<typeof InstanceList>;
+
+export const ExecRequest = Type.Object(
+  { argv: Type.Array(Type.String(), { minItems: 1, maxItems: 256 }) },
+  { additionalProperties: false },
+);
+export type ExecRequest = Static<typeof ExecRequest>;
+export const ExecResult = Type.Object({ code: Type.Integer(), stdout: Type.String(), stderr: Type.String() });
+export type ExecResult = Static<typeof ExecResult>;
+
+export const PoolUsage = Type.Object({
+  pools: Type.Array(Type.Object({ prefix: Type.String(), ...Usage.properties })),
+});
+export type PoolUsage = Static<typeof PoolUsage>;

@@ -41,6 +41,10 @@ export const ConfigSchema = Type.Object(
       ]),
     ),
     host_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' })),
+    name_prefix: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9]{1,3}$' })),
+    vlan_mode: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('filtering'), Type.Literal('subinterface')]),
+    ),
     mac_pools: Type.Optional(Type.Array(MacPoolConfig, { minItems: 1 })),
     quarantine: Type.Optional(
       Type.Object(
@@ -66,6 +70,9 @@ export interface Config {
   socket_group: string;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   host_id: string | undefined;
+  /** Prefix of every interface, namespace and nft table berth owns on this host. */
+  name_prefix: string;
+  vlan_mode: 'auto' | 'filtering' | 'subinterface';
   mac_pools: { prefix: string }[];
   quarantine: { mac_seconds: number; ip_seconds: number };
   networks: NetworkConfig[];
@@ -83,6 +90,8 @@ export const EMBEDDED_DEFAULT: Config = {
   socket_group: 'berth',
   log_level: 'info',
   host_id: undefined,
+  name_prefix: 'bth',
+  vlan_mode: 'auto',
   mac_pools: [{ prefix: '0a:b7:e7' }],
   quarantine: { mac_seconds: 3600, ip_seconds: 600 },
   networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],

@@ -114,6 +114,8 @@ export function validateConfig(raw: unknown): Config {
     socket_group: cfg.socket_group ?? EMBEDDED_DEFAULT.socket_group,
     log_level: cfg.log_level ?? EMBEDDED_DEFAULT.log_level,
     host_id: cfg.host_id,
+    name_prefix: cfg.name_prefix ?? EMBEDDED_DEFAULT.name_prefix,
+    vlan_mode: cfg.vlan_mode ?? EMBEDDED_DEFAULT.vlan_mode,
     mac_pools: pools,
     quarantine: {
       mac_seconds: cfg.quarantine?.mac_seconds ?? EMBEDDED_DEFAULT.quarantine.mac_seconds,

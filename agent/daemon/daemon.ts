@@ -16,12 +16,17 @@ import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import type { Notifier } from './sd-notify.js';
+import { buildServices, type DriverFactory, reconcileHost, type Services } from './services.js';
 
 export interface DaemonDeps {
   log: Logger;
   notifier: Notifier;
   /** Opens the store; the LevelDB store by default. */
   openStore?: (stateDir: string) => Promise<Store>;
+  /** Builds the network driver; the real host driver by default. */
+  driver?: DriverFactory;
+  /** Seconds between full reconcile passes. */
+  reconcileSeconds?: number;
 }
 
 function defaultHostId(): string {
@@ -32,10 +37,6 @@ function defaultHostId(): string {
   return `${base}-${randomBytes(3).toString('hex')}`;
 }
 
-async function countPrefix(store: Store, prefix: string): Promise<number> {
-  return (await store.list(prefix)).length;
-}
-
 export class Daemon {
   private store: Store | undefined;
   private api: FastifyInstance | undefined;
@@ -43,6 +44,8 @@ export class Daemon {
   private readonly startedAt = new Date();
   private hostId = '';
   private stopping: Promise<void> | undefined;
+  private services: Services | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -63,9 +66,28 @@ export class Daemon {
     this.hostId = await this.resolveHostId(store);
     const audit = await AuditLog.open(store);
 
+    notifier.notify({ STATUS: 'reconciling the host' });
+    const services = await buildServices(store, cfg, log, this.deps.driver);
+    this.services = services;
+    await services.instances.recover();
+    await reconcileHost(services, log);
+    const every = (this.deps.reconcileSeconds ?? 60) * 1000;
+    this.reconcileTimer = setInterval(() => void reconcileHost(services, log), every);
+    this.reconcileTimer.unref();
+
     notifier.notify({ STATUS: 'starting admin API' });
     await prepareSocketPath(cfg.socket);
-    this.api = await buildAdminServer({ status: { status: () => this.status() }, audit }, log);
+    this.api = await buildAdminServer(
+      {
+        status: { status: () => this.status() },
+        audit,
+        networks: services.networks,
+        instances: services.instances,
+        macs: services.macs,
+        driver: services.driver,
+      },
+      log,
+    );
     await this.api.listen({ path: cfg.socket });
     const gid = await secureSocket(cfg.socket, cfg.socket_group);
     if (gid === undefined)
@@ -94,11 +116,9 @@ export class Daemon {
 
   async status(): Promise<Status> {
     const store = this.store as Store;
-    const [networks, instances, leases] = await Promise.all([
-      countPrefix(store, 'network/'),
-      countPrefix(store, 'instance/'),
-      countPrefix(store, 'lease/'),
-    ]);
+    const networks = this.services?.networks.all().length ?? 0;
+    const instances = this.services?.instances.all().length ?? 0;
+    const leases = (await store.list('lease/')).length;
     return {
       version: VERSION,
       host_id: this.hostId,
@@ -133,6 +153,7 @@ export class Daemon {
   private async doStop(): Promise<void> {
     this.deps.notifier.notify({ STOPPING: 1, STATUS: 'stopping; guests keep running' });
     this.stopWatchdog();
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     if (this.api) {
       // Only a socket this process listened on is removed; on a failed start
       // the path may belong to the berthd that is already running.

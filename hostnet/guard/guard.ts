@@ -71,7 +71,11 @@ export class Guard {
       const dot = name.indexOf('.');
       const port = dot < 0 ? '*' : name.slice(0, dot);
       const reason = name.slice(dot + 1) as GuardDrop['reason'];
-      if (dot < 0 ? (TABLE_COUNTERS as readonly string[]).includes(reason) : DROP_REASONS.includes(reason as DropReason)) {
+      if (
+        dot < 0
+          ? (TABLE_COUNTERS as readonly string[]).includes(reason)
+          : DROP_REASONS.includes(reason as DropReason)
+      ) {
         out.push({ port, reason, packets, bytes });
       }
     }

@@ -53,7 +53,14 @@ export function ipv6Hex(text: string): string {
 /** fe80::/64 plus the modified EUI-64 of the MAC (universal/local bit flipped, ff:fe in the middle). */
 export function linkLocalFromMac(mac: string): string {
   if (!isMac(mac)) throw new Error(`"${mac}" is not a MAC address (want aa:bb:cc:dd:ee:ff, lower case)`);
-  const b = mac.split(':').map((x) => Number.parseInt(x, 16)) as [number, number, number, number, number, number];
+  const b = mac.split(':').map((x) => Number.parseInt(x, 16)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   return formatIPv6([
     0xfe80,
     0,

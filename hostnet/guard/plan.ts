@@ -54,7 +54,8 @@ export function planGuard(
 
   const adds: string[] = [];
   const deletes: string[] = [];
-  for (const port of ports) adds.push(...changePort(names, observed, port, endpointFor(port, want.endpoints)));
+  for (const port of ports)
+    adds.push(...changePort(names, observed, port, endpointFor(port, want.endpoints)));
 
   const keep = new Set(want.ports.map((p) => p.ifname));
   for (const ifname of observedPorts(observed)) {
@@ -66,18 +67,32 @@ export function planGuard(
 }
 
 function observedPorts(observed: ObservedGuard): string[] {
-  const owners = [...observed.counters.keys()].filter((c) => c.includes('.')).map((c) => c.split('.')[0] as string);
-  const all = [...observed.chains.keys(), ...observed.dispatch.keys(), ...observed.paths.map((p) => p[0]), ...owners];
+  const owners = [...observed.counters.keys()]
+    .filter((c) => c.includes('.'))
+    .map((c) => c.split('.')[0] as string);
+  const all = [
+    ...observed.chains.keys(),
+    ...observed.dispatch.keys(),
+    ...observed.paths.map((p) => p[0]),
+    ...owners,
+  ];
   return [...new Set(all)].sort();
 }
 
-function changePort(names: Names, observed: ObservedGuard, port: GuardPort, endpoint: string | undefined): string[] {
+function changePort(
+  names: Names,
+  observed: ObservedGuard,
+  port: GuardPort,
+  endpoint: string | undefined,
+): string[] {
   const t = `bridge ${names.guardTable()}`;
   const chain = portChain(port.ifname);
   if (!observed.chains.has(port.ifname) && !observed.dispatch.has(port.ifname)) {
     const fresh = addPortCommands(names, port, endpoint);
     // Leftover counters of an earlier port with this name keep their numbers; re-adding them would fail.
-    return fresh.filter((c) => !c.startsWith('add counter') || !observed.counters.has(c.split(' ').at(-1) as string));
+    return fresh.filter(
+      (c) => !c.startsWith('add counter') || !observed.counters.has(c.split(' ').at(-1) as string),
+    );
   }
   const out: string[] = [];
   for (const reason of DROP_REASONS) {

@@ -14,8 +14,8 @@
 // adding or removing a port never touches another port's rule handles.
 import { createHash } from 'node:crypto';
 import { BerthError } from '../../agent/errors.js';
-import { IFNAMSIZ, type Names } from '../names.js';
 import { isIPv4, isMac } from '../ipv4.js';
+import { IFNAMSIZ, type Names } from '../names.js';
 import { canonicalIPv6, ipv6Hex, linkLocalFromMac } from './ipv6.js';
 
 export interface GuardPort {
@@ -175,7 +175,8 @@ export function addPortCommands(names: Names, port: GuardPort, endpoint: string 
 export function renderGuard(names: Names, state: GuardState): string {
   const valid = validateState(names, state);
   const lines = [...skeletonCommands(names)];
-  for (const port of valid.ports) lines.push(...addPortCommands(names, port, endpointFor(port, valid.endpoints)));
+  for (const port of valid.ports)
+    lines.push(...addPortCommands(names, port, endpointFor(port, valid.endpoints)));
   return `${lines.join('\n')}\n`;
 }
 
@@ -208,13 +209,19 @@ export function validateState(names: Names, state: GuardState): GuardState {
     checkIfname(names, p.ifname, 'p', `${f}.ifname`);
     if (seen.has(p.ifname)) throw invalid(`${f}.ifname`, `"${p.ifname}" is listed twice`);
     seen.add(p.ifname);
-    if (!isMac(p.mac)) throw invalid(`${f}.mac`, `"${p.mac}" is not a MAC address (want aa:bb:cc:dd:ee:ff, lower case)`);
-    if (!isIPv4(p.ipv4) || p.ipv4 === '0.0.0.0') throw invalid(`${f}.ipv4`, `"${p.ipv4}" is not a usable IPv4 address`);
+    if (!isMac(p.mac))
+      throw invalid(`${f}.mac`, `"${p.mac}" is not a MAC address (want aa:bb:cc:dd:ee:ff, lower case)`);
+    if (!isIPv4(p.ipv4) || p.ipv4 === '0.0.0.0')
+      throw invalid(`${f}.ipv4`, `"${p.ipv4}" is not a usable IPv4 address`);
     (p.ipv6 ?? []).forEach((a, j) => {
-      if (!canonicalIPv6(a)) throw invalid(`${f}.ipv6[${j}]`, `"${a}" is not an IPv6 address (hex groups only)`);
+      if (!canonicalIPv6(a))
+        throw invalid(`${f}.ipv6[${j}]`, `"${a}" is not an IPv6 address (hex groups only)`);
     });
   });
-  state.endpoints.forEach((e, i) => checkIfname(names, e.ifname, 'e', `endpoints[${i}].ifname`));
-  const byName = <T extends { ifname: string }>(a: T, b: T) => (a.ifname < b.ifname ? -1 : a.ifname > b.ifname ? 1 : 0);
+  state.endpoints.forEach((e, i) => {
+    checkIfname(names, e.ifname, 'e', `endpoints[${i}].ifname`);
+  });
+  const byName = <T extends { ifname: string }>(a: T, b: T) =>
+    a.ifname < b.ifname ? -1 : a.ifname > b.ifname ? 1 : 0;
   return { ports: [...state.ports].sort(byName), endpoints: [...state.endpoints].sort(byName) };
 }

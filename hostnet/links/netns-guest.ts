@@ -2,17 +2,11 @@
 // the same agent path as a libvirt guest minus the VM. The root end of the
 // veth is the port (so guard rules keyed by its name apply); the inner end is
 // eth0 with the guest's assigned MAC and no address until the guest's own
-// DHCP client asks for one.
+// DHCP client asks for one. IPv6 stays as a VM's would be, so the guard's
+// IPv6 rules meet real link-local traffic.
 import { Reverter } from '../reverter.js';
 import type { LinkOps } from './link-ops.js';
-import {
-  attachPort,
-  ensureNetns,
-  ensureSysctls,
-  ensureVethIntoNetns,
-  removeParts,
-  withRevert,
-} from './plug.js';
+import { attachPort, ensureNetns, ensureVethIntoNetns, removeParts, withRevert } from './plug.js';
 
 export const GUEST_IFNAME = 'eth0';
 
@@ -45,8 +39,6 @@ export async function ensureNetnsGuest(ops: LinkOps, spec: NetnsGuestSpec): Prom
     if (!lo?.up) await ops.setLinkUp('lo', spec.netns);
     if (peer.mac !== spec.mac) await ops.setMac(GUEST_IFNAME, spec.mac, spec.netns);
     if (peer.mtu !== spec.mtu) await ops.setMtu(GUEST_IFNAME, spec.mtu, spec.netns);
-    // A guest speaks IPv4 only; IPv6 link-local traffic would be noise for the guard.
-    await ensureSysctls(ops, { [`net/ipv6/conf/${GUEST_IFNAME}/disable_ipv6`]: '1' }, spec.netns);
     if (!peer.up) await ops.setLinkUp(GUEST_IFNAME, spec.netns);
   });
 }
@@ -60,4 +52,3 @@ export async function removeNetnsGuest(
     [`network namespace "${spec.netns}"`, () => ops.deleteNetns(spec.netns)],
   ]);
 }
-

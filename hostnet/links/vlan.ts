@@ -149,8 +149,9 @@ export function planVlanNetwork(
     bridge,
     portVid: undefined,
     steps: [
-      { op: 'ensureBridge', name: bridge, mtu, vlanFiltering: false },
+      // The tagged link first: a kernel without 8021q then leaves nothing behind.
       { op: 'ensureVlanSubinterface', uplink, name: sub, vid },
+      { op: 'ensureBridge', name: bridge, mtu, vlanFiltering: false },
       { op: 'setMaster', name: sub, master: bridge },
       { op: 'setLinkUp', name: uplink },
       { op: 'setLinkUp', name: sub },

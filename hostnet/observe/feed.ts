@@ -6,8 +6,9 @@ import type { CommandRunner } from '../command.js';
 import type { MonitorChild, MonitorSpawner, ObserveLogger } from './monitor.js';
 
 export interface FeedOptions<E, S> {
-  /** Names the table in logs and errors, e.g. `neighbours of namespace "ob-ep-a"`. */
-  what: string;
+  /** Names the table in logs and errors: `neighbours of namespace` + `ob-ep-a`. */
+  object: string;
+  name: string;
   monitorArgv: string[];
   dumpArgv: string[];
   parseLine(line: string): E | undefined;
@@ -36,7 +37,11 @@ export class Feed<E, S> {
   // a state at least as new as the dump's, so the last one for a key wins.
   private pending: E[] | undefined;
 
-  constructor(private readonly o: FeedOptions<E, S>) {}
+  private readonly what: string;
+
+  constructor(private readonly o: FeedOptions<E, S>) {
+    this.what = `${o.object} "${o.name}"`;
+  }
 
   /** Resolves once the first dump is in; rejects (and stops) if it cannot be read. */
   async start(): Promise<void> {
@@ -47,7 +52,7 @@ export class Feed<E, S> {
       await this.resync();
     } catch (err) {
       this.stop();
-      throw couldNot('BERTH_ERR_HOST_OP', 'observe', this.o.what, this.o.dumpArgv.join(' '), err);
+      throw couldNot('BERTH_ERR_HOST_OP', 'observe', this.o.object, this.o.name, err);
     }
     this.resyncTimer = setInterval(() => {
       this.resync().catch(() => undefined);
@@ -88,7 +93,7 @@ export class Feed<E, S> {
         this.o.replace(this.o.parseDump(stdout));
       } catch (err) {
         this.o.logger.warn?.(
-          { what: this.o.what, err: causeText(err) },
+          { what: this.what, err: causeText(err) },
           'observe: resync failed; keeping the old view',
         );
         throw err;
@@ -128,10 +133,7 @@ export class Feed<E, S> {
     try {
       event = this.o.parseLine(text);
     } catch (err) {
-      this.o.logger.warn?.(
-        { what: this.o.what, line: text, err: causeText(err) },
-        'observe: unreadable event',
-      );
+      this.o.logger.warn?.({ what: this.what, line: text, err: causeText(err) }, 'observe: unreadable event');
       return;
     }
     if (event === undefined) return;
@@ -147,7 +149,7 @@ export class Feed<E, S> {
     const delay = Math.min(this.o.backoff.initialMs * 2 ** this.restarts, this.o.backoff.maxMs);
     this.restarts++;
     this.o.logger.warn?.(
-      { what: this.o.what, argv: this.o.monitorArgv, reason, restartInMs: delay },
+      { what: this.what, argv: this.o.monitorArgv, reason, restartInMs: delay },
       'observe: monitor exited; restarting',
     );
     this.restartTimer = setTimeout(() => {
@@ -155,7 +157,7 @@ export class Feed<E, S> {
       this.spawnedAt = 0;
       this.spawnChild()
         .then(() => (this.running ? this.resync() : undefined))
-        .then(() => this.o.logger.info?.({ what: this.o.what }, 'observe: monitor restarted and resynced'))
+        .then(() => this.o.logger.info?.({ what: this.what }, 'observe: monitor restarted and resynced'))
         .catch(() => undefined);
     }, delay);
     this.restartTimer.unref();

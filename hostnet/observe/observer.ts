@@ -59,7 +59,10 @@ export class IdentityObserver {
   private readonly fdb: FdbView;
   private readonly fdbFeed: Feed<FdbEvent, FdbRecord[]>;
   private readonly networks = new Map<string, ObservedNetwork>();
-  private readonly neigh = new Map<string, { view: NeighView; feed: Feed<NeighEvent, NeighRecord[]> }>();
+  private readonly neigh = new Map<
+    string,
+    { view: NeighView; feed: Feed<NeighEvent, NeighRecord[]>; ready: Promise<void> }
+  >();
   private readonly listeners = new Set<(change: ObserveChange) => void>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private started = false;
@@ -78,12 +81,18 @@ export class IdentityObserver {
       (bridge) => opts.names.owns(bridge),
       (change) => this.changed(change),
     );
-    this.fdbFeed = this.feed('bridge FDB', ['bridge', 'monitor', 'fdb'], ['bridge', '-j', 'fdb', 'show'], {
-      parseLine: parseFdbLine,
-      parseDump: parseFdbDump,
-      apply: (e) => this.fdb.apply(e),
-      replace: (s) => this.fdb.replace(s),
-    });
+    this.fdbFeed = this.feed(
+      'bridge FDB of namespace',
+      'root',
+      ['bridge', 'monitor', 'fdb'],
+      ['bridge', '-j', 'fdb', 'show'],
+      {
+        parseLine: parseFdbLine,
+        parseDump: parseFdbDump,
+        apply: (e) => this.fdb.apply(e),
+        replace: (s) => this.fdb.replace(s),
+      },
+    );
   }
 
   /** Starts watching the root namespace's FDB; resolves after the first full dump. */
@@ -116,11 +125,20 @@ export class IdentityObserver {
     const old = this.networks.get(network.name);
     this.networks.set(network.name, network);
     if (old && old.netns !== network.netns) this.releaseNetns(old.netns);
-    if (this.neigh.has(network.netns)) return;
+    const shared = this.neigh.get(network.netns);
+    // Another network on the same namespace may still be reading its first dump.
+    if (shared) {
+      await shared.ready.catch((err) => {
+        this.networks.delete(network.name);
+        throw err;
+      });
+      return;
+    }
     const view = new NeighView(network.netns, (change) => this.changed(change));
     const ns = network.netns;
     const feed = this.feed(
-      `neighbours of namespace "${ns}"`,
+      'neighbours of namespace',
+      ns,
       ['ip', '-4', '-n', ns, 'monitor', 'neigh'],
       ['ip', '-4', '-n', ns, '-j', 'neigh', 'show'],
       {
@@ -130,9 +148,10 @@ export class IdentityObserver {
         replace: (s) => view.replace(s),
       },
     );
-    this.neigh.set(ns, { view, feed });
+    const ready = feed.start();
+    this.neigh.set(ns, { view, feed, ready });
     try {
-      await feed.start();
+      await ready;
     } catch (err) {
       this.neigh.delete(ns);
       this.networks.delete(network.name);
@@ -243,14 +262,16 @@ export class IdentityObserver {
   }
 
   private feed<E, S>(
-    what: string,
+    object: string,
+    name: string,
     monitorArgv: string[],
     dumpArgv: string[],
     io: Pick<FeedOptions<E, S>, 'parseLine' | 'parseDump' | 'apply' | 'replace'>,
   ): Feed<E, S> {
     const { runner, spawner, logger, resyncMs, settleMs, backoff } = this.o;
     return new Feed<E, S>({
-      what,
+      object,
+      name,
       monitorArgv,
       dumpArgv,
       ...io,

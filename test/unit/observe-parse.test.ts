@@ -1,5 +1,11 @@
 import t from 'tap';
-import { parseFdbDump, parseFdbLine, parseNeighDump, parseNeighLine, plainIPv4 } from '../../hostnet/observe/parse.js';
+import {
+  parseFdbDump,
+  parseFdbLine,
+  parseNeighDump,
+  parseNeighLine,
+  plainIPv4,
+} from '../../hostnet/observe/parse.js';
 
 // Captured from iproute2 6.1 on Debian 12 (`bridge -j fdb show`), trimmed.
 const FDB_DUMP = JSON.stringify([

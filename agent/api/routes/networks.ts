@@ -1,0 +1,31 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { NetworkDriver } from '../../../hostnet/driver.js';
+import type { NetworkService } from '../../services/networks.js';
+import { Network, NetworkCreate, NetworkList, NetworkName } from '../types.js';
+
+export const networkRoutes: FastifyPluginAsyncTypebox<{
+  networks: NetworkService;
+  driver: NetworkDriver;
+}> = async (app, { networks, driver }) => {
+  const params = Type.Object({ name: NetworkName });
+  app.get('/networks', { schema: { response: { 200: NetworkList } } }, async () => {
+    const drops = await driver.guardDrops();
+    return { networks: await Promise.all(networks.all().map((n) => networks.view(n, drops))) };
+  });
+  app.post(
+    '/networks',
+    { schema: { body: NetworkCreate, response: { 201: Network } } },
+    async (req, reply) => {
+      const rec = await networks.create(req.body);
+      return reply.status(201).send(await networks.view(rec, []));
+    },
+  );
+  app.get('/networks/:name', { schema: { params, response: { 200: Network } } }, async (req) =>
+    networks.view(networks.get(req.params.name), await driver.guardDrops()),
+  );
+  app.delete('/networks/:name', { schema: { params } }, async (req, reply) => {
+    await networks.delete(req.params.name);
+    return reply.status(204).send();
+  });
+};

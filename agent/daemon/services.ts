@@ -1,0 +1,83 @@
+// Builds berthd's services over one store and one network driver, and keeps
+// the host reconciled with them.
+import type { Logger } from 'pino';
+import { MacPool } from '../../hostnet/alloc/mac-pool.js';
+import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
+import { HostDriver } from '../../hostnet/host-driver.js';
+import { Names } from '../../hostnet/names.js';
+import type { Config } from '../config/schema.js';
+import { InstanceService } from '../services/instances.js';
+import { NetworkService, toSpec } from '../services/networks.js';
+import type { Store } from '../store/store.js';
+
+export interface Services {
+  names: Names;
+  driver: NetworkDriver;
+  macs: MacPool;
+  networks: NetworkService;
+  instances: InstanceService;
+}
+
+export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
+
+export const defaultDriver: DriverFactory = (names, config) =>
+  new HostDriver(names, { vlanMode: config.vlan_mode });
+
+export async function buildServices(
+  store: Store,
+  config: Config,
+  log: Logger,
+  makeDriver: DriverFactory = defaultDriver,
+): Promise<Services> {
+  const names = new Names(config.name_prefix);
+  const driver = makeDriver(names, config);
+  const macs = await MacPool.load(store, {
+    prefixes: config.mac_pools.map((p) => p.prefix),
+    quarantineSeconds: config.quarantine.mac_seconds,
+  });
+  let instances: InstanceService | undefined;
+  const networks = new NetworkService({
+    store,
+    driver,
+    log: log.child({ component: 'networks' }),
+    ipQuarantineSeconds: config.quarantine.ip_seconds,
+    instancesOn: (n) => instances?.countOn(n) ?? 0,
+    portsOn: (n) => instances?.portsOn(n) ?? [],
+  });
+  await networks.load(config.networks);
+  instances = new InstanceService({
+    store,
+    driver,
+    networks,
+    macs,
+    names,
+    log: log.child({ component: 'instances' }),
+  });
+  await instances.load();
+  return { names, driver, macs, networks, instances };
+}
+
+export function desiredHostState(s: Services): DesiredHostState {
+  const live = s.instances.all().filter((i) => i.state !== 'deleting');
+  return {
+    networks: s.networks.all().map(toSpec),
+    ports: live.flatMap((i) =>
+      i.nics.map((n) => ({ ifname: n.port, instance: i.id, network: n.network, mac: n.mac, ip: n.ip })),
+    ),
+    netnsGuests: live.flatMap((i) => s.instances.guestOf(i) ?? []),
+  };
+}
+
+/** One reconcile pass; failures are logged with what failed, never thrown. */
+export async function reconcileHost(s: Services, log: Logger): Promise<boolean> {
+  const started = Date.now();
+  try {
+    await s.driver.reconcile(desiredHostState(s));
+    log.debug({ ms: Date.now() - started }, 'host reconciled');
+    return true;
+  } catch (err) {
+    const failures = err instanceof AggregateError ? err.errors.map((e: Error) => e.message) : [String(err)];
+    log.error({ failures, ms: Date.now() - started }, 'host reconcile had failures');
+    return false;
+  }
+}

@@ -1,0 +1,197 @@
+// Networks: validated, stored, and realised on the host through the network
+// driver (bridge, VLAN plumbing, endpoint namespace). Each network owns its IPAM.
+import type { Logger } from 'pino';
+import { Ipam, serviceAddress } from '../../hostnet/alloc/ipam.js';
+import type { NetworkDriver, NetworkSpec } from '../../hostnet/driver.js';
+import type { Network, NetworkCreate } from '../api/types.js';
+import type { NetworkConfig } from '../config/schema.js';
+import { validateNetwork } from '../config/validate.js';
+import { BerthError, couldNot, invalidField } from '../errors.js';
+import type { Store } from '../store/store.js';
+
+export interface NetworkRecord {
+  name: string;
+  subnet: string;
+  gateway?: string;
+  vlan?: number;
+  uplink?: string;
+  mtu: number;
+  dns: string[];
+  domain?: string;
+  source: 'config' | 'api';
+  created_at: string;
+}
+
+export const NETWORK_PREFIX = 'network/';
+
+export interface NetworkServiceOptions {
+  store: Store;
+  driver: NetworkDriver;
+  log: Logger;
+  ipQuarantineSeconds: number;
+  /** Tells whether instances still use a network (delete refuses then). */
+  instancesOn: (network: string) => number;
+  /** The port ifnames on a network, to pick its guard drop counters. */
+  portsOn: (network: string) => string[];
+}
+
+export function toSpec(rec: NetworkRecord): NetworkSpec {
+  return {
+    name: rec.name,
+    subnet: rec.subnet,
+    gateway: rec.gateway,
+    vlan: rec.vlan,
+    uplink: rec.uplink,
+    mtu: rec.mtu,
+    serviceIp: serviceAddress(rec),
+  };
+}
+
+function recordFrom(input: NetworkCreate | NetworkConfig, source: NetworkRecord['source']): NetworkRecord {
+  const rec: NetworkRecord = {
+    name: input.name,
+    subnet: input.subnet,
+    mtu: input.mtu ?? 1500,
+    dns: input.dns ?? [],
+    source,
+    created_at: new Date().toISOString(),
+  };
+  if (input.gateway !== undefined) rec.gateway = input.gateway;
+  if (input.vlan !== undefined) rec.vlan = input.vlan;
+  if (input.uplink !== undefined) rec.uplink = input.uplink;
+  if (input.domain !== undefined) rec.domain = input.domain;
+  return rec;
+}
+
+export class NetworkService {
+  private readonly records = new Map<string, NetworkRecord>();
+  private readonly ipams = new Map<string, Ipam>();
+
+  constructor(private readonly opts: NetworkServiceOptions) {}
+
+  /** Loads stored networks and adds the config's networks that are not stored yet. */
+  async load(fromConfig: NetworkConfig[]): Promise<void> {
+    for (const { value } of await this.opts.store.list<NetworkRecord>(NETWORK_PREFIX))
+      await this.track(value);
+    for (const net of fromConfig) {
+      if (this.records.has(net.name)) continue;
+      const rec = recordFrom(net, 'config');
+      await this.checkVlan(rec);
+      await this.opts.store.batch([{ type: 'put', key: `${NETWORK_PREFIX}${rec.name}`, value: rec }], {
+        guards: [{ key: `${NETWORK_PREFIX}${rec.name}`, absent: true }],
+      });
+      await this.track(rec);
+    }
+  }
+
+  private async track(rec: NetworkRecord): Promise<void> {
+    this.records.set(rec.name, rec);
+    this.ipams.set(
+      rec.name,
+      await Ipam.load(this.opts.store, rec, { quarantineSeconds: this.opts.ipQuarantineSeconds }),
+    );
+  }
+
+  all(): NetworkRecord[] {
+    return [...this.records.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): NetworkRecord {
+    const rec = this.records.get(name);
+    if (!rec)
+      throw new BerthError('BERTH_ERR_NOT_FOUND', `could not find network "${name}": no such network`);
+    return rec;
+  }
+
+  ipam(name: string): Ipam {
+    this.get(name);
+    return this.ipams.get(name) as Ipam;
+  }
+
+  private async checkVlan(rec: NetworkRecord): Promise<void> {
+    if (rec.vlan === undefined) return;
+    const clash = [...this.records.values()].find(
+      (n) => n.name !== rec.name && n.vlan === rec.vlan && n.uplink === rec.uplink,
+    );
+    if (clash) {
+      throw couldNot(
+        'BERTH_ERR_CONFLICT',
+        'create',
+        'network',
+        rec.name,
+        `VLAN ${rec.vlan} on uplink "${rec.uplink}" is already used by network "${clash.name}"`,
+        {
+          field: 'vlan',
+        },
+      );
+    }
+    await this.opts.driver.checkVlanSupport(rec);
+  }
+
+  async create(input: NetworkCreate): Promise<NetworkRecord> {
+    validateNetwork({ ...input }, '', (field, reason) => invalidField(field.replace(/^\./, ''), reason));
+    if (this.records.has(input.name)) {
+      throw couldNot(
+        'BERTH_ERR_ALREADY_EXISTS',
+        'create',
+        'network',
+        input.name,
+        'a network with that name exists',
+        { field: 'name' },
+      );
+    }
+    const rec = recordFrom(input, 'api');
+    await this.checkVlan(rec);
+    const key = `${NETWORK_PREFIX}${rec.name}`;
+    await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
+    try {
+      await this.opts.driver.ensureNetwork(toSpec(rec));
+    } catch (err) {
+      // Nothing half-applied: the host side rolled itself back; drop the record too.
+      await this.opts.driver.removeNetwork(toSpec(rec)).catch(() => undefined);
+      await this.opts.store.batch([{ type: 'del', key }]);
+      throw err;
+    }
+    await this.track(rec);
+    this.opts.log.info({ network: rec.name, subnet: rec.subnet, vlan: rec.vlan }, 'network created');
+    return rec;
+  }
+
+  async delete(name: string): Promise<void> {
+    const rec = this.get(name);
+    const users = this.opts.instancesOn(name);
+    if (users > 0)
+      throw couldNot('BERTH_ERR_CONFLICT', 'delete', 'network', name, `${users} instance(s) still use it`);
+    await this.opts.driver.removeNetwork(toSpec(rec));
+    const ipKeys = await this.opts.store.list(`ip/${name}/`);
+    await this.opts.store.batch([
+      { type: 'del', key: `${NETWORK_PREFIX}${name}` },
+      ...ipKeys.map((e) => ({ type: 'del' as const, key: e.key })),
+    ]);
+    this.records.delete(name);
+    this.ipams.delete(name);
+    this.opts.log.info({ network: name }, 'network deleted');
+  }
+
+  async view(rec: NetworkRecord, drops?: Awaited<ReturnType<NetworkDriver['guardDrops']>>): Promise<Network> {
+    const placement = this.opts.driver.placement(rec);
+    const ports = new Set(this.opts.portsOn(rec.name));
+    return {
+      name: rec.name,
+      subnet: rec.subnet,
+      gateway: rec.gateway ?? null,
+      vlan: rec.vlan ?? null,
+      uplink: rec.uplink ?? null,
+      mtu: rec.mtu,
+      dns: rec.dns,
+      domain: rec.domain ?? null,
+      source: rec.source,
+      created_at: rec.created_at,
+      bridge: placement.bridge,
+      endpoint: placement.endpointNetns,
+      service_ip: serviceAddress(rec),
+      ips: this.ipam(rec.name).usage(),
+      guard_drops: (drops ?? []).filter((d) => ports.has(d.port)),
+    };
+  }
+}

@@ -1,0 +1,72 @@
+// The contract between berth's services and the host network: everything
+// the network and instance services ask of the kernel goes through here.
+// The real implementation composes links, guard and observation; unit tests
+// of the services use a fake that records calls.
+
+export interface NetworkSpec {
+  name: string;
+  subnet: string;
+  gateway?: string | undefined;
+  vlan?: number | undefined;
+  uplink?: string | undefined;
+  mtu: number;
+  /** The endpoint's in-subnet address (IPAM reserves it). */
+  serviceIp: string;
+}
+
+export interface NetworkPlacement {
+  bridge: string;
+  endpointNetns: string;
+  endpointVeth: string;
+}
+
+export interface PortSpec {
+  /** Root-side interface name: a tap for libvirt, a veth end for netns guests. */
+  ifname: string;
+  instance: string;
+  network: string;
+  mac: string;
+  ip: string;
+}
+
+export interface NetnsGuestSpec {
+  netns: string;
+  port: PortSpec;
+}
+
+export interface GuardDrop {
+  port: string;
+  reason: string;
+  packets: number;
+  bytes: number;
+}
+
+export interface KernelFeatures {
+  dot1q: boolean;
+  vlanFiltering: boolean;
+}
+
+export interface DesiredHostState {
+  networks: NetworkSpec[];
+  ports: PortSpec[];
+  netnsGuests: NetnsGuestSpec[];
+}
+
+export interface NetworkDriver {
+  features(): Promise<KernelFeatures>;
+  /** Throws BERTH_ERR_KERNEL_FEATURE naming what is missing for this VLAN network. */
+  checkVlanSupport(net: Pick<NetworkSpec, 'name'>): Promise<void>;
+  placement(net: Pick<NetworkSpec, 'name' | 'vlan' | 'uplink'>): NetworkPlacement;
+  /** Bridge, VLAN plumbing and endpoint namespace; safe to call again, never flaps what exists. */
+  ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement>;
+  removeNetwork(net: NetworkSpec): Promise<void>;
+  /** Installs the port's guard; the port itself may not exist yet. */
+  guardPort(port: PortSpec): Promise<void>;
+  unguardPort(ifname: string): Promise<void>;
+  ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec): Promise<void>;
+  removeNetnsGuest(guest: NetnsGuestSpec): Promise<void>;
+  execInNetns(netns: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  guardDrops(): Promise<GuardDrop[]>;
+  /** Brings the host to the desired state and removes owned orphans; gathers failures. */
+  reconcile(desired: DesiredHostState): Promise<void>;
+}

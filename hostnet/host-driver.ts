@@ -1,0 +1,214 @@
+// The real NetworkDriver: links (bridges, VLANs, endpoints, netns guests) and
+// the nft guard, kept in step with berth's desired state. Every method is safe
+// to call again; reconcile gathers failures instead of stopping at the first.
+import { CommandError, type CommandRunner, osCommandRunner } from './command.js';
+import type {
+  DesiredHostState,
+  GuardDrop,
+  KernelFeatures,
+  NetnsGuestSpec,
+  NetworkDriver,
+  NetworkPlacement,
+  NetworkSpec,
+  PortSpec,
+} from './driver.js';
+import { Guard } from './guard/guard.js';
+import type { GuardEndpoint, GuardPort } from './guard/render.js';
+import { parseCidr } from './ipv4.js';
+import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
+import type { Names } from './names.js';
+
+export interface HostDriverOptions {
+  vlanMode?: VlanModeSetting;
+  links?: HostLinks;
+  guard?: Guard;
+  runner?: CommandRunner;
+}
+
+export class HostDriver implements NetworkDriver {
+  private readonly links: HostLinks;
+  private readonly guard: Guard;
+  private readonly runner: CommandRunner;
+  private readonly vlanMode: VlanModeSetting;
+  private support: Promise<KernelFeatures> | undefined;
+  private readonly endpoints = new Map<string, GuardEndpoint>();
+  private readonly ports = new Map<string, GuardPort>();
+  private readonly plans = new Map<string, VlanPlan>();
+
+  constructor(
+    private readonly names: Names,
+    options: HostDriverOptions = {},
+  ) {
+    this.links = options.links ?? new HostLinks(names);
+    this.guard = options.guard ?? new Guard(names);
+    this.runner = options.runner ?? osCommandRunner;
+    this.vlanMode = options.vlanMode ?? 'auto';
+  }
+
+  features(): Promise<KernelFeatures> {
+    this.support ??= this.links.detectVlanSupport();
+    return this.support;
+  }
+
+  async checkVlanSupport(net: Pick<NetworkSpec, 'name'>): Promise<void> {
+    this.links.chooseVlanMode(this.vlanMode, await this.features(), net.name);
+  }
+
+  private async vlanPlan(net: NetworkSpec): Promise<VlanPlan | undefined> {
+    if (net.vlan === undefined || net.uplink === undefined) return undefined;
+    const cached = this.plans.get(net.name);
+    if (cached) return cached;
+    const mode = this.links.chooseVlanMode(this.vlanMode, await this.features(), net.name);
+    const plan = this.links.planVlanNetwork(mode, net.name, net.uplink, net.vlan, { mtu: net.mtu });
+    this.plans.set(net.name, plan);
+    return plan;
+  }
+
+  placement(net: Pick<NetworkSpec, 'name' | 'vlan' | 'uplink'>): NetworkPlacement {
+    const bridge = this.plans.get(net.name)?.bridge ?? this.names.bridge(net.name);
+    return {
+      bridge,
+      endpointNetns: this.names.endpointNetns(net.name),
+      endpointVeth: this.names.endpointVeth(net.name),
+    };
+  }
+
+  ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement> {
+    return this.realiseNetwork(net, true);
+  }
+
+  /** Reconcile passes updateGuard=false and applies the guard once, with every port known. */
+  private async realiseNetwork(net: NetworkSpec, updateGuard: boolean): Promise<NetworkPlacement> {
+    const plan = await this.vlanPlan(net);
+    if (plan) await this.links.applyVlanPlan(plan, await this.features());
+    else await this.links.ensureBridge(this.names.bridge(net.name), { mtu: net.mtu });
+    const place = this.placement(net);
+    const cidr = parseCidr(net.subnet);
+    await this.links.ensureEndpoint({
+      network: net.name,
+      bridge: place.bridge,
+      netns: place.endpointNetns,
+      veth: place.endpointVeth,
+      serviceIp: net.serviceIp,
+      prefixLen: cidr?.prefix ?? 24,
+      mtu: net.mtu,
+      ...(plan?.portVid !== undefined ? { vid: plan.portVid } : {}),
+    });
+    const endpoint = { network: net.name, bridge: place.bridge, ifname: place.endpointVeth };
+    const known = this.endpoints.get(net.name);
+    this.endpoints.set(net.name, endpoint);
+    const moved = !known || known.bridge !== endpoint.bridge || known.ifname !== endpoint.ifname;
+    if (updateGuard && moved) await this.applyGuard();
+    return place;
+  }
+
+  async removeNetwork(net: NetworkSpec): Promise<void> {
+    const place = this.placement(net);
+    await this.links.removeEndpoint({ netns: place.endpointNetns, veth: place.endpointVeth });
+    this.endpoints.delete(net.name);
+    await this.applyGuard();
+    // A trunk bridge serves other VLANs too; the orphan sweep removes it once unused.
+    if (!this.plans.get(net.name) || this.plans.get(net.name)?.mode === 'subinterface')
+      await this.links.removeBridge(place.bridge);
+    this.plans.delete(net.name);
+  }
+
+  private applyGuard(): Promise<boolean> {
+    return this.guard.apply({ ports: [...this.ports.values()], endpoints: [...this.endpoints.values()] });
+  }
+
+  private guardPortOf(port: PortSpec): GuardPort {
+    const bridge =
+      [...this.endpoints.values()].find((e) => e.network === port.network)?.bridge ??
+      this.names.bridge(port.network);
+    return { ifname: port.ifname, mac: port.mac, ipv4: port.ip, network: port.network, bridge };
+  }
+
+  async guardPort(port: PortSpec): Promise<void> {
+    const g = this.guardPortOf(port);
+    this.ports.set(port.ifname, g);
+    await this.guard.addPort(g);
+  }
+
+  async unguardPort(ifname: string): Promise<void> {
+    this.ports.delete(ifname);
+    await this.guard.removePort(ifname);
+  }
+
+  async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec): Promise<void> {
+    const plan = await this.vlanPlan(net);
+    await this.links.ensureNetnsGuest({
+      netns: guest.netns,
+      port: guest.port.ifname,
+      bridge: this.placement(net).bridge,
+      mac: guest.port.mac,
+      mtu: net.mtu,
+      ...(plan?.portVid !== undefined ? { vid: plan.portVid } : {}),
+    });
+  }
+
+  async removeNetnsGuest(guest: NetnsGuestSpec): Promise<void> {
+    await this.links.removeNetnsGuest({ netns: guest.netns, port: guest.port.ifname });
+  }
+
+  async execInNetns(
+    netns: string,
+    argv: string[],
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const r = await this.runner.run(['ip', 'netns', 'exec', netns, ...argv], { timeoutMs: 120_000 });
+      return { code: 0, ...r };
+    } catch (err) {
+      if (err instanceof CommandError) return { code: err.exitCode ?? 1, stdout: '', stderr: err.stderr };
+      throw err;
+    }
+  }
+
+  async guardDrops(): Promise<GuardDrop[]> {
+    return (await this.guard.drops()).map((d) => ({
+      port: d.port,
+      reason: d.reason,
+      packets: d.packets,
+      bytes: d.bytes,
+    }));
+  }
+
+  async reconcile(desired: DesiredHostState): Promise<void> {
+    const errors: Error[] = [];
+    const attempt = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(
+          new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }),
+        );
+      }
+    };
+    const byName = new Map(desired.networks.map((n) => [n.name, n]));
+    for (const net of desired.networks)
+      await attempt(`network ${net.name}`, () => this.realiseNetwork(net, false));
+    this.ports.clear();
+    for (const port of desired.ports) this.ports.set(port.ifname, this.guardPortOf(port));
+    // Guard first: a netns guest recreated below must never exist unguarded.
+    await attempt('guard', () => this.applyGuard());
+    for (const guest of desired.netnsGuests) {
+      const net = byName.get(guest.port.network);
+      if (net) await attempt(`netns guest ${guest.netns}`, () => this.ensureNetnsGuest(guest, net));
+    }
+    const links = new Set<string>([...desired.ports.map((p) => p.ifname)]);
+    const netns = new Set<string>(desired.netnsGuests.map((g) => g.netns));
+    for (const net of desired.networks) {
+      const place = this.placement(net);
+      links.add(place.bridge).add(place.endpointVeth);
+      netns.add(place.endpointNetns);
+      for (const step of this.plans.get(net.name)?.steps ?? [])
+        if (step.op === 'ensureVlanSubinterface') links.add(step.name);
+    }
+    await attempt('orphan sweep', () => this.links.sweepOrphans({ links, netns }));
+    if (errors.length > 0)
+      throw new AggregateError(
+        errors,
+        `${errors.length} reconcile failure(s); first was: ${errors[0]?.message}`,
+      );
+  }
+}

@@ -1,0 +1,192 @@
+// The guard renderer as text: a golden script for two ports and one endpoint,
+// plus the offset arithmetic and input checks it relies on.
+import t from 'tap';
+import { canonicalIPv6, ipv6Hex, linkLocalFromMac, parseIPv6 } from '../../hostnet/guard/ipv6.js';
+import {
+  chaddrMatch,
+  type GuardState,
+  portFingerprint,
+  renderGuard,
+  skeletonFingerprint,
+} from '../../hostnet/guard/render.js';
+import { Names } from '../../hostnet/names.js';
+
+const names = new Names('ga');
+const twoPorts: GuardState = {
+  ports: [
+    { ifname: 'gapb', mac: '02:00:00:00:00:0b', ipv4: '10.9.0.11', network: 'n1', bridge: 'gab1' },
+    {
+      ifname: 'gapa',
+      mac: '02:00:00:00:00:0a',
+      ipv4: '10.9.0.10',
+      network: 'n1',
+      bridge: 'gab1',
+      ipv6: ['2001:DB8:0::a'],
+    },
+  ],
+  endpoints: [{ network: 'n1', bridge: 'gab1', ifname: 'gae1' }],
+};
+
+const GOLDEN = `add table bridge ga_guard
+add counter bridge ga_guard unguarded
+add counter bridge ga_guard dhcp-steer
+add map bridge ga_guard ports { type ifname : verdict; }
+add set bridge ga_guard dhcp_paths { type ifname . ifname; }
+add chain bridge ga_guard prerouting { type filter hook prerouting priority -200; policy accept; }
+add chain bridge ga_guard forward { type filter hook forward priority -200; policy accept; }
+add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard c26d80f4b7e6"
+add rule bridge ga_guard prerouting iifname "gap*" counter name "unguarded" drop
+add rule bridge ga_guard forward iifname "gap*" udp dport 67 iifname . oifname != @dhcp_paths counter name "dhcp-steer" drop
+add counter bridge ga_guard gapa.mac-spoof
+add counter bridge ga_guard gapa.ip-spoof
+add counter bridge ga_guard gapa.arp-spoof
+add counter bridge ga_guard gapa.dhcp-chaddr
+add counter bridge ga_guard gapa.dhcp-server
+add counter bridge ga_guard gapa.ipv6-spoof
+add counter bridge ga_guard gapa.ipv6-ra
+add counter bridge ga_guard gapa.ethertype
+add chain bridge ga_guard port_gapa
+add rule bridge ga_guard port_gapa ether saddr != 02:00:00:00:00:0a counter name "gapa.mac-spoof" drop
+add rule bridge ga_guard port_gapa ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:00:00:00:00:0a arp saddr ip { 0.0.0.0, 10.9.0.10 } accept
+add rule bridge ga_guard port_gapa ether type arp counter name "gapa.arp-spoof" drop
+add rule bridge ga_guard port_gapa ether type ip ip saddr != { 0.0.0.0, 10.9.0.10 } counter name "gapa.ip-spoof" drop
+add rule bridge ga_guard port_gapa ether type ip udp sport 67 counter name "gapa.dhcp-server" drop
+add rule bridge ga_guard port_gapa ether type ip udp sport 68 udp dport 67 ip frag-off & 0x3fff == 0 @th,288,48 0x02000000000a accept
+add rule bridge ga_guard port_gapa ether type ip udp dport 67 counter name "gapa.dhcp-chaddr" drop
+add rule bridge ga_guard port_gapa ether type ip ip saddr 10.9.0.10 accept
+add rule bridge ga_guard port_gapa ether type ip counter name "gapa.ip-spoof" drop
+add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapa.ipv6-ra" drop
+add rule bridge ga_guard port_gapa ether type ip6 udp sport 547 counter name "gapa.dhcp-server" drop
+add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0x20010db800000000000000000000000a, 0xfe80000000000000000000fffe00000a } counter name "gapa.ipv6-spoof" drop
+add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr { 2001:db8::a, fe80::ff:fe00:a } accept
+add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 { 0x20010db800000000000000000000000a, 0xfe80000000000000000000fffe00000a } accept
+add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept
+add rule bridge ga_guard port_gapa ether type ip6 counter name "gapa.ipv6-spoof" drop
+add rule bridge ga_guard port_gapa counter name "gapa.ethertype" drop comment "berth guard 3857f63089d2"
+add element bridge ga_guard ports { "gapa" : jump port_gapa }
+add element bridge ga_guard dhcp_paths { "gapa" . "gae1" }
+add counter bridge ga_guard gapb.mac-spoof
+add counter bridge ga_guard gapb.ip-spoof
+add counter bridge ga_guard gapb.arp-spoof
+add counter bridge ga_guard gapb.dhcp-chaddr
+add counter bridge ga_guard gapb.dhcp-server
+add counter bridge ga_guard gapb.ipv6-spoof
+add counter bridge ga_guard gapb.ipv6-ra
+add counter bridge ga_guard gapb.ethertype
+add chain bridge ga_guard port_gapb
+add rule bridge ga_guard port_gapb ether saddr != 02:00:00:00:00:0b counter name "gapb.mac-spoof" drop
+add rule bridge ga_guard port_gapb ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:00:00:00:00:0b arp saddr ip { 0.0.0.0, 10.9.0.11 } accept
+add rule bridge ga_guard port_gapb ether type arp counter name "gapb.arp-spoof" drop
+add rule bridge ga_guard port_gapb ether type ip ip saddr != { 0.0.0.0, 10.9.0.11 } counter name "gapb.ip-spoof" drop
+add rule bridge ga_guard port_gapb ether type ip udp sport 67 counter name "gapb.dhcp-server" drop
+add rule bridge ga_guard port_gapb ether type ip udp sport 68 udp dport 67 ip frag-off & 0x3fff == 0 @th,288,48 0x02000000000b accept
+add rule bridge ga_guard port_gapb ether type ip udp dport 67 counter name "gapb.dhcp-chaddr" drop
+add rule bridge ga_guard port_gapb ether type ip ip saddr 10.9.0.11 accept
+add rule bridge ga_guard port_gapb ether type ip counter name "gapb.ip-spoof" drop
+add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapb.ipv6-ra" drop
+add rule bridge ga_guard port_gapb ether type ip6 udp sport 547 counter name "gapb.dhcp-server" drop
+add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0xfe80000000000000000000fffe00000b } counter name "gapb.ipv6-spoof" drop
+add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr { fe80::ff:fe00:b } accept
+add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 { 0xfe80000000000000000000fffe00000b } accept
+add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept
+add rule bridge ga_guard port_gapb ether type ip6 counter name "gapb.ipv6-spoof" drop
+add rule bridge ga_guard port_gapb counter name "gapb.ethertype" drop comment "berth guard bf0f33169580"
+add element bridge ga_guard ports { "gapb" : jump port_gapb }
+add element bridge ga_guard dhcp_paths { "gapb" . "gae1" }
+`;
+
+t.test('golden script for two ports and one endpoint', async (t) => {
+  t.equal(renderGuard(names, twoPorts), GOLDEN);
+  const reversed = { ...twoPorts, ports: [...twoPorts.ports].reverse() };
+  t.equal(renderGuard(names, reversed), GOLDEN, 'input order does not change the text');
+});
+
+t.test('chaddr sits 36 bytes into the UDP header, 6 bytes long', async (t) => {
+  // 8-byte UDP header, then BOOTP op(1) htype(1) hlen(1) hops(1) xid(4) secs(2) flags(2) ciaddr yiaddr siaddr giaddr(16).
+  const bootpBeforeChaddr = 1 + 1 + 1 + 1 + 4 + 2 + 2 + 4 * 4;
+  t.equal(bootpBeforeChaddr, 28);
+  t.same(chaddrMatch(), { offset: (8 + 28) * 8, length: 48 });
+  t.equal(chaddrMatch().offset, 288);
+  t.match(GOLDEN, /@th,288,48 0x02000000000a accept/);
+});
+
+t.test('link-local addresses come from the MAC by modified EUI-64', async (t) => {
+  t.equal(linkLocalFromMac('52:54:00:12:34:56'), 'fe80::5054:ff:fe12:3456');
+  t.equal(
+    linkLocalFromMac('02:00:00:00:00:0a'),
+    'fe80::ff:fe00:a',
+    'the U/L bit flips to 0 and zero groups fold',
+  );
+  t.equal(ipv6Hex('fe80::ff:fe00:a'), '0xfe80000000000000000000fffe00000a');
+  t.equal(canonicalIPv6('2001:0DB8:0:0:1:0:0:1'), '2001:db8::1:0:0:1', 'the first longest zero run folds');
+  t.equal(canonicalIPv6('::'), '::');
+  t.equal(canonicalIPv6('1::'), '1::');
+  for (const bad of [
+    '1:2:3:4:5:6:7:8:9',
+    '1::2::3',
+    'fe80::1%eth0',
+    '::ffff:1.2.3.4',
+    'g::1',
+    '1:2:3:4:5:6:7',
+  ]) {
+    t.equal(parseIPv6(bad), undefined, bad);
+  }
+  t.throws(() => linkLocalFromMac('02:00:00:00:00'), /not a MAC address/);
+});
+
+t.test('fingerprints follow what the rules say', async (t) => {
+  const a = twoPorts.ports[1] as GuardState['ports'][number];
+  t.equal(portFingerprint(a), portFingerprint({ ...a, network: 'other' }), 'the network is not in the rules');
+  t.not(portFingerprint(a), portFingerprint({ ...a, ipv4: '10.9.0.12' }));
+  t.not(portFingerprint(a), portFingerprint({ ...a, ipv6: [] }));
+  t.not(
+    skeletonFingerprint(names),
+    skeletonFingerprint(new Names('gb')),
+    'the owned prefix is part of the skeleton',
+  );
+});
+
+t.test('everything spliced into nft text is checked first', async (t) => {
+  const port = twoPorts.ports[0] as GuardState['ports'][number];
+  const render = (p: object, endpoints = twoPorts.endpoints) =>
+    renderGuard(names, { ports: [{ ...port, ...p }], endpoints });
+  t.throws(() => render({ ifname: 'eth0' }), {
+    code: 'BERTH_ERR_INVALID_ARGUMENT',
+    message: /ports\[0\]\.ifname: "eth0" is not a guest port name owned by berth \(want "gap\.\.\."/,
+  });
+  const fieldOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return (err as { field?: string }).field;
+    }
+    return 'no error';
+  };
+  t.equal(
+    fieldOf(() => render({ ifname: 'gap"; flush ruleset' })),
+    'ports[0].ifname',
+  );
+  t.equal(
+    fieldOf(() => render({ ifname: 'gap0123456789abc' })),
+    'ports[0].ifname',
+    'longer than 15',
+  );
+  t.equal(
+    fieldOf(() => render({ mac: '02:00:00:00:00:0B' })),
+    'ports[0].mac',
+  );
+  t.equal(
+    fieldOf(() => render({ ipv4: '0.0.0.0' })),
+    'ports[0].ipv4',
+  );
+  t.equal(
+    fieldOf(() => render({ ipv6: ['fe80::1', 'nope'] })),
+    'ports[0].ipv6[1]',
+  );
+  t.equal(
+    fieldOf(() => render({}, [{ network: 'n1', bridge: 'gab1', ifname: 'gap1' }])),
+    'endpoints[0].ifname',
+  );
+  t.throws(() => renderGuard(names, { ports: [port, port], endpoints: [] }), /"gapb" is listed twice/);
+  t.notMatch(render({}, []), /dhcp_paths \{ "gapb"/, 'a network without an endpoint gets no DHCP path');
+});
