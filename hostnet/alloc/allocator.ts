@@ -142,7 +142,7 @@ export class Allocator {
   /** The batch op that moves value into quarantine; apply with markReleased() after it landed. */
   releaseOp(value: number): { op: BatchOp; record: AllocRecord } | undefined {
     const rec = this.records.get(value);
-    if (!rec || rec.state !== 'assigned') return undefined;
+    if (rec?.state !== 'assigned') return undefined;
     const record: AllocRecord = { ...rec, state: 'quarantined', until: this.now() + this.spec.quarantineMs };
     return { op: { type: 'put', key: this.key(value), value: record }, record };
   }

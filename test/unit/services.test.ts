@@ -36,6 +36,7 @@ t.test('network create validates fields, refuses duplicates and VLANs the kernel
     message: 'subnet: "10.0.0.0/33" is not a CIDR',
   });
   await t.rejects(networks.create({ name: 'a', subnet: '10.0.0.0/24', gateway: '10.9.0.1' }), {
+    code: 'BERTH_ERR_INVALID_ARGUMENT',
     field: 'gateway',
   });
   const rec = await networks.create({
