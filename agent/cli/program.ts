@@ -3,7 +3,10 @@
 import { Command, CommanderError } from 'commander';
 import { BerthClient } from '../client/client.js';
 import { registerAudit } from './commands/audit.js';
+import { registerInstances } from './commands/instances.js';
+import { registerNetworks } from './commands/networks.js';
 import { registerPending } from './commands/pending.js';
+import { registerPool } from './commands/pool.js';
 import { registerStatus } from './commands/status.js';
 import type { CliContext } from './context.js';
 import { EXIT, type Io } from './output.js';
@@ -19,6 +22,9 @@ export function buildProgram(ctx: CliContext, version: string): Command {
     .configureOutput({ writeOut: (s) => ctx.io.out(s.trimEnd()), writeErr: (s) => ctx.io.err(s.trimEnd()) });
   registerStatus(program, ctx);
   registerAudit(program, ctx);
+  registerNetworks(program, ctx);
+  registerInstances(program, ctx);
+  registerPool(program, ctx);
   registerPending(program, ctx);
   // Subcommands inherit exit handling so usage errors anywhere exit 2.
   for (const cmd of program.commands) {

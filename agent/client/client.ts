@@ -1,7 +1,20 @@
 // A small client for berthd's admin API over its unix socket. berthctl and
 // tests talk to berthd only through this.
 import { request as httpRequest } from 'node:http';
-import type { AuditList, AuditQuery, ErrorBody, Status } from '../api/types.js';
+import type {
+  AuditList,
+  AuditQuery,
+  ErrorBody,
+  ExecResult,
+  Instance,
+  InstanceCreate,
+  InstanceList,
+  Network,
+  NetworkCreate,
+  NetworkList,
+  PoolUsage,
+  Status,
+} from '../api/types.js';
 import { API_PREFIX } from '../api/types.js';
 
 export const DEFAULT_SOCKET = '/run/berth/berthd.sock';
@@ -108,5 +121,45 @@ export class BerthClient {
       Object.entries(query).map(([k, v]) => [k, String(v)] as [string, string]),
     ).toString();
     return this.request('GET', `/audit${qs ? `?${qs}` : ''}`);
+  }
+
+  networks(): Promise<NetworkList> {
+    return this.request('GET', '/networks');
+  }
+
+  network(name: string): Promise<Network> {
+    return this.request('GET', `/networks/${encodeURIComponent(name)}`);
+  }
+
+  createNetwork(body: NetworkCreate): Promise<Network> {
+    return this.request('POST', '/networks', body);
+  }
+
+  deleteNetwork(name: string): Promise<void> {
+    return this.request('DELETE', `/networks/${encodeURIComponent(name)}`);
+  }
+
+  instances(): Promise<InstanceList> {
+    return this.request('GET', '/instances');
+  }
+
+  instance(name: string): Promise<Instance> {
+    return this.request('GET', `/instances/${encodeURIComponent(name)}`);
+  }
+
+  createInstance(body: InstanceCreate): Promise<Instance> {
+    return this.request('POST', '/instances', body);
+  }
+
+  deleteInstance(name: string): Promise<void> {
+    return this.request('DELETE', `/instances/${encodeURIComponent(name)}`);
+  }
+
+  exec(name: string, argv: string[]): Promise<ExecResult> {
+    return this.request('POST', `/instances/${encodeURIComponent(name)}/exec`, { argv });
+  }
+
+  pool(): Promise<PoolUsage> {
+    return this.request('GET', '/pool');
   }
 }

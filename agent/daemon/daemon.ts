@@ -65,6 +65,8 @@ export class Daemon {
     await writeFile(join(cfg.state_dir, PID_FILE), `${process.pid}\n`);
     this.hostId = await this.resolveHostId(store);
     const audit = await AuditLog.open(store);
+    // Before the host is touched: a live socket means another berthd owns this host's objects.
+    await prepareSocketPath(cfg.socket);
 
     notifier.notify({ STATUS: 'reconciling the host' });
     const services = await buildServices(store, cfg, log, this.deps.driver);
@@ -76,7 +78,6 @@ export class Daemon {
     this.reconcileTimer.unref();
 
     notifier.notify({ STATUS: 'starting admin API' });
-    await prepareSocketPath(cfg.socket);
     this.api = await buildAdminServer(
       {
         status: { status: () => this.status() },

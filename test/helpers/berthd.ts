@@ -1,6 +1,7 @@
 // Starts the built berthd (dist/) as a real child process for integration tests.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
@@ -45,16 +46,61 @@ export function spawnBerthd(
   return { proc, stderr: () => err, exited };
 }
 
+/** A prefix no other test uses, so parallel berthds never touch each other's objects. */
+export function uniquePrefix(): string {
+  return `z${randomBytes(2).toString('hex').slice(0, 3)}`;
+}
+
+/** Removes every namespace, link and nft table carrying prefix (test cleanup). */
+export function removePrefixed(prefix: string): void {
+  const sh = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return '';
+    }
+  };
+  for (const line of sh('ip', ['netns', 'list']).split('\n')) {
+    const ns = line.split(' ')[0];
+    if (ns?.startsWith(`${prefix}-`)) sh('ip', ['netns', 'delete', ns]);
+  }
+  for (const link of JSON.parse(sh('ip', ['-j', 'link', 'show']) || '[]') as { ifname: string }[]) {
+    if (link.ifname.startsWith(prefix)) sh('ip', ['link', 'delete', link.ifname]);
+  }
+  sh('nft', ['delete', 'table', 'bridge', `${prefix}_guard`]);
+}
+
+/** A config file for a test berthd: its own prefix and, unless given, no networks. */
+export async function writeTestConfig(
+  dir: string,
+  prefix: string,
+  extra = 'networks: []\n',
+): Promise<string> {
+  const file = join(dir, `berthd-${prefix}.yaml`);
+  await writeFile(file, `name_prefix: ${prefix}\n${extra}`);
+  return file;
+}
+
 /** Starts berthd and waits until its admin API answers. */
 export async function startBerthd(
   t: Test,
-  opts: { stateDir?: string; socket?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {},
-): Promise<RunningBerthd> {
-  const base = opts.stateDir && opts.socket ? '' : await tempDir(t, 'berthd');
+  opts: {
+    stateDir?: string;
+    socket?: string;
+    args?: string[];
+    env?: NodeJS.ProcessEnv;
+    prefix?: string;
+    config?: string;
+  } = {},
+): Promise<RunningBerthd & { prefix: string }> {
+  const base = await tempDir(t, 'berthd');
   const stateDir = opts.stateDir ?? join(base, 'state');
   const socket = opts.socket ?? join(base, 'berthd.sock');
+  const prefix = opts.prefix ?? uniquePrefix();
+  const args = [...(opts.args ?? [])];
+  if (!args.includes('--config')) args.push('--config', await writeTestConfig(base, prefix, opts.config));
   const { proc, stderr, exited } = spawnBerthd(
-    ['--state-dir', stateDir, '--socket', socket, ...(opts.args ?? [])],
+    ['--state-dir', stateDir, '--socket', socket, ...args],
     opts.env,
   );
   let gone = false;
@@ -80,6 +126,7 @@ export async function startBerthd(
     }
   }
   return {
+    prefix,
     proc,
     client,
     stateDir,

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import t from 'tap';
 import { groupId } from '../../agent/api/unix-socket.js';
-import { berthctl, spawnBerthd, startBerthd, tempDir } from '../helpers/berthd.js';
+import { berthctl, spawnBerthd, startBerthd, tempDir, uniquePrefix, writeTestConfig } from '../helpers/berthd.js';
 
 t.test('status over the socket; socket is 0660 root:berth; SIGTERM stops cleanly', async (t) => {
   const d = await startBerthd(t);
@@ -64,7 +64,7 @@ t.test('a second berthd on the same state dir fails at once and leaves the first
     ),
   );
   // The same socket path is refused too, without unlinking the live socket.
-  const third = spawnBerthd(['--state-dir', join(d.stateDir, 'elsewhere'), '--socket', d.socket]);
+  const third = spawnBerthd(['--state-dir', join(d.stateDir, 'elsewhere'), '--socket', d.socket, '--config', await writeTestConfig(await tempDir(t), uniquePrefix())]);
   t.equal(await third.exited, 1);
   t.match(third.stderr(), /another process answers there; is berthd already running\?/);
   t.ok((await d.client.status()).pid, 'the first berthd still answers');
@@ -118,13 +118,13 @@ t.test('kill -9 during writes leaves a store that opens and is consistent', asyn
 t.test('SIGHUP reloads the config; a bad one is refused and the old one kept', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'berthd.yaml');
-  await writeFile(file, 'log_level: info\n');
+  await writeFile(file, 'log_level: info\nnetworks: []\nname_prefix: zhup\n');
   const d = await startBerthd(t, { args: ['--config', file] });
   await writeFile(file, 'log_level: loud\n');
   d.proc.kill('SIGHUP');
   await waitFor(() => /config reload refused/.test(d.stderr()));
   t.match(d.stderr(), /log_level: must be one of trace, debug, info, warn, error/);
-  await writeFile(file, 'log_level: debug\n');
+  await writeFile(file, 'log_level: debug\nnetworks: []\nname_prefix: zhup\n');
   d.proc.kill('SIGHUP');
   await waitFor(() => /"msg":"config reloaded"/.test(d.stderr()));
   await d.client.status();
@@ -168,19 +168,10 @@ t.test('berthctl: unreachable daemon, usage errors and pending features', async 
   const badFlag = await berthctl(['--socket', socket, 'audit', '--outcome', 'maybe']);
   t.equal(badFlag.code, 2);
   t.match(badFlag.stderr, '--outcome: "maybe" is not one of refused, allowed, info');
-  const pending = await berthctl([
-    '--socket',
-    socket,
-    'network',
-    'create',
-    'lab',
-    '--subnet',
-    '10.0.0.0/24',
-    '--json',
-  ]);
+  const pending = await berthctl(['--socket', socket, 'image', 'import', 'disk.qcow2', '--json']);
   t.equal(pending.code, 3);
   t.match(JSON.parse(pending.stdout), {
-    error: { code: 'BERTH_ERR_NOT_IMPLEMENTED', message: 'berthctl network create: not implemented yet' },
+    error: { code: 'BERTH_ERR_NOT_IMPLEMENTED', message: 'berthctl image import: not implemented yet' },
   });
 });
 

@@ -5,15 +5,6 @@ import { action, type CliContext } from '../context.js';
 import { NotImplementedError } from '../output.js';
 
 const PENDING: Record<string, { about: string; verbs: Record<string, string> }> = {
-  network: {
-    about: 'bridges, VLANs and the per-network endpoint',
-    verbs: {
-      create: 'create a network',
-      list: 'list networks',
-      show: 'show one network',
-      delete: 'delete a network',
-    },
-  },
   image: {
     about: 'content-addressed guest images',
     verbs: {
@@ -21,19 +12,6 @@ const PENDING: Record<string, { about: string; verbs: Record<string, string> }> 
       list: 'list images',
       show: 'show one image',
       delete: 'delete an image',
-    },
-  },
-  instance: {
-    about: 'guests (libvirt or netns runtime)',
-    verbs: {
-      create: 'create and start an instance',
-      list: 'list instances',
-      show: 'show one instance',
-      start: 'start an instance',
-      stop: 'stop an instance',
-      reboot: 'reboot an instance',
-      delete: 'delete an instance',
-      exec: 'run a command in a netns instance',
     },
   },
   policy: {
@@ -46,7 +24,6 @@ const PENDING: Record<string, { about: string; verbs: Record<string, string> }> 
     },
   },
   lease: { about: 'DHCP leases', verbs: { list: 'list leases' } },
-  pool: { about: 'the MAC pool', verbs: { show: 'show pool usage' } },
 };
 
 export function registerPending(program: Command, ctx: CliContext): void {
