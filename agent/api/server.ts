@@ -10,6 +10,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetworkDriver } from '../../hostnet/driver.js';
+import type { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fieldPath } from '../config/validate.js';
 import { BerthError } from '../errors.js';
@@ -29,6 +30,7 @@ export interface AdminServices {
   instances: InstanceService;
   macs: MacPool;
   driver: NetworkDriver;
+  observer: IdentityObserver;
 }
 
 declare module 'fastify' {
@@ -128,6 +130,7 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     prefix: API_PREFIX,
     networks: services.networks,
     driver: services.driver,
+    observer: services.observer,
   });
   await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances });
   await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });

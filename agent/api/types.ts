@@ -178,3 +178,28 @@ export const PoolUsage = Type.Object({
   pools: Type.Array(Type.Object({ prefix: Type.String(), ...Usage.properties })),
 });
 export type PoolUsage = Static<typeof PoolUsage>;
+
+export const ResolveQuery = Type.Object(
+  {
+    ip: Type.Optional(Type.String({ format: 'ipv4' })),
+    mac: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' })),
+  },
+  { additionalProperties: false },
+);
+export type ResolveQuery = Static<typeof ResolveQuery>;
+
+export const ResolveAnswer = Type.Object({
+  ok: Type.Boolean(),
+  mac: Type.Optional(Type.String()),
+  port: Type.Optional(Type.String()),
+  instance: Type.Optional(Type.String()),
+  reason: Type.Optional(
+    Type.Union([
+      Type.Literal('no-neighbour'),
+      Type.Literal('mac-not-on-port'),
+      Type.Literal('mac-wrong-port'),
+      Type.Literal('port-not-owned'),
+    ]),
+  ),
+});
+export type ResolveAnswer = Static<typeof ResolveAnswer>;

@@ -16,7 +16,13 @@ import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import type { Notifier } from './sd-notify.js';
-import { buildServices, type DriverFactory, reconcileHost, type Services } from './services.js';
+import {
+  buildServices,
+  type DriverFactory,
+  reconcileHost,
+  type Services,
+  startObserving,
+} from './services.js';
 
 export interface DaemonDeps {
   log: Logger;
@@ -73,6 +79,7 @@ export class Daemon {
     this.services = services;
     await services.instances.recover();
     await reconcileHost(services, log);
+    await startObserving(services, log);
     const every = (this.deps.reconcileSeconds ?? 60) * 1000;
     this.reconcileTimer = setInterval(() => void reconcileHost(services, log), every);
     this.reconcileTimer.unref();
@@ -86,6 +93,7 @@ export class Daemon {
         instances: services.instances,
         macs: services.macs,
         driver: services.driver,
+        observer: services.observer,
       },
       log,
     );
@@ -155,6 +163,7 @@ export class Daemon {
     this.deps.notifier.notify({ STOPPING: 1, STATUS: 'stopping; guests keep running' });
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.services?.observer.stop();
     if (this.api) {
       // Only a socket this process listened on is removed; on a failed start
       // the path may belong to the berthd that is already running.

@@ -5,6 +5,7 @@ import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
 import { Names } from '../../hostnet/names.js';
+import { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { Config } from '../config/schema.js';
 import { InstanceService } from '../services/instances.js';
 import { NetworkService, toSpec } from '../services/networks.js';
@@ -16,6 +17,7 @@ export interface Services {
   macs: MacPool;
   networks: NetworkService;
   instances: InstanceService;
+  observer: IdentityObserver;
 }
 
 export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
@@ -36,6 +38,21 @@ export async function buildServices(
     quarantineSeconds: config.quarantine.mac_seconds,
   });
   let instances: InstanceService | undefined;
+  const observer = new IdentityObserver({
+    names,
+    // Instances exist before any lookup can arrive; the directory is late-bound.
+    directory: { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
+    logger: log.child({ component: 'observe' }),
+  });
+  const observe = async (rec: { name: string; vlan?: number; uplink?: string }) => {
+    const place = driver.placement(rec);
+    await observer.addNetwork({
+      name: rec.name,
+      bridge: place.bridge,
+      netns: place.endpointNetns,
+      ...(rec.vlan !== undefined ? { vlan: rec.vlan } : {}),
+    });
+  };
   const networks = new NetworkService({
     store,
     driver,
@@ -43,6 +60,8 @@ export async function buildServices(
     ipQuarantineSeconds: config.quarantine.ip_seconds,
     instancesOn: (n) => instances?.countOn(n) ?? 0,
     portsOn: (n) => instances?.portsOn(n) ?? [],
+    onRealised: observe,
+    onRemoved: (rec) => observer.removeNetwork(rec.name),
   });
   await networks.load(config.networks);
   instances = new InstanceService({
@@ -54,7 +73,23 @@ export async function buildServices(
     log: log.child({ component: 'instances' }),
   });
   await instances.load();
-  return { names, driver, macs, networks, instances };
+  return { names, driver, macs, networks, instances, observer };
+}
+
+/** Starts watching the FDB and every network's endpoint neighbours; after the first reconcile. */
+export async function startObserving(s: Services, log: Logger): Promise<void> {
+  await s.observer.start();
+  for (const net of s.networks.all()) {
+    const place = s.driver.placement(net);
+    await s.observer
+      .addNetwork({
+        name: net.name,
+        bridge: place.bridge,
+        netns: place.endpointNetns,
+        ...(net.vlan !== undefined ? { vlan: net.vlan } : {}),
+      })
+      .catch((err) => log.error({ network: net.name, err: String(err) }, 'could not observe network'));
+  }
 }
 
 export function desiredHostState(s: Services): DesiredHostState {

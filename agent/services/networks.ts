@@ -33,6 +33,9 @@ export interface NetworkServiceOptions {
   instancesOn: (network: string) => number;
   /** The port ifnames on a network, to pick its guard drop counters. */
   portsOn: (network: string) => string[];
+  /** Told after a network was realised on the host, or removed from it. */
+  onRealised?: (rec: NetworkRecord) => Promise<void>;
+  onRemoved?: (rec: NetworkRecord) => void;
 }
 
 export function toSpec(rec: NetworkRecord): NetworkSpec {
@@ -153,6 +156,7 @@ export class NetworkService {
       throw err;
     }
     await this.track(rec);
+    await this.opts.onRealised?.(rec);
     this.opts.log.info({ network: rec.name, subnet: rec.subnet, vlan: rec.vlan }, 'network created');
     return rec;
   }
@@ -162,6 +166,7 @@ export class NetworkService {
     const users = this.opts.instancesOn(name);
     if (users > 0)
       throw couldNot('BERTH_ERR_CONFLICT', 'delete', 'network', name, `${users} instance(s) still use it`);
+    this.opts.onRemoved?.(rec);
     await this.opts.driver.removeNetwork(toSpec(rec));
     const ipKeys = await this.opts.store.list(`ip/${name}/`);
     await this.opts.store.batch([

@@ -190,14 +190,40 @@ export class IdentityObserver {
     return decide(network, mac, port, this.opts.directory);
   }
 
+  /** Who owns mac, and is it on its own port? For DHCP, where the chaddr is the claim. */
+  resolveMacNow(network: string, mac: string): ResolveResult {
+    const net = this.networks.get(network);
+    if (!net) {
+      throw new BerthError(
+        'BERTH_ERR_NOT_FOUND',
+        `could not resolve MAC on network "${network}": the network is not observed`,
+      );
+    }
+    return decide(network, mac, this.fdb.lookup(net.bridge, mac, net.vlan)?.port, this.opts.directory);
+  }
+
   /**
    * Like resolveNow, but a guest that has just arrived gets a moment: its ARP
    * request reaches the kernel tables just before its first packet reaches us, and
    * the monitor event may trail it. Waits for events, never starts a process.
    */
   resolve(network: string, srcIP: string, options: { waitMs?: number } = {}): Promise<ResolveResult> {
-    const first = this.resolveNow(network, srcIP);
-    const waitMs = options.waitMs ?? this.o.missWaitMs;
+    return this.settle(network, plainIPv4(srcIP), () => this.resolveNow(network, srcIP), options.waitMs);
+  }
+
+  /** resolveMacNow with the same short wait for a MAC the bridge is only now learning. */
+  resolveMac(network: string, mac: string, options: { waitMs?: number } = {}): Promise<ResolveResult> {
+    return this.settle(network, mac, () => this.resolveMacNow(network, mac), options.waitMs);
+  }
+
+  private settle(
+    network: string,
+    key: string,
+    compute: () => ResolveResult,
+    wait?: number,
+  ): Promise<ResolveResult> {
+    const first = compute();
+    const waitMs = wait ?? this.o.missWaitMs;
     if (first.ok || !TRANSIENT_REASONS.has(first.reason) || waitMs <= 0 || !this.started) {
       return Promise.resolve(first);
     }
@@ -211,15 +237,15 @@ export class IdentityObserver {
         resolve(result);
       };
       const waiter: Waiter = {
-        ip: plainIPv4(srcIP),
+        ip: key,
         check: () => {
           if (!this.networks.has(network)) return finish(first);
-          const now = this.resolveNow(network, srcIP);
+          const now = compute();
           if (now.ok || !TRANSIENT_REASONS.has(now.reason) || !this.started) finish(now);
         },
       };
       const timer = setTimeout(() => {
-        finish(this.networks.has(network) ? this.resolveNow(network, srcIP) : first);
+        finish(this.networks.has(network) ? compute() : first);
       }, waitMs);
       waiters.add(waiter);
     });

@@ -1,13 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { NetworkDriver } from '../../../hostnet/driver.js';
+import type { IdentityObserver } from '../../../hostnet/observe/observer.js';
+import { invalidField } from '../../errors.js';
 import type { NetworkService } from '../../services/networks.js';
-import { Network, NetworkCreate, NetworkList, NetworkName } from '../types.js';
+import { Network, NetworkCreate, NetworkList, NetworkName, ResolveAnswer, ResolveQuery } from '../types.js';
 
 export const networkRoutes: FastifyPluginAsyncTypebox<{
   networks: NetworkService;
   driver: NetworkDriver;
-}> = async (app, { networks, driver }) => {
+  observer: IdentityObserver;
+}> = async (app, { networks, driver, observer }) => {
   const params = Type.Object({ name: NetworkName });
   app.get('/networks', { schema: { response: { 200: NetworkList } } }, async () => {
     const drops = await driver.guardDrops();
@@ -28,4 +31,18 @@ export const networkRoutes: FastifyPluginAsyncTypebox<{
     await networks.delete(req.params.name);
     return reply.status(204).send();
   });
+  // Who the host sees behind an IP (as the metadata service will) or a MAC (as DHCP will).
+  app.get(
+    '/networks/:name/resolve',
+    { schema: { params, querystring: ResolveQuery, response: { 200: ResolveAnswer } } },
+    async (req) => {
+      networks.get(req.params.name);
+      const { ip, mac } = req.query;
+      if ((ip === undefined) === (mac === undefined))
+        throw invalidField('querystring', 'give exactly one of ip or mac');
+      return ip !== undefined
+        ? observer.resolve(req.params.name, ip)
+        : observer.resolveMac(req.params.name, mac as string);
+    },
+  );
 };

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Instance } from '../../api/types.js';
-import { type CliContext, action } from '../context.js';
-import { NotImplementedError, UsageError, printJson, table } from '../output.js';
+import { action, type CliContext } from '../context.js';
+import { NotImplementedError, printJson, table, UsageError } from '../output.js';
 
 function describe(i: Instance): string {
   const head = table(
@@ -26,7 +26,9 @@ function describe(i: Instance): string {
 }
 
 export function registerInstances(program: Command, ctx: CliContext): void {
-  const instance = program.command('instance').description('guests (netns runtime now; libvirt with compute)');
+  const instance = program
+    .command('instance')
+    .description('guests (netns runtime now; libvirt with compute)');
   instance
     .command('create <name>')
     .description('create an instance: MAC and IP from the pools, guard, then the port')
@@ -35,10 +37,13 @@ export function registerInstances(program: Command, ctx: CliContext): void {
     .action(
       action(ctx, async (flags, name: string) => {
         const runtime = String(flags.runtime);
-        if (runtime !== 'netns' && runtime !== 'libvirt') throw new UsageError(`--runtime: "${runtime}" is not one of netns, libvirt`);
+        if (runtime !== 'netns' && runtime !== 'libvirt')
+          throw new UsageError(`--runtime: "${runtime}" is not one of netns, libvirt`);
         const i = await ctx.client(flags).createInstance({ name, network: String(flags.network), runtime });
         if (flags.json) return printJson(ctx.io, i);
-        ctx.io.out(`instance ${i.name} (${i.id}) ${i.state}: ${i.nics.map((n) => `${n.mac} ${n.ip} on ${n.port}`).join(', ')}`);
+        ctx.io.out(
+          `instance ${i.name} (${i.id}) ${i.state}: ${i.nics.map((n) => `${n.mac} ${n.ip} on ${n.port}`).join(', ')}`,
+        );
       }),
     );
   instance
@@ -51,7 +56,15 @@ export function registerInstances(program: Command, ctx: CliContext): void {
         ctx.io.out(
           table(
             ['NAME', 'ID', 'STATE', 'RUNTIME', 'NETWORK', 'MAC', 'IP'],
-            instances.map((i) => [i.name, i.id, i.state, i.runtime, i.nics[0]?.network, i.nics[0]?.mac, i.nics[0]?.ip]),
+            instances.map((i) => [
+              i.name,
+              i.id,
+              i.state,
+              i.runtime,
+              i.nics[0]?.network,
+              i.nics[0]?.mac,
+              i.nics[0]?.ip,
+            ]),
           ),
         );
       }),

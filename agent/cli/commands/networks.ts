@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Network, NetworkCreate } from '../../api/types.js';
-import { type CliContext, action } from '../context.js';
-import { UsageError, printJson, table } from '../output.js';
+import { action, type CliContext } from '../context.js';
+import { printJson, table, UsageError } from '../output.js';
 
 function int(flag: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
@@ -78,7 +78,15 @@ export function registerNetworks(program: Command, ctx: CliContext): void {
         ctx.io.out(
           table(
             ['NAME', 'SUBNET', 'GATEWAY', 'VLAN', 'BRIDGE', 'IPS USED', 'SOURCE'],
-            networks.map((n) => [n.name, n.subnet, n.gateway ?? undefined, n.vlan ?? undefined, n.bridge, `${n.ips.assigned}/${n.ips.size}`, n.source]),
+            networks.map((n) => [
+              n.name,
+              n.subnet,
+              n.gateway ?? undefined,
+              n.vlan ?? undefined,
+              n.bridge,
+              `${n.ips.assigned}/${n.ips.size}`,
+              n.source,
+            ]),
           ),
         );
       }),

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type CliContext, action } from '../context.js';
+import { action, type CliContext } from '../context.js';
 import { printJson, table } from '../output.js';
 
 export function registerPool(program: Command, ctx: CliContext): void {
