@@ -12,9 +12,13 @@ import { prepareSocketPath, secureSocket } from '../api/unix-socket.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import type { EndpointSupervisor } from '../endpoint/supervisor.js';
+import { identityProbe } from '../services/identity-probe.js';
+import type { NetworkRecord } from '../services/networks.js';
 import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
+import { createEndpoints, ensureEndpoint } from './endpoints.js';
 import type { Notifier } from './sd-notify.js';
 import {
   buildServices,
@@ -52,6 +56,7 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   private services: Services | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private endpoints: EndpointSupervisor | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -80,6 +85,14 @@ export class Daemon {
     await services.instances.recover();
     await reconcileHost(services, log);
     await startObserving(services, log);
+    const endpoints = createEndpoints(services, log, {
+      calls: { 'metadata.request': identityProbe(services.observer, audit) },
+    });
+    this.endpoints = endpoints;
+    const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level);
+    services.networkHooks.realised.push(ensure);
+    services.networkHooks.removed.push((net) => endpoints.stop(net.name));
+    for (const net of services.networks.all()) ensure(net);
     const every = (this.deps.reconcileSeconds ?? 60) * 1000;
     this.reconcileTimer = setInterval(() => void reconcileHost(services, log), every);
     this.reconcileTimer.unref();
@@ -164,6 +177,7 @@ export class Daemon {
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.observer.stop();
+    this.endpoints?.stopAll();
     if (this.api) {
       // Only a socket this process listened on is removed; on a failed start
       // the path may belong to the berthd that is already running.

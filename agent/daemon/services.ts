@@ -8,7 +8,7 @@ import { Names } from '../../hostnet/names.js';
 import { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { Config } from '../config/schema.js';
 import { InstanceService } from '../services/instances.js';
-import { NetworkService, toSpec } from '../services/networks.js';
+import { type NetworkRecord, NetworkService, toSpec } from '../services/networks.js';
 import type { Store } from '../store/store.js';
 
 export interface Services {
@@ -18,6 +18,11 @@ export interface Services {
   networks: NetworkService;
   instances: InstanceService;
   observer: IdentityObserver;
+  /** Further listeners for networks appearing and going (endpoints, DHCP). */
+  networkHooks: {
+    realised: ((rec: NetworkRecord) => Promise<void> | void)[];
+    removed: ((rec: NetworkRecord) => void)[];
+  };
 }
 
 export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
@@ -53,6 +58,7 @@ export async function buildServices(
       ...(rec.vlan !== undefined ? { vlan: rec.vlan } : {}),
     });
   };
+  const networkHooks: Services['networkHooks'] = { realised: [], removed: [] };
   const networks = new NetworkService({
     store,
     driver,
@@ -60,8 +66,14 @@ export async function buildServices(
     ipQuarantineSeconds: config.quarantine.ip_seconds,
     instancesOn: (n) => instances?.countOn(n) ?? 0,
     portsOn: (n) => instances?.portsOn(n) ?? [],
-    onRealised: observe,
-    onRemoved: (rec) => observer.removeNetwork(rec.name),
+    onRealised: async (rec) => {
+      await observe(rec);
+      for (const hook of networkHooks.realised) await hook(rec);
+    },
+    onRemoved: (rec) => {
+      for (const hook of networkHooks.removed) hook(rec);
+      observer.removeNetwork(rec.name);
+    },
   });
   await networks.load(config.networks);
   instances = new InstanceService({
@@ -73,7 +85,7 @@ export async function buildServices(
     log: log.child({ component: 'instances' }),
   });
   await instances.load();
-  return { names, driver, macs, networks, instances, observer };
+  return { names, driver, macs, networks, instances, observer, networkHooks };
 }
 
 /** Starts watching the FDB and every network's endpoint neighbours; after the first reconcile. */

@@ -1,0 +1,74 @@
+// Wires the per-network endpoint processes to berthd's services: DHCP
+// datagrams go to the DHCP handler, metadata calls to the metadata handler,
+// and identity changes invalidate the endpoints' caches.
+import type { Logger } from 'pino';
+import { serviceAddress } from '../../hostnet/alloc/ipam.js';
+import { METADATA_IP } from '../endpoint/protocol.js';
+import { type EndpointSpawner, EndpointSupervisor } from '../endpoint/supervisor.js';
+import { BerthError } from '../errors.js';
+import type { NetworkRecord } from '../services/networks.js';
+import type { Services } from './services.js';
+
+export interface EndpointRoutes {
+  dhcpPacket?: (
+    network: string,
+    data: Buffer,
+    address: string,
+    port: number,
+    reply: (data: Buffer, address: string, port: number) => void,
+  ) => void;
+  calls: Record<string, (network: string, params: unknown) => Promise<unknown>>;
+}
+
+export function createEndpoints(
+  s: Services,
+  log: Logger,
+  routes: EndpointRoutes,
+  spawner?: EndpointSpawner,
+): EndpointSupervisor {
+  const elog = log.child({ component: 'endpoint' });
+  const supervisor: EndpointSupervisor = new EndpointSupervisor(
+    elog,
+    {
+      dhcpPacket(network, data, address, port) {
+        if (!routes.dhcpPacket) return;
+        routes.dhcpPacket(network, data, address, port, (reply, to, toPort) =>
+          supervisor.send(network, { t: 'dhcp-send', data: reply, address: to, port: toPort }),
+        );
+      },
+      async call(network, method, params) {
+        const handler = routes.calls[method];
+        if (!handler)
+          throw new BerthError(
+            'BERTH_ERR_NOT_FOUND',
+            `could not call "${method}": berthd has no such endpoint method`,
+          );
+        return handler(network, params);
+      },
+    },
+    spawner,
+  );
+  // A MAC that moved or a neighbour that changed makes cached identities stale.
+  s.observer.onChange((change) => {
+    if (change.kind === 'neigh') supervisor.broadcast({ t: 'invalidate', ips: [change.ip] });
+    else supervisor.broadcast({ t: 'invalidate', all: true });
+  });
+  return supervisor;
+}
+
+export function ensureEndpoint(
+  s: Services,
+  supervisor: EndpointSupervisor,
+  net: NetworkRecord,
+  logLevel: string,
+): void {
+  const place = s.driver.placement(net);
+  supervisor.ensure(place.endpointNetns, {
+    network: net.name,
+    serviceIp: serviceAddress(net),
+    metadataIp: METADATA_IP,
+    metadataPort: 80,
+    dhcpPort: 67,
+    logLevel,
+  });
+}
