@@ -28,8 +28,8 @@ async function run(config: EndpointConfig, rpc: RpcClient): Promise<void> {
     if (msg.t === 'dhcp-send') dhcp.send(msg.data, msg.port, msg.address);
   });
 
-  const metadata = await startMetadataServer(config, rpc, log);
-  send({ t: 'ready', dhcp: true, metadata });
+  const metadataPort = await startMetadataServer(config, rpc, log);
+  send({ t: 'ready', dhcpPort: dhcp.address().port, metadataPort });
 }
 
 function main(): void {

@@ -10,7 +10,7 @@ export async function startMetadataServer(
   config: EndpointConfig,
   rpc: RpcClient,
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void,
-): Promise<boolean> {
+): Promise<number> {
   const server = createServer((req, res) => {
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     rpc
@@ -33,7 +33,10 @@ export async function startMetadataServer(
   });
   server.on('error', (err) => log('error', 'metadata listener failed', { err: err.message }));
   return new Promise((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(config.metadataPort, config.metadataIp, () => resolve(true));
+    server.once('error', () => resolve(0));
+    server.listen(config.metadataPort, config.metadataIp, () => {
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : 0);
+    });
   });
 }

@@ -37,7 +37,8 @@ export type Notice =
 
 /** endpoint -> berthd, no answer expected. */
 export type Report =
-  | { t: 'ready'; dhcp: boolean; metadata: boolean }
+  /** The ports actually bound (0 when that listener could not start). */
+  | { t: 'ready'; dhcpPort: number; metadataPort: number }
   | { t: 'dhcp-packet'; data: Buffer; address: string; port: number }
   | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
 

@@ -29,6 +29,7 @@ export interface EndpointStatus {
   ready: boolean;
   restarts: number;
   startedAt: string | undefined;
+  ports: { dhcp: number; metadata: number } | undefined;
 }
 
 interface Slot {
@@ -41,6 +42,7 @@ interface Slot {
   startedAt?: number;
   timer?: NodeJS.Timeout;
   stopped: boolean;
+  ports?: { dhcp: number; metadata: number };
 }
 
 const MIN_BACKOFF_MS = 200;
@@ -50,6 +52,8 @@ const HEALTHY_MS = 30_000;
 export class EndpointSupervisor {
   private readonly slots = new Map<string, Slot>();
   private readonly entry: string;
+  /** Called each time an endpoint reports ready (tests, status). */
+  onReady: ((network: string) => void) | undefined;
 
   constructor(
     private readonly log: Logger,
@@ -120,7 +124,9 @@ export class EndpointSupervisor {
     switch (msg.t) {
       case 'ready':
         slot.ready = true;
-        this.log.info({ network, dhcp: msg.dhcp, metadata: msg.metadata }, 'endpoint ready');
+        slot.ports = { dhcp: msg.dhcpPort, metadata: msg.metadataPort };
+        this.log.info({ network, dhcp_port: msg.dhcpPort, metadata_port: msg.metadataPort }, 'endpoint ready');
+        this.onReady?.(network);
         return;
       case 'dhcp-packet':
         this.handlers.dhcpPacket(network, msg.data, msg.address, msg.port);
@@ -183,6 +189,7 @@ export class EndpointSupervisor {
       ready: s.ready,
       restarts: s.restarts,
       startedAt: s.startedAt === undefined ? undefined : new Date(s.startedAt).toISOString(),
+      ports: s.ports,
     }));
   }
 }
