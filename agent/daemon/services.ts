@@ -6,6 +6,7 @@ import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
 import { Names } from '../../hostnet/names.js';
 import { IdentityObserver } from '../../hostnet/observe/observer.js';
+import type { PortDirectory } from '../../hostnet/observe/resolve.js';
 import type { Config } from '../config/schema.js';
 import { InstanceService } from '../services/instances.js';
 import { type NetworkRecord, NetworkService, toSpec } from '../services/networks.js';
@@ -17,7 +18,7 @@ export interface Services {
   macs: MacPool;
   networks: NetworkService;
   instances: InstanceService;
-  observer: IdentityObserver;
+  observer: Observer;
   /** Further listeners for networks appearing and going (endpoints, DHCP). */
   networkHooks: {
     realised: ((rec: NetworkRecord) => Promise<void> | void)[];
@@ -27,6 +28,16 @@ export interface Services {
 
 export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
 
+/** What berthd uses of the identity observer; tests of the services substitute it. */
+export type Observer = Pick<
+  IdentityObserver,
+  'start' | 'stop' | 'addNetwork' | 'removeNetwork' | 'onChange' | 'resolve' | 'resolveNow' | 'resolveMac' | 'resolveMacNow'
+>;
+export type ObserverFactory = (names: Names, directory: PortDirectory, log: Logger) => Observer;
+
+export const defaultObserver: ObserverFactory = (names, directory, log) =>
+  new IdentityObserver({ names, directory, logger: log.child({ component: 'observe' }) });
+
 export const defaultDriver: DriverFactory = (names, config) =>
   new HostDriver(names, { vlanMode: config.vlan_mode });
 
@@ -35,6 +46,7 @@ export async function buildServices(
   config: Config,
   log: Logger,
   makeDriver: DriverFactory = defaultDriver,
+  makeObserver: ObserverFactory = defaultObserver,
 ): Promise<Services> {
   const names = new Names(config.name_prefix);
   const driver = makeDriver(names, config);
@@ -43,12 +55,12 @@ export async function buildServices(
     quarantineSeconds: config.quarantine.mac_seconds,
   });
   let instances: InstanceService | undefined;
-  const observer = new IdentityObserver({
+  // Instances exist before any lookup can arrive; the directory is late-bound.
+  const observer = makeObserver(
     names,
-    // Instances exist before any lookup can arrive; the directory is late-bound.
-    directory: { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
-    logger: log.child({ component: 'observe' }),
-  });
+    { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
+    log,
+  );
   const observe = async (rec: { name: string; vlan?: number; uplink?: string }) => {
     const place = driver.placement(rec);
     await observer.addNetwork({

@@ -2,7 +2,7 @@
 // lands: the caller's identity as the host observed it (source IP -> MAC ->
 // bridge port -> instance), at /berth/identity. Refusals are audited.
 
-import type { IdentityObserver } from '../../hostnet/observe/observer.js';
+import type { Observer } from '../daemon/services.js';
 import type { AuditLog } from '../audit/audit-log.js';
 
 export interface ProbeRequest {
@@ -18,7 +18,7 @@ export interface ProbeAnswer {
   contentType: string;
 }
 
-export function identityProbe(observer: IdentityObserver, audit: AuditLog) {
+export function identityProbe(observer: Observer, audit: AuditLog) {
   return async (network: string, params: unknown): Promise<ProbeAnswer> => {
     const req = params as ProbeRequest;
     const who = await observer.resolve(network, req.ip);

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { NetworkDriver } from '../../../hostnet/driver.js';
-import type { IdentityObserver } from '../../../hostnet/observe/observer.js';
+import type { Observer } from '../../daemon/services.js';
 import { invalidField } from '../../errors.js';
 import type { NetworkService } from '../../services/networks.js';
 import { Network, NetworkCreate, NetworkList, NetworkName, ResolveAnswer, ResolveQuery } from '../types.js';
@@ -9,7 +9,7 @@ import { Network, NetworkCreate, NetworkList, NetworkName, ResolveAnswer, Resolv
 export const networkRoutes: FastifyPluginAsyncTypebox<{
   networks: NetworkService;
   driver: NetworkDriver;
-  observer: IdentityObserver;
+  observer: Observer;
 }> = async (app, { networks, driver, observer }) => {
   const params = Type.Object({ name: NetworkName });
   app.get('/networks', { schema: { response: { 200: NetworkList } } }, async () => {
