@@ -31,7 +31,7 @@ export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
 /** What berthd uses of the identity observer; tests of the services substitute it. */
 export type Observer = Pick<
   IdentityObserver,
-  'start' | 'stop' | 'addNetwork' | 'removeNetwork' | 'onChange' | 'resolve' | 'resolveNow' | 'resolveMac' | 'resolveMacNow'
+  'start' | 'stop' | 'addNetwork' | 'removeNetwork' | 'onChange' | 'resolve' | 'resolveNow' | 'resolveMac' | 'resolveMacNow' | 'macSeen'
 >;
 export type ObserverFactory = (names: Names, directory: PortDirectory, log: Logger) => Observer;
 
@@ -50,13 +50,16 @@ export async function buildServices(
 ): Promise<Services> {
   const names = new Names(config.name_prefix);
   const driver = makeDriver(names, config);
+  let observer: Observer | undefined;
   const macs = await MacPool.load(store, {
     prefixes: config.mac_pools.map((p) => p.prefix),
     quarantineSeconds: config.quarantine.mac_seconds,
+    // A MAC already live on a bridge (a guest berth does not know of) is never handed out.
+    conflicts: (mac) => observer?.macSeen(mac) === true,
   });
   let instances: InstanceService | undefined;
   // Instances exist before any lookup can arrive; the directory is late-bound.
-  const observer = makeObserver(
+  observer = makeObserver(
     names,
     { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
     log,

@@ -190,6 +190,11 @@ export class IdentityObserver {
     return decide(network, mac, port, this.opts.directory);
   }
 
+  /** True when the bridges already carry mac: a pool must not hand it out. */
+  macSeen(mac: string): boolean {
+    return this.fdb.hasMac(mac);
+  }
+
   /** Who owns mac, and is it on its own port? For DHCP, where the chaddr is the claim. */
   resolveMacNow(network: string, mac: string): ResolveResult {
     const net = this.networks.get(network);

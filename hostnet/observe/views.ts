@@ -38,6 +38,12 @@ export class FdbView {
     return this.entries.size;
   }
 
+  /** Whether mac is live on any owned bridge; linear, for the rare MAC allocation. */
+  hasMac(mac: string): boolean {
+    for (const r of this.entries.values()) if (r.mac === mac) return true;
+    return false;
+  }
+
   lookup(bridge: string, mac: string, vlan?: number): FdbRecord | undefined {
     return this.entries.get(fdbKey(bridge, mac, vlan));
   }

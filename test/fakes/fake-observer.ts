@@ -7,6 +7,10 @@ export class FakeObserver implements Observer {
   readonly byIp = new Map<string, ResolveResult>();
   readonly byMac = new Map<string, ResolveResult>();
   readonly networks = new Set<string>();
+  readonly liveMacs = new Set<string>();
+  macSeen(mac: string) {
+    return this.liveMacs.has(mac);
+  }
   async start() {}
   stop() {}
   async addNetwork(n: { name: string }) {

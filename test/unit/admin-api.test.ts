@@ -84,3 +84,18 @@ t.test('instances: show, list, exec, pool usage, unknown routes', async (t) => {
   t.equal(badJson.statusCode, 400);
   t.match(badJson.json(), { error: { code: 'BERTH_ERR_INVALID_ARGUMENT', message: /could not parse request/ } });
 });
+
+t.test('a MAC already live on a bridge is skipped by the pool', async (t) => {
+  const store = new MemoryStore();
+  const observer = new FakeObserver();
+  observer.liveMacs.add('0a:b7:e7:00:00:01');
+  const services = await buildServices(
+    store,
+    { ...EMBEDDED_DEFAULT, networks: [{ name: 'a', subnet: '10.0.0.0/24' }], name_prefix: 'tst' },
+    pino({ level: 'silent' }),
+    () => new FakeDriver(),
+    () => observer,
+  );
+  const g = await services.instances.create({ name: 'g', network: 'a' });
+  t.equal(g.nics[0]?.mac, '0a:b7:e7:00:00:02');
+});
