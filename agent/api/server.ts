@@ -10,7 +10,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetworkDriver } from '../../hostnet/driver.js';
-import type { IdentityObserver } from '../../hostnet/observe/observer.js';
+import type { Observer } from '../daemon/services.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fieldPath } from '../config/validate.js';
 import { BerthError } from '../errors.js';
@@ -30,7 +30,7 @@ export interface AdminServices {
   instances: InstanceService;
   macs: MacPool;
   driver: NetworkDriver;
-  observer: IdentityObserver;
+  observer: Observer;
 }
 
 declare module 'fastify' {
