@@ -1,6 +1,6 @@
 // Reads what the guard table holds from `nft -j list table` output: enough
 // to diff against the desired state without re-parsing nft's reprint of rules.
-import { CHAIN_PREFIX, DHCP_PATHS, FINGERPRINT_PREFIX, PORT_MAP } from './render.js';
+import { CHAIN_PREFIX, DHCP_PATHS, DHCP_REPLIES, FINGERPRINT_PREFIX, PORT_MAP } from './render.js';
 
 export interface ObservedGuard {
   /** Fingerprint on the dispatch rule; undefined when it is missing or foreign. */
@@ -11,6 +11,8 @@ export interface ObservedGuard {
   dispatch: Map<string, string>;
   /** [port, endpoint] pairs of the DHCP steering set. */
   paths: [string, string][];
+  /** port -> MAC (aa:bb:..) its DHCP replies may carry as chaddr. */
+  replies: Map<string, string>;
   counters: Map<string, { packets: number; bytes: number }>;
 }
 
@@ -45,6 +47,7 @@ export function observeGuard(listing: unknown): ObservedGuard {
     chains: new Map(),
     dispatch: new Map(),
     paths: [],
+    replies: new Map(),
     counters: new Map(),
   };
   for (const item of items(listing)) {
@@ -61,6 +64,14 @@ export function observeGuard(listing: unknown): ObservedGuard {
       for (const el of elements(item.set as Json)) {
         const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
         if (pair?.length === 2) seen.paths.push([String(pair[0]), String(pair[1])]);
+      }
+    } else if (item.set && (item.set as Json).name === DHCP_REPLIES) {
+      for (const el of elements(item.set as Json)) {
+        const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
+        if (pair?.length === 2 && typeof pair[1] === 'number') {
+          const hex = pair[1].toString(16).padStart(12, '0');
+          seen.replies.set(String(pair[0]), (hex.match(/../g) as string[]).join(':'));
+        }
       }
     } else if (item.chain) {
       const name = String((item.chain as Json).name);

@@ -17,6 +17,7 @@ import {
   portFingerprint,
   portRules,
   renderGuard,
+  replyElement,
   skeletonFingerprint,
   validateState,
 } from './render.js';
@@ -74,6 +75,7 @@ function observedPorts(observed: ObservedGuard): string[] {
     ...observed.chains.keys(),
     ...observed.dispatch.keys(),
     ...observed.paths.map((p) => p[0]),
+    ...observed.replies.keys(),
     ...owners,
   ];
   return [...new Set(all)].sort();
@@ -116,6 +118,11 @@ function changePort(
   if (endpoint && !paths.some(([, e]) => e === endpoint)) {
     out.push(`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint}" }`);
   }
+  const reply = observed.replies.get(port.ifname);
+  if (reply !== port.mac) {
+    if (reply !== undefined) out.push(replyElement(t, port.ifname, reply, 'delete'));
+    out.push(replyElement(t, port.ifname, port.mac, 'add'));
+  }
   return out;
 }
 
@@ -127,6 +134,8 @@ function removePortCommands(names: Names, observed: ObservedGuard, ifname: strin
   for (const [p, e] of observed.paths) {
     if (p === ifname) out.push(`delete element ${t} ${DHCP_PATHS} { "${p}" . "${e}" }`);
   }
+  const reply = observed.replies.get(ifname);
+  if (reply !== undefined) out.push(replyElement(t, ifname, reply, 'delete'));
   if (observed.chains.has(ifname)) out.push(`delete chain ${t} ${portChain(ifname)}`);
   for (const name of observed.counters.keys()) {
     if (name.startsWith(`${ifname}.`)) out.push(`delete counter ${t} ${name}`);

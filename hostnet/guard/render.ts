@@ -9,6 +9,10 @@
 //   endpoint port only: the `dhcp_paths` set holds (guest port . endpoint).
 //   Broadcast floods call the forward hook once per output port, so every
 //   copy except the endpoint's is dropped and a storm costs O(N) frames.
+//   The way back too: a DHCP reply (udp 67 -> 68, broadcast because the
+//   client has no address yet) leaves a guest port only when its chaddr is
+//   that port's MAC (`dhcp_replies` holds port . MAC), so guests neither pay
+//   for each other's replies nor see each other's addresses and hostnames.
 // Rules match interface names, so they exist before the tap or veth does.
 // Each port owns a chain, its map/set elements and its named counters, so
 // adding or removing a port never touches another port's rule handles.
@@ -54,10 +58,11 @@ export const DROP_REASONS = [
 export type DropReason = (typeof DROP_REASONS)[number];
 
 /** Drops that belong to no desired port: frames from unguarded owned ports, and steered DHCP copies. */
-export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer'] as const;
+export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer', 'dhcp-reply-steer'] as const;
 
 export const PORT_MAP = 'ports';
 export const DHCP_PATHS = 'dhcp_paths';
+export const DHCP_REPLIES = 'dhcp_replies';
 export const CHAIN_PREFIX = 'port_';
 /** Rule comments carry a fingerprint of what was rendered, so reconcile compares hashes, not nft's reprint. */
 export const FINGERPRINT_PREFIX = 'berth guard ';
@@ -131,12 +136,14 @@ export function skeletonCommands(names: Names): string[] {
   const rules = [
     `add rule ${t} prerouting iifname ${guestPorts} counter name "unguarded" drop`,
     `add rule ${t} forward iifname ${guestPorts} udp dport 67 iifname . oifname != @${DHCP_PATHS} counter name "dhcp-steer" drop`,
+    `add rule ${t} forward oifname ${guestPorts} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} counter name "dhcp-reply-steer" drop`,
   ];
   const objects = [
     `add table ${t}`,
     ...TABLE_COUNTERS.map((c) => `add counter ${t} ${c}`),
     `add map ${t} ${PORT_MAP} { type ifname : verdict; }`,
     `add set ${t} ${DHCP_PATHS} { type ifname . ifname; }`,
+    `add set ${t} ${DHCP_REPLIES} { typeof oifname . @th,${chaddrMatch().offset},${chaddrMatch().length}; }`,
     `add chain ${t} prerouting { type filter hook prerouting priority -200; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority -200; policy accept; }`,
   ];
@@ -168,7 +175,17 @@ export function addPortCommands(names: Names, port: GuardPort, endpoint: string 
     ...portRules(port).map((r) => `add rule ${t} ${chain} ${r}`),
     `add element ${t} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`,
     ...(endpoint ? [`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint}" }`] : []),
+    replyElement(t, port.ifname, port.mac, 'add'),
   ];
+}
+
+export function macHex(mac: string): string {
+  return `0x${mac.replaceAll(':', '')}`;
+}
+
+/** The (port . chaddr) pair that lets DHCP replies for this port's MAC out of it. */
+export function replyElement(t: string, ifname: string, mac: string, verb: 'add' | 'delete'): string {
+  return `${verb} element ${t} ${DHCP_REPLIES} { "${ifname}" . ${macHex(mac)} }`;
 }
 
 /** The whole table as one script, ports sorted by name so the text is stable. */

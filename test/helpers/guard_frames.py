@@ -33,6 +33,12 @@ def frame(src, kind, arg):
     if kind == "dhcpserver":
         return (Ether(src=src, dst=BROADCAST) / IP(src=arg, dst="255.255.255.255")
                 / UDP(sport=67, dport=68) / BOOTP(op=2, xid=1) / DHCP(options=[("message-type", "offer"), "end"]))
+    if kind == "dhcpreply":
+        # What an endpoint sends back to a client with no address yet: a broadcast whose chaddr names the client.
+        chaddr = bytes.fromhex(arg.replace(":", "")) + bytes(10)
+        return (Ether(src=src, dst=BROADCAST) / IP(src="10.77.0.1", dst="255.255.255.255")
+                / UDP(sport=67, dport=68) / BOOTP(op=2, xid=2, chaddr=chaddr, flags=0x8000)
+                / DHCP(options=[("message-type", "offer"), "end"]))
     if kind == "ethertype":
         return Ether(src=src, dst=BROADCAST, type=int(arg, 16)) / Raw(b"berth-guard-test".ljust(46, b"."))
     if kind == "ra":

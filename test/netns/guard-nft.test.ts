@@ -207,6 +207,19 @@ t.test('DHCP: foreign chaddr dropped, own chaddr steered to the endpoint only', 
   t.ok((await dropped(guard, '*', 'dhcp-steer')) >= steerBefore + 3, 'the copies to B were steered away');
 });
 
+t.test('DHCP replies from the endpoint leave only the port whose MAC is the chaddr', async (t) => {
+  const before = await dropped(guard, '*', 'dhcp-reply-steer');
+  let atB: string[] = [];
+  const atA = await capture(A.ns, 'udp src port 67', async () => {
+    atB = await capture(B.ns, 'udp src port 67', () =>
+      inNs(endpoint.ns, PYTHON, FRAMES, 'eth0', `dhcpreply=${A.mac}`),
+    );
+  });
+  t.ok(atA.length >= 1, 'A sees the reply meant for it');
+  t.same(atB, [], "B sees nothing of A's reply");
+  t.ok((await dropped(guard, '*', 'dhcp-reply-steer')) >= before + 3, 'the copies to B were counted');
+});
+
 t.test('rogue DHCP servers, router advertisements, other ethertypes and VLAN tags are dropped', async (t) => {
   const reasons = ['dhcp-server', 'ipv6-ra', 'ethertype'];
   const before = await Promise.all(reasons.map((r) => dropped(guard, A.port, r)));

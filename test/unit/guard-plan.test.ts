@@ -56,6 +56,12 @@ function listing(state: GuardState, skeleton = skeletonFingerprint(names), packe
     return ep ? [{ concat: [p.ifname, ep.ifname] }] : [];
   });
   items.push({ set: { name: 'dhcp_paths', handle: ++handle, ...(paths.length ? { elem: paths } : {}) } });
+  const replies = state.ports.map((p) => ({
+    concat: [p.ifname, Number.parseInt(p.mac.replaceAll(':', ''), 16)],
+  }));
+  items.push({
+    set: { name: 'dhcp_replies', handle: ++handle, ...(replies.length ? { elem: replies } : {}) },
+  });
   for (const c of ['prerouting', 'forward', ...state.ports.map((p) => `port_${p.ifname}`)]) {
     items.push({ chain: { name: c, handle: ++handle } });
   }
@@ -110,6 +116,7 @@ t.test('a port no longer desired loses its element, chain and counters, in that 
   t.same(lines(nft.scripts[0]), [
     `delete element ${T} ports { "gapb" }`,
     `delete element ${T} dhcp_paths { "gapb" . "gae1" }`,
+    `delete element ${T} dhcp_replies { "gapb" . 0x02000000000b }`,
     `delete chain ${T} port_gapb`,
     ...DROP_REASONS.map((r) => `delete counter ${T} gapb.${r}`),
   ]);
@@ -240,7 +247,7 @@ t.test('observe reads single elements and handles by position', async (t) => {
   t.same(seen.paths, [['gapa', 'gae1']]);
   t.same([...seen.chains], [['gapa', undefined]], 'a chain without a fingerprint reads as changed');
   t.same([...handlesOf(listing({ ports: [A], endpoints: [] }))].slice(-2), [
-    ['rule port_gapa[0]', 18],
-    ['rule port_gapa[1]', 19],
+    ['rule port_gapa[0]', 20],
+    ['rule port_gapa[1]', 21],
   ]);
 });

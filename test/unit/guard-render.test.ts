@@ -30,13 +30,16 @@ const twoPorts: GuardState = {
 const GOLDEN = `add table bridge ga_guard
 add counter bridge ga_guard unguarded
 add counter bridge ga_guard dhcp-steer
+add counter bridge ga_guard dhcp-reply-steer
 add map bridge ga_guard ports { type ifname : verdict; }
 add set bridge ga_guard dhcp_paths { type ifname . ifname; }
+add set bridge ga_guard dhcp_replies { typeof oifname . @th,288,48; }
 add chain bridge ga_guard prerouting { type filter hook prerouting priority -200; policy accept; }
 add chain bridge ga_guard forward { type filter hook forward priority -200; policy accept; }
-add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard c26d80f4b7e6"
+add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard 43b78c8d06c9"
 add rule bridge ga_guard prerouting iifname "gap*" counter name "unguarded" drop
 add rule bridge ga_guard forward iifname "gap*" udp dport 67 iifname . oifname != @dhcp_paths counter name "dhcp-steer" drop
+add rule bridge ga_guard forward oifname "gap*" udp sport 67 udp dport 68 oifname . @th,288,48 != @dhcp_replies counter name "dhcp-reply-steer" drop
 add counter bridge ga_guard gapa.mac-spoof
 add counter bridge ga_guard gapa.ip-spoof
 add counter bridge ga_guard gapa.arp-spoof
@@ -65,6 +68,7 @@ add rule bridge ga_guard port_gapa ether type ip6 counter name "gapa.ipv6-spoof"
 add rule bridge ga_guard port_gapa counter name "gapa.ethertype" drop comment "berth guard 3857f63089d2"
 add element bridge ga_guard ports { "gapa" : jump port_gapa }
 add element bridge ga_guard dhcp_paths { "gapa" . "gae1" }
+add element bridge ga_guard dhcp_replies { "gapa" . 0x02000000000a }
 add counter bridge ga_guard gapb.mac-spoof
 add counter bridge ga_guard gapb.ip-spoof
 add counter bridge ga_guard gapb.arp-spoof
@@ -93,6 +97,7 @@ add rule bridge ga_guard port_gapb ether type ip6 counter name "gapb.ipv6-spoof"
 add rule bridge ga_guard port_gapb counter name "gapb.ethertype" drop comment "berth guard bf0f33169580"
 add element bridge ga_guard ports { "gapb" : jump port_gapb }
 add element bridge ga_guard dhcp_paths { "gapb" . "gae1" }
+add element bridge ga_guard dhcp_replies { "gapb" . 0x02000000000b }
 `;
 
 t.test('golden script for two ports and one endpoint', async (t) => {
