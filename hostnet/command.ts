@@ -17,6 +17,8 @@ export class CommandError extends Error {
     readonly argv: string[],
     readonly exitCode: number | null,
     readonly stderr: string,
+    /** What the command printed before it failed (`berthctl instance exec` shows it). */
+    readonly stdout = '',
   ) {
     super(`${argv.join(' ')}: ${stderr.trim() || `exit code ${exitCode}`}`);
     this.name = 'CommandError';
@@ -37,7 +39,7 @@ export const osCommandRunner: CommandRunner = {
               typeof (err as NodeJS.ErrnoException).code === 'number'
                 ? (err as unknown as { code: number }).code
                 : null;
-            reject(new CommandError(argv, code, stderr || err.message));
+            reject(new CommandError(argv, code, stderr || err.message, stdout));
           } else resolve({ stdout, stderr });
         },
       );

@@ -159,7 +159,8 @@ export class HostDriver implements NetworkDriver {
       const r = await this.runner.run(['ip', 'netns', 'exec', netns, ...argv], { timeoutMs: 120_000 });
       return { code: 0, ...r };
     } catch (err) {
-      if (err instanceof CommandError) return { code: err.exitCode ?? 1, stdout: '', stderr: err.stderr };
+      if (err instanceof CommandError)
+        return { code: err.exitCode ?? 1, stdout: err.stdout, stderr: err.stderr };
       throw err;
     }
   }

@@ -10,15 +10,22 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetworkDriver } from '../../hostnet/driver.js';
-import type { Observer } from '../daemon/services.js';
+import type { ImageStore } from '../../images/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fieldPath } from '../config/validate.js';
+import type { Observer } from '../daemon/services.js';
 import { BerthError } from '../errors.js';
+import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
+import type { PolicyService } from '../services/policies.js';
 import { auditRoutes } from './routes/audit.js';
+import { imageRoutes } from './routes/images.js';
 import { instanceRoutes } from './routes/instances.js';
+import { leaseRoutes } from './routes/leases.js';
+import { metadataRoutes } from './routes/metadata.js';
 import { networkRoutes } from './routes/networks.js';
+import { policyRoutes } from './routes/policies.js';
 import { poolRoutes } from './routes/pool.js';
 import { type StatusSource, statusRoutes } from './routes/status.js';
 import { API_PREFIX, type ErrorBody } from './types.js';
@@ -31,6 +38,12 @@ export interface AdminServices {
   macs: MacPool;
   driver: NetworkDriver;
   observer: Observer;
+  /** Lease listing; absent in admin servers built without DHCP (unit tests). */
+  dhcp?: Pick<DhcpService, 'list'>;
+  policies?: PolicyService;
+  /** The Ed25519 public key (PEM) that signs instance identity documents. */
+  metadataPublicKey?: string;
+  images?: ImageStore;
 }
 
 declare module 'fastify' {
@@ -134,5 +147,11 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   });
   await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances });
   await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });
+  if (services.dhcp) await app.register(leaseRoutes, { prefix: API_PREFIX, dhcp: services.dhcp });
+  if (services.policies)
+    await app.register(policyRoutes, { prefix: API_PREFIX, policies: services.policies });
+  if (services.metadataPublicKey)
+    await app.register(metadataRoutes, { prefix: API_PREFIX, publicKeyPem: services.metadataPublicKey });
+  if (services.images) await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images });
   return app;
 }

@@ -134,12 +134,29 @@ export const Nic = Type.Object({
 export type Nic = Static<typeof Nic>;
 
 export const Runtime = Type.Union([Type.Literal('netns'), Type.Literal('libvirt')]);
+export const TokensMode = Type.Union([Type.Literal('optional'), Type.Literal('required')]);
+export const BlobInfo = Type.Object({ bytes: Type.Integer(), sha256: Type.String() });
 
 export const InstanceCreate = Type.Object(
   {
     name: InstanceName,
     network: NetworkName,
     runtime: Type.Optional(Runtime),
+    // Compute: the image (name or sha256) is required for the libvirt runtime.
+    image: Type.Optional(Type.String({ maxLength: 64 })),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    memory_mib: Type.Optional(Type.Integer({ minimum: 64, maximum: 1048576 })),
+    // Metadata inputs (metadata issue).
+    user_data: Type.Optional(Type.String({ maxLength: 90_000, description: 'base64' })),
+    vendor_data: Type.Optional(Type.String({ maxLength: 90_000, description: 'base64' })),
+    ssh_keys: Type.Optional(
+      Type.Array(Type.Object({ name: Type.String(), key: Type.String({ maxLength: 16384 }) }), {
+        maxItems: 32,
+      }),
+    ),
+    role: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,62}$' })),
+    tokens: Type.Optional(TokensMode),
+    meta: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 4096 }), { maxProperties: 64 })),
   },
   { additionalProperties: false },
 );
@@ -156,10 +173,26 @@ export const Instance = Type.Object({
     Type.Literal('stopped'),
     Type.Literal('deleting'),
     Type.Literal('error'),
+    // A libvirt instance whose domain libvirt no longer knows.
+    Type.Literal('missing'),
   ]),
   created_at: Type.String(),
   netns: Type.Optional(Type.String()),
+  // Compute (libvirt runtime).
+  image: Type.Optional(Type.String()),
+  image_sha256: Type.Optional(Type.String()),
+  domain: Type.Optional(Type.String()),
+  console_log: Type.Optional(Type.String()),
+  vcpus: Type.Optional(Type.Integer()),
+  memory_mib: Type.Optional(Type.Integer()),
   nics: Type.Array(Nic),
+  // Metadata inputs; user-data and vendor-data only by size and hash.
+  ssh_keys: Type.Optional(Type.Array(Type.Object({ name: Type.String(), key: Type.String() }))),
+  role: Type.Optional(Type.String()),
+  tokens: Type.Optional(TokensMode),
+  meta: Type.Optional(Type.Record(Type.String(), Type.String())),
+  user_data: Type.Optional(BlobInfo),
+  vendor_data: Type.Optional(BlobInfo),
 });
 export type Instance = Static<typeof Instance>;
 
@@ -203,3 +236,93 @@ export const ResolveAnswer = Type.Object({
   ),
 });
 export type ResolveAnswer = Static<typeof ResolveAnswer>;
+
+export const LeaseQuery = Type.Object(
+  { network: Type.Optional(NetworkName) },
+  { additionalProperties: false },
+);
+export type LeaseQuery = Static<typeof LeaseQuery>;
+
+export const Lease = Type.Object({
+  network: Type.String(),
+  mac: Type.String(),
+  ip: Type.String(),
+  instance: Type.String(),
+  instance_name: Type.Optional(Type.String()),
+  expires: Type.String({ description: 'ISO time: lease end, release time, or end of a decline hold' }),
+  state: Type.Union([
+    Type.Literal('bound'),
+    Type.Literal('expired'),
+    Type.Literal('released'),
+    Type.Literal('declined'),
+  ]),
+});
+export type Lease = Static<typeof Lease>;
+
+export const LeaseList = Type.Object({ leases: Type.Array(Lease) });
+export type LeaseList = Static<typeof LeaseList>;
+
+export const Policy = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' }),
+    description: Type.Optional(Type.String({ maxLength: 500 })),
+    identities: Type.Array(Type.String({ maxLength: 200 }), {
+      maxItems: 256,
+      description: '*, instance:<id|name>, mac:<mac>, mac:<mac>/<bits>, image:<sha256>, role:<name>',
+    }),
+    allow: Type.Array(Type.String({ maxLength: 200 }), {
+      maxItems: 64,
+      description: 'read:<resource>, write:<resource>',
+    }),
+    deny: Type.Array(Type.String({ maxLength: 200 }), { maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
+export type Policy = Static<typeof Policy>;
+export const PolicyList = Type.Object({ policies: Type.Array(Policy) });
+export type PolicyList = Static<typeof PolicyList>;
+
+export const ImageKind = Type.Union([Type.Literal('disk'), Type.Literal('kernel')]);
+
+export const ImageImport = Type.Object(
+  {
+    /** A file on berthd's host; the CLI runs there. */
+    path: Type.String({ minLength: 1, maxLength: 4096 }),
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }),
+    kind: Type.Optional(ImageKind),
+    initrd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
+  },
+  { additionalProperties: false },
+);
+export type ImageImport = Static<typeof ImageImport>;
+
+export const Image = Type.Object({
+  name: Type.String(),
+  sha256: Type.String(),
+  kind: ImageKind,
+  format: Type.Optional(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')])),
+  bytes: Type.Integer(),
+  parts: Type.Array(
+    Type.Object({
+      role: Type.Union([Type.Literal('disk'), Type.Literal('kernel'), Type.Literal('initrd')]),
+      file: Type.String(),
+      sha256: Type.String(),
+      bytes: Type.Integer(),
+    }),
+  ),
+  cmdline: Type.Optional(Type.String()),
+  created_at: Type.String(),
+  source: Type.String(),
+  used_by: Type.Optional(Type.Array(Type.String())),
+});
+export type Image = Static<typeof Image>;
+
+export const ImageList = Type.Object({ images: Type.Array(Image) });
+export type ImageList = Static<typeof ImageList>;
+
+export const StopRequest = Type.Object(
+  { timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })) },
+  { additionalProperties: false },
+);
+export type StopRequest = Static<typeof StopRequest>;

@@ -3,9 +3,11 @@
 import { Command, CommanderError } from 'commander';
 import { BerthClient } from '../client/client.js';
 import { registerAudit } from './commands/audit.js';
+import { registerImages } from './commands/images.js';
 import { registerInstances } from './commands/instances.js';
+import { registerLeases } from './commands/leases.js';
 import { registerNetworks } from './commands/networks.js';
-import { registerPending } from './commands/pending.js';
+import { registerPolicies } from './commands/policies.js';
 import { registerPool } from './commands/pool.js';
 import { registerStatus } from './commands/status.js';
 import type { CliContext } from './context.js';
@@ -25,7 +27,9 @@ export function buildProgram(ctx: CliContext, version: string): Command {
   registerNetworks(program, ctx);
   registerInstances(program, ctx);
   registerPool(program, ctx);
-  registerPending(program, ctx);
+  registerLeases(program, ctx);
+  registerPolicies(program, ctx);
+  registerImages(program, ctx);
   // Subcommands inherit exit handling so usage errors anywhere exit 2.
   for (const cmd of program.commands) {
     cmd.exitOverride();

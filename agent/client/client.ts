@@ -6,12 +6,18 @@ import type {
   AuditQuery,
   ErrorBody,
   ExecResult,
+  Image,
+  ImageImport,
+  ImageList,
   Instance,
   InstanceCreate,
   InstanceList,
+  LeaseList,
   Network,
   NetworkCreate,
   NetworkList,
+  Policy,
+  PolicyList,
   PoolUsage,
   Status,
 } from '../api/types.js';
@@ -159,7 +165,140 @@ export class BerthClient {
     return this.request('POST', `/instances/${encodeURIComponent(name)}/exec`, { argv });
   }
 
+  policies(): Promise<PolicyList> {
+    return this.request('GET', '/policies');
+  }
+
+  policy(name: string): Promise<Policy> {
+    return this.request('GET', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  setPolicy(policy: Policy): Promise<Policy> {
+    return this.request('PUT', `/policies/${encodeURIComponent(policy.name)}`, policy);
+  }
+
+  deletePolicy(name: string): Promise<void> {
+    return this.request('DELETE', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  /** The Ed25519 key that signs instance identity documents. */
+  metadataHostKey(): Promise<{ algorithm: 'ed25519'; public_key_pem: string }> {
+    return this.request('GET', '/metadata/host-key');
+  }
+
   pool(): Promise<PoolUsage> {
     return this.request('GET', '/pool');
+  }
+
+  images(): Promise<ImageList> {
+    return this.request('GET', '/images');
+  }
+
+  image(name: string): Promise<Image> {
+    return this.request('GET', `/images/${encodeURIComponent(name)}`);
+  }
+
+  deleteImage(name: string): Promise<void> {
+    return this.request('DELETE', `/images/${encodeURIComponent(name)}`);
+  }
+
+  /** Imports a file on berthd's host; with onProgress, berthd streams the copy's progress. */
+  importImage(body: ImageImport, onProgress?: (p: { done: number; total: number }) => void): Promise<Image> {
+    if (!onProgress) return this.request('POST', '/images', body);
+    return this.importStreaming(body, onProgress);
+  }
+
+  private importStreaming(
+    body: ImageImport,
+    onProgress: (p: { done: number; total: number }) => void,
+  ): Promise<Image> {
+    const payload = Buffer.from(JSON.stringify(body));
+    return new Promise<Image>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          socketPath: this.socket,
+          method: 'POST',
+          path: `${API_PREFIX}/images`,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': payload.length,
+            accept: 'application/x-ndjson',
+          },
+        },
+        (res) => {
+          let buf = '';
+          let settled = false;
+          const line = (text: string) => {
+            if (!text.trim()) return;
+            let msg: {
+              progress?: { done: number; total: number };
+              image?: Image;
+              error?: ErrorBody['error'];
+            };
+            try {
+              msg = JSON.parse(text);
+            } catch {
+              return;
+            }
+            if (msg.progress) onProgress(msg.progress);
+            else if (msg.image) {
+              settled = true;
+              resolve(msg.image);
+            } else if (msg.error) {
+              settled = true;
+              const e = msg.error;
+              reject(
+                new ClientError(
+                  e.code,
+                  e.message,
+                  res.statusCode && res.statusCode >= 400 ? res.statusCode : 500,
+                  e.field,
+                ),
+              );
+            }
+          };
+          res.on('data', (c: Buffer) => {
+            buf += c.toString();
+            for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+              line(buf.slice(0, i));
+              buf = buf.slice(i + 1);
+            }
+          });
+          res.on('end', () => {
+            line(buf);
+            if (!settled)
+              reject(
+                new ClientError(
+                  'BERTH_ERR_INTERNAL',
+                  `berthd answered HTTP ${res.statusCode} without a result`,
+                  res.statusCode ?? 0,
+                ),
+              );
+          });
+        },
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => reject(unreachable(this.socket, err)));
+      req.end(payload);
+    });
+  }
+
+  startInstance(name: string): Promise<Instance> {
+    return this.request('POST', `/instances/${encodeURIComponent(name)}/start`, {});
+  }
+
+  stopInstance(name: string, timeoutSeconds?: number): Promise<Instance> {
+    return this.request(
+      'POST',
+      `/instances/${encodeURIComponent(name)}/stop`,
+      timeoutSeconds === undefined ? {} : { timeout_seconds: timeoutSeconds },
+    );
+  }
+
+  rebootInstance(name: string): Promise<Instance> {
+    return this.request('POST', `/instances/${encodeURIComponent(name)}/reboot`, {});
+  }
+
+  leases(network?: string): Promise<LeaseList> {
+    return this.request('GET', `/leases${network ? `?network=${encodeURIComponent(network)}` : ''}`);
   }
 }

@@ -13,7 +13,8 @@ import { AuditLog } from '../audit/audit-log.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
-import { identityProbe } from '../services/identity-probe.js';
+import { startMetadata } from '../metadata/wire.js';
+import { DhcpService } from '../services/dhcp.js';
 import type { NetworkRecord } from '../services/networks.js';
 import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
@@ -57,6 +58,7 @@ export class Daemon {
   private services: Services | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private endpoints: EndpointSupervisor | undefined;
+  private dhcp: DhcpService | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -83,11 +85,26 @@ export class Daemon {
     const services = await buildServices(store, cfg, log, this.deps.driver);
     this.services = services;
     await services.instances.recover();
+    // Adopts berth's running domains and marks missing ones; never blocks a start without libvirt.
+    await services.libvirt.start();
     await reconcileHost(services, log);
     await startObserving(services, log);
-    const endpoints = createEndpoints(services, log, {
-      calls: { 'metadata.request': identityProbe(services.observer, audit) },
+    const dhcp = new DhcpService({
+      store,
+      audit,
+      observer: services.observer,
+      ports: services.instances,
+      networks: services.networks,
+      instanceName: (id) => services.instances.nameOf(id),
+      log: log.child({ component: 'dhcp' }),
     });
+    this.dhcp = dhcp;
+    const metadata = await startMetadata({ store, audit, services, hostId: () => this.hostId, log });
+    const endpoints = createEndpoints(services, log, {
+      dhcpPacket: dhcp.handle,
+      calls: metadata.calls,
+    });
+    metadata.attach(endpoints);
     this.endpoints = endpoints;
     const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level);
     services.networkHooks.realised.push(ensure);
@@ -107,6 +124,10 @@ export class Daemon {
         macs: services.macs,
         driver: services.driver,
         observer: services.observer,
+        dhcp,
+        policies: metadata.policies,
+        metadataPublicKey: metadata.keys.publicKeyPem,
+        images: services.images,
       },
       log,
     );
@@ -178,6 +199,8 @@ export class Daemon {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.observer.stop();
     this.endpoints?.stopAll();
+    await this.dhcp?.stop();
+    await this.services?.libvirt.close();
     if (this.api) {
       // Only a socket this process listened on is removed; on a failed start
       // the path may belong to the berthd that is already running.

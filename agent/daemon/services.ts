@@ -1,5 +1,7 @@
 // Builds berthd's services over one store and one network driver, and keeps
 // the host reconciled with them.
+
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
@@ -7,10 +9,13 @@ import { HostDriver } from '../../hostnet/host-driver.js';
 import { Names } from '../../hostnet/names.js';
 import { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { PortDirectory } from '../../hostnet/observe/resolve.js';
+import { ImageStore } from '../../images/store.js';
 import type { Config } from '../config/schema.js';
-import { InstanceService } from '../services/instances.js';
+import { HostLock } from '../services/host-lock.js';
+import { type InstanceRecord, InstanceService } from '../services/instances.js';
+import { LibvirtRuntime } from '../services/libvirt-runtime.js';
 import { type NetworkRecord, NetworkService, toSpec } from '../services/networks.js';
-import type { Store } from '../store/store.js';
+import { META_KEYS, type Store } from '../store/store.js';
 
 export interface Services {
   names: Names;
@@ -18,8 +23,15 @@ export interface Services {
   macs: MacPool;
   networks: NetworkService;
   instances: InstanceService;
+  images: ImageStore;
+  /** Connects to libvirt on first need; berthd runs netns guests without it. */
+  libvirt: LibvirtRuntime;
   observer: Observer;
+  /** Host changes and reconcile passes take turns here. */
+  lock: HostLock;
   /** Further listeners for networks appearing and going (endpoints, DHCP). */
+  /** Told after an instance was created or deleted (metadata caches). */
+  instanceHooks: ((rec: InstanceRecord) => void)[];
   networkHooks: {
     realised: ((rec: NetworkRecord) => Promise<void> | void)[];
     removed: ((rec: NetworkRecord) => void)[];
@@ -31,7 +43,16 @@ export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
 /** What berthd uses of the identity observer; tests of the services substitute it. */
 export type Observer = Pick<
   IdentityObserver,
-  'start' | 'stop' | 'addNetwork' | 'removeNetwork' | 'onChange' | 'resolve' | 'resolveNow' | 'resolveMac' | 'resolveMacNow' | 'macSeen'
+  | 'start'
+  | 'stop'
+  | 'addNetwork'
+  | 'removeNetwork'
+  | 'onChange'
+  | 'resolve'
+  | 'resolveNow'
+  | 'resolveMac'
+  | 'resolveMacNow'
+  | 'macSeen'
 >;
 export type ObserverFactory = (names: Names, directory: PortDirectory, log: Logger) => Observer;
 
@@ -51,13 +72,27 @@ export async function buildServices(
   const names = new Names(config.name_prefix);
   const driver = makeDriver(names, config);
   let observer: Observer | undefined;
+  let instances: InstanceService | undefined;
+  const images = new ImageStore({
+    store,
+    dir: join(config.state_dir, 'images'),
+    usedBy: (sha) => (instances?.all() ?? []).filter((i) => i.image_sha256 === sha).map((i) => i.name),
+  });
+  const hostId = (await store.get<string>(META_KEYS.hostId)) ?? 'unknown';
+  const libvirt = new LibvirtRuntime({
+    stateDir: config.state_dir,
+    names,
+    hostId: () => hostId,
+    images,
+    log: log.child({ component: 'libvirt' }),
+  });
   const macs = await MacPool.load(store, {
     prefixes: config.mac_pools.map((p) => p.prefix),
     quarantineSeconds: config.quarantine.mac_seconds,
     // A MAC already live on a bridge (a guest berth does not know of) is never handed out.
-    conflicts: (mac) => observer?.macSeen(mac) === true,
+    // So is a MAC of any domain libvirt knows, berth's or not.
+    conflicts: (mac) => observer?.macSeen(mac) === true || libvirt.macs.has(mac),
   });
-  let instances: InstanceService | undefined;
   // Instances exist before any lookup can arrive; the directory is late-bound.
   observer = makeObserver(
     names,
@@ -74,6 +109,8 @@ export async function buildServices(
     });
   };
   const networkHooks: Services['networkHooks'] = { realised: [], removed: [] };
+  const lock = new HostLock();
+  const instanceHooks: Services['instanceHooks'] = [];
   const networks = new NetworkService({
     store,
     driver,
@@ -81,6 +118,7 @@ export async function buildServices(
     ipQuarantineSeconds: config.quarantine.ip_seconds,
     instancesOn: (n) => instances?.countOn(n) ?? 0,
     portsOn: (n) => instances?.portsOn(n) ?? [],
+    lock,
     onRealised: async (rec) => {
       await observe(rec);
       for (const hook of networkHooks.realised) await hook(rec);
@@ -98,9 +136,27 @@ export async function buildServices(
     macs,
     names,
     log: log.child({ component: 'instances' }),
+    lock,
+    libvirt,
+    onChanged: (rec) => {
+      for (const hook of instanceHooks) hook(rec);
+    },
   });
   await instances.load();
-  return { names, driver, macs, networks, instances, observer, networkHooks };
+  libvirt.attach(instances);
+  return {
+    names,
+    driver,
+    macs,
+    networks,
+    instances,
+    images,
+    libvirt,
+    observer,
+    networkHooks,
+    instanceHooks,
+    lock,
+  };
 }
 
 /** Starts watching the FDB and every network's endpoint neighbours; after the first reconcile. */
@@ -134,7 +190,7 @@ export function desiredHostState(s: Services): DesiredHostState {
 export async function reconcileHost(s: Services, log: Logger): Promise<boolean> {
   const started = Date.now();
   try {
-    await s.driver.reconcile(desiredHostState(s));
+    await s.lock.run(() => s.driver.reconcile(desiredHostState(s)));
     log.debug({ ms: Date.now() - started }, 'host reconciled');
     return true;
   } catch (err) {

@@ -1,42 +1,51 @@
-// The metadata listener inside the endpoint namespace. Until the metadata
-// service lands, it proves the identity path end to end: each request is
-// resolved by berthd from the observed source IP -> MAC -> port, never from
-// headers, and answered with that identity or refused.
-import { createServer } from 'node:http';
-import type { EndpointConfig } from './protocol.js';
+// The metadata listener inside the endpoint namespace. Callers are resolved
+// by berthd from the observed source IP -> MAC -> port, never from headers;
+// the answer is cached here per IP (see metadata/endpoint-cache.ts) so that a
+// steady stream of requests never leaves this process.
+import { writeFile } from 'node:fs/promises';
+import { EndpointCache } from '../metadata/endpoint-cache.js';
+import { buildMetadataApp } from '../metadata/http.js';
+import type { EndpointConfig, ParentMessage } from './protocol.js';
 import type { RpcClient } from './rpc-client.js';
 
-export async function startMetadataServer(
-  config: EndpointConfig,
-  rpc: RpcClient,
-  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void,
-): Promise<number> {
-  const server = createServer((req, res) => {
-    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    rpc
-      .call<{ status: number; body: string; contentType: string }>('metadata.request', {
-        ip,
-        method: req.method,
-        path: req.url,
-        host: req.headers.host ?? '',
-      })
-      .then(
-        (r) => {
-          res.writeHead(r.status, { 'content-type': r.contentType });
-          res.end(r.body);
-        },
-        (err: Error) => {
-          res.writeHead(503, { 'content-type': 'text/plain' });
-          res.end(`metadata unavailable: ${err.message}\n`);
-        },
-      );
+type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+const DECISION_LOG_MS = 10_000;
+
+/**
+ * Node cannot set IP_TTL on one TCP socket, but the endpoint namespace talks
+ * only to guests on its own link (metadata and DHCP), so a namespace-wide
+ * default TTL of 1 makes every answer, token PUTs included, die at the first
+ * router: a token cannot be relayed off the link.
+ */
+async function linkLocalTtl(log: Log): Promise<void> {
+  await writeFile('/proc/sys/net/ipv4/ip_default_ttl', '1\n').catch((err: Error) =>
+    log('warn', 'could not set IP TTL 1 in the endpoint namespace', { err: err.message }),
+  );
+}
+
+/** Resolves with the port listened on, 0 when the listener could not start. */
+export async function startMetadataServer(config: EndpointConfig, rpc: RpcClient, log: Log): Promise<number> {
+  if (config.metadataPort === 80) await linkLocalTtl(log);
+  const cache = new EndpointCache(config.network, (method, params) => rpc.call(method, params));
+  const { app, stats } = buildMetadataApp(cache);
+  process.on('message', (msg: ParentMessage) => {
+    if (msg.t === 'invalidate') cache.invalidate(msg.all ? undefined : msg.ips);
   });
-  server.on('error', (err) => log('error', 'metadata listener failed', { err: err.message }));
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(0));
-    server.listen(config.metadataPort, config.metadataIp, () => {
-      const addr = server.address();
-      resolve(typeof addr === 'object' && addr ? addr.port : 0);
-    });
-  });
+  // Every allowed decision is counted here and logged by berthd in batches;
+  // a log line per request would cost more than the request.
+  setInterval(() => {
+    if (stats.allowed.size === 0) return;
+    const counts = Object.fromEntries(stats.allowed);
+    stats.allowed.clear();
+    rpc.call('metadata.decisions', { counts }).catch(() => undefined);
+  }, DECISION_LOG_MS).unref();
+  try {
+    await app.listen({ port: config.metadataPort, host: config.metadataIp });
+    const addr = app.server.address();
+    return typeof addr === 'object' && addr ? addr.port : 0;
+  } catch (err) {
+    log('error', 'metadata listener failed', { err: (err as Error).message });
+    return 0;
+  }
 }

@@ -125,7 +125,10 @@ export class EndpointSupervisor {
       case 'ready':
         slot.ready = true;
         slot.ports = { dhcp: msg.dhcpPort, metadata: msg.metadataPort };
-        this.log.info({ network, dhcp_port: msg.dhcpPort, metadata_port: msg.metadataPort }, 'endpoint ready');
+        this.log.info(
+          { network, dhcp_port: msg.dhcpPort, metadata_port: msg.metadataPort },
+          'endpoint ready',
+        );
         this.onReady?.(network);
         return;
       case 'dhcp-packet':

@@ -9,7 +9,10 @@ import type { Names } from '../../hostnet/names.js';
 import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
 import { BerthError, causeText, couldNot } from '../errors.js';
+import { inputKeys, prepareInputs } from '../metadata/inputs.js';
 import type { BatchOp, Store } from '../store/store.js';
+import { HostLock } from './host-lock.js';
+import type { LibvirtRuntime } from './libvirt-runtime.js';
 import { type NetworkService, toSpec } from './networks.js';
 
 export type InstanceRecord = Instance;
@@ -26,6 +29,12 @@ export interface InstanceServiceOptions {
   macs: MacPool;
   names: Names;
   log: Logger;
+  /** Serialises host changes with the reconcile loop; a private lock when not shared. */
+  lock?: HostLock;
+  /** Told after an instance was created or deleted (metadata caches forget what they knew). */
+  onChanged?: (rec: InstanceRecord) => void;
+  /** The libvirt runtime (libvirt-runtime.ts); without it libvirt creates are not implemented. */
+  libvirt?: LibvirtRuntime;
 }
 
 export class InstanceService {
@@ -34,7 +43,11 @@ export class InstanceService {
   private readonly portsByIfname = new Map<string, PortEntry>();
   private readonly portsByMac = new Map<string, PortEntry>();
 
-  constructor(private readonly opts: InstanceServiceOptions) {}
+  private readonly lock: HostLock;
+
+  constructor(private readonly opts: InstanceServiceOptions) {
+    this.lock = opts.lock ?? new HostLock();
+  }
 
   async load(): Promise<void> {
     for (const { value } of await this.opts.store.list<InstanceRecord>(INSTANCE_PREFIX)) this.track(value);
@@ -84,6 +97,10 @@ export class InstanceService {
     return [...this.portsByIfname.values()].filter((p) => p.network === network).map((p) => p.ifname);
   }
 
+  nameOf(id: string): string | undefined {
+    return this.byId.get(id)?.name;
+  }
+
   portByMac(mac: string): PortEntry | undefined {
     return this.portsByMac.get(mac);
   }
@@ -107,9 +124,13 @@ export class InstanceService {
     this.track(rec);
   }
 
-  async create(input: InstanceCreate): Promise<InstanceRecord> {
+  create(input: InstanceCreate): Promise<InstanceRecord> {
+    return this.lock.run(() => this.createNow(input));
+  }
+
+  private async createNow(input: InstanceCreate): Promise<InstanceRecord> {
     const runtime = input.runtime ?? 'netns';
-    if (runtime === 'libvirt') {
+    if (runtime === 'libvirt' && !this.opts.libvirt) {
       throw couldNot(
         'BERTH_ERR_NOT_IMPLEMENTED',
         'create',
@@ -129,6 +150,9 @@ export class InstanceService {
       );
     }
     const network = this.opts.networks.get(input.network);
+    const inputs = prepareInputs(input);
+    // Image hash and libvirt are checked before anything is allocated.
+    const boot = runtime === 'libvirt' ? await this.opts.libvirt?.prepare(input) : undefined;
     const hex = randomBytes(4).toString('hex');
     const id = `i-${hex}`;
     const mac = this.opts.macs.reserve({ instance: id, nic: 0 });
@@ -146,8 +170,19 @@ export class InstanceService {
       runtime,
       state: 'creating',
       created_at: new Date().toISOString(),
-      netns: this.opts.names.guestNetns(input.name),
+      ...(runtime === 'netns' ? { netns: this.opts.names.guestNetns(input.name) } : {}),
       nics: [{ network: network.name, mac: mac.mac, ip: ip.ip, port: this.opts.names.port(hex, 0) }],
+      ...inputs.fields,
+      ...(boot && this.opts.libvirt
+        ? {
+            image: boot.name,
+            image_sha256: boot.image.sha256,
+            domain: this.opts.libvirt.domainName(input),
+            console_log: this.opts.libvirt.consoleLog(id),
+            vcpus: input.vcpus ?? 1,
+            memory_mib: input.memory_mib ?? 256,
+          }
+        : {}),
     };
     try {
       await this.opts.store.batch(
@@ -156,6 +191,7 @@ export class InstanceService {
           { type: 'put', key: `${NAME_PREFIX}${rec.name}`, value: id },
           mac.op,
           ip.op,
+          ...inputs.ops(id),
         ],
         { guards: [{ key: `${NAME_PREFIX}${rec.name}`, absent: true }, mac.guard, ip.guard] },
       );
@@ -170,16 +206,21 @@ export class InstanceService {
 
     const reverter = new Reverter();
     try {
-      const guest = this.guestOf(rec) as NetnsGuestSpec;
-      await this.opts.driver.guardPort(guest.port);
-      reverter.add(`guard of port ${guest.port.ifname}`, () =>
-        this.opts.driver.unguardPort(guest.port.ifname),
-      );
-      await this.opts.driver.ensureNetnsGuest(guest, toSpec(network));
-      reverter.add(`netns guest ${guest.netns}`, () => this.opts.driver.removeNetnsGuest(guest));
+      const port = this.portSpec(rec, rec.nics[0] as Nic);
+      await this.opts.driver.guardPort(port);
+      reverter.add(`guard of port ${port.ifname}`, () => this.opts.driver.unguardPort(port.ifname));
+      if (boot && this.opts.libvirt) {
+        const nic = { bridge: this.opts.driver.placement(network).bridge, mtu: network.mtu };
+        await this.opts.libvirt.instantiate(rec, boot.image, nic, reverter);
+      } else {
+        const guest = this.guestOf(rec) as NetnsGuestSpec;
+        await this.opts.driver.ensureNetnsGuest(guest, toSpec(network));
+        reverter.add(`netns guest ${guest.netns}`, () => this.opts.driver.removeNetnsGuest(guest));
+      }
       const running: InstanceRecord = { ...rec, state: 'running' };
       await this.put(running);
       reverter.success();
+      this.opts.onChanged?.(running);
       this.opts.log.info(
         {
           instance: id,
@@ -208,6 +249,9 @@ export class InstanceService {
     const ops: BatchOp[] = [
       { type: 'del', key: `${INSTANCE_PREFIX}${rec.id}` },
       { type: 'del', key: `${NAME_PREFIX}${rec.name}` },
+      ...inputKeys(rec.id).map((key) => ({ type: 'del' as const, key })),
+      // The lease goes with the instance; the IP's quarantine keeps it from the next guest.
+      ...rec.nics.map((nic) => ({ type: 'del' as const, key: `lease/${nic.network}/${nic.mac}` })),
     ];
     const applies: (() => void)[] = [];
     for (const nic of rec.nics) {
@@ -224,11 +268,16 @@ export class InstanceService {
     this.untrack(rec);
   }
 
-  async delete(nameOrId: string): Promise<void> {
+  delete(nameOrId: string): Promise<void> {
+    return this.lock.run(() => this.deleteNow(nameOrId));
+  }
+
+  private async deleteNow(nameOrId: string): Promise<void> {
     const rec = this.get(nameOrId);
     if (rec.state !== 'deleting') await this.put({ ...rec, state: 'deleting' });
     await this.teardown(rec);
     await this.forget(rec);
+    this.opts.onChanged?.(rec);
     this.opts.log.info(
       { instance: rec.id, name: rec.name, mac: rec.nics[0]?.mac, ip: rec.nics[0]?.ip },
       'instance deleted; MAC and IP quarantined',
@@ -239,6 +288,7 @@ export class InstanceService {
   private async teardown(rec: InstanceRecord): Promise<void> {
     const guest = this.guestOf(rec);
     if (guest) await this.opts.driver.removeNetnsGuest(guest);
+    if (rec.runtime === 'libvirt' && this.opts.libvirt) await this.opts.libvirt.teardown(rec);
     for (const nic of rec.nics) await this.opts.driver.unguardPort(nic.port);
   }
 
@@ -250,9 +300,57 @@ export class InstanceService {
         { instance: rec.id, name: rec.name, state: rec.state },
         'finishing an interrupted change',
       );
-      await this.teardown(rec);
+      try {
+        await this.teardown(rec);
+      } catch (err) {
+        // libvirt may be down: the record stays 'creating'/'deleting' for the next start.
+        this.opts.log.error(
+          { instance: rec.id, err: causeText(err) },
+          'could not finish; will retry at next start',
+        );
+        continue;
+      }
       await this.forget(rec);
     }
+  }
+
+  /** A state seen on the hypervisor; creates and deletes in flight keep theirs. */
+  setState(id: string, state: InstanceRecord['state']): Promise<void> {
+    return this.lock.run(async () => {
+      const rec = this.byId.get(id);
+      if (!rec || rec.state === state || rec.state === 'creating' || rec.state === 'deleting') return;
+      await this.put({ ...rec, state });
+    });
+  }
+
+  /** start | stop | reboot of a libvirt instance. */
+  power(nameOrId: string, verb: 'start' | 'stop' | 'reboot', timeoutMs = 30_000): Promise<InstanceRecord> {
+    return this.lock.run(async () => {
+      const rec = this.get(nameOrId);
+      const libvirt = this.opts.libvirt;
+      if (rec.runtime !== 'libvirt' || !libvirt)
+        throw couldNot(
+          'BERTH_ERR_CONFLICT',
+          verb,
+          'instance',
+          rec.name,
+          'start, stop and reboot are for libvirt instances',
+        );
+      if (rec.state === 'creating' || rec.state === 'deleting')
+        throw couldNot('BERTH_ERR_CONFLICT', verb, 'instance', rec.name, `it is ${rec.state}`);
+      try {
+        if (verb === 'start') await libvirt.startInstance(rec);
+        else if (verb === 'reboot') await libvirt.rebootInstance(rec);
+        else await libvirt.stopInstance(rec, timeoutMs);
+      } catch (err) {
+        if (err instanceof BerthError) throw err;
+        throw couldNot('BERTH_ERR_HOST_OP', verb, 'instance', rec.name, err);
+      }
+      const state = verb === 'stop' ? 'stopped' : 'running';
+      const next = { ...this.get(rec.id), state } as InstanceRecord;
+      await this.put(next);
+      return next;
+    });
   }
 
   async exec(nameOrId: string, argv: string[]) {

@@ -8,6 +8,7 @@ import type { NetworkConfig } from '../config/schema.js';
 import { validateNetwork } from '../config/validate.js';
 import { BerthError, couldNot, invalidField } from '../errors.js';
 import type { Store } from '../store/store.js';
+import { HostLock } from './host-lock.js';
 
 export interface NetworkRecord {
   name: string;
@@ -36,6 +37,8 @@ export interface NetworkServiceOptions {
   /** Told after a network was realised on the host, or removed from it. */
   onRealised?: (rec: NetworkRecord) => Promise<void>;
   onRemoved?: (rec: NetworkRecord) => void;
+  /** Serialises host changes with the reconcile loop; a private lock when not shared. */
+  lock?: HostLock;
 }
 
 export function toSpec(rec: NetworkRecord): NetworkSpec {
@@ -70,7 +73,11 @@ export class NetworkService {
   private readonly records = new Map<string, NetworkRecord>();
   private readonly ipams = new Map<string, Ipam>();
 
-  constructor(private readonly opts: NetworkServiceOptions) {}
+  private readonly lock: HostLock;
+
+  constructor(private readonly opts: NetworkServiceOptions) {
+    this.lock = opts.lock ?? new HostLock();
+  }
 
   /** Loads stored networks and adds the config's networks that are not stored yet. */
   async load(fromConfig: NetworkConfig[]): Promise<void> {
@@ -131,7 +138,11 @@ export class NetworkService {
     await this.opts.driver.checkVlanSupport(rec);
   }
 
-  async create(input: NetworkCreate): Promise<NetworkRecord> {
+  create(input: NetworkCreate): Promise<NetworkRecord> {
+    return this.lock.run(() => this.createNow(input));
+  }
+
+  private async createNow(input: NetworkCreate): Promise<NetworkRecord> {
     validateNetwork({ ...input }, '', (field, reason) => invalidField(field.replace(/^\./, ''), reason));
     if (this.records.has(input.name)) {
       throw couldNot(
@@ -161,7 +172,11 @@ export class NetworkService {
     return rec;
   }
 
-  async delete(name: string): Promise<void> {
+  delete(name: string): Promise<void> {
+    return this.lock.run(() => this.deleteNow(name));
+  }
+
+  private async deleteNow(name: string): Promise<void> {
     const rec = this.get(name);
     const users = this.opts.instancesOn(name);
     if (users > 0)

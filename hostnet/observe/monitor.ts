@@ -31,8 +31,11 @@ const STDERR_KEEP = 2048;
 
 export const osMonitorSpawner: MonitorSpawner = {
   spawn(argv, handlers) {
-    const [file, ...args] = argv as [string, ...string[]];
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A monitor of a deleted namespace never writes again, so it would never
+    // hit SIGPIPE: if berthd is killed, the kernel must kill its monitors.
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     let done = false;
     const finish = (reason: string) => {

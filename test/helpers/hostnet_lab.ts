@@ -2,11 +2,11 @@
 // networks and instances, `berthctl instance exec` inside the netns guests.
 // Shared by the hostnet acceptance tests (test/netns/hostnet-*.test.ts).
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import type { Instance, Network } from '../../agent/api/types.js';
-import { berthctl, type RunningBerthd, removePrefixed, startBerthd, uniquePrefix } from './berthd.js';
+import { BERTHCTL, type RunningBerthd, removePrefixed, startBerthd, uniquePrefix } from './berthd.js';
 
 const execFileP = promisify(execFile);
 
@@ -57,10 +57,19 @@ export async function startLab(
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
     ...(opts.socket ? { socket: opts.socket } : {}),
   });
+  // Runs before startBerthd's SIGKILL teardown: a killed berthd leaves its `ip monitor neigh`
+  // children behind, pinning the endpoint namespaces after removePrefixed has unnamed them.
+  t.teardown(async () => {
+    if (d.proc.exitCode !== null || d.proc.signalCode !== null) return;
+    d.proc.kill('SIGTERM');
+    await Promise.race([d.exited, new Promise((r) => setTimeout(r, 5000))]);
+  });
   return new Lab(d);
 }
 
 export class Lab {
+  private readonly subnets = new Map<string, string>();
+
   constructor(readonly d: Daemon) {}
 
   get prefix(): string {
@@ -68,11 +77,22 @@ export class Lab {
   }
 
   /**
-   * berthctl without tap's NODE_OPTIONS (its per-process --import hook costs about
-   * 0.4 s per call here; berthd itself still runs under it for coverage).
+   * berthctl without tap's processinfo hook, which costs about 0.6 s per process here and
+   * which tap's patched spawn puts back into any env it is given; `env -u` drops it after
+   * that. berthd itself still runs under the hook.
    */
   ctl(args: string[]): Promise<CtlResult> {
-    return berthctl(['--socket', this.d.socket, ...args], { NODE_OPTIONS: '' });
+    return new Promise((resolve) => {
+      execFile(
+        'env',
+        ['-u', 'NODE_OPTIONS', process.execPath, BERTHCTL, '--socket', this.d.socket, ...args],
+        { encoding: 'utf8', maxBuffer: 64 << 20 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
   }
 
   /** berthctl ... --json that must succeed; the parsed output. */
@@ -82,8 +102,10 @@ export class Lab {
     return JSON.parse(r.stdout) as T;
   }
 
-  network(name: string, subnet: string): Promise<Network> {
-    return this.json<Network>(['network', 'create', name, '--subnet', subnet]);
+  async network(name: string, subnet: string): Promise<Network> {
+    const n = await this.json<Network>(['network', 'create', name, '--subnet', subnet]);
+    this.subnets.set(name, n.subnet);
+    return n;
   }
 
   show(name: string): Promise<Network> {
@@ -92,13 +114,21 @@ export class Lab {
 
   /** A netns instance with its assigned IP configured by hand (no DHCP yet). */
   async guest(name: string, network: string, opts: { address?: boolean } = {}): Promise<Guest> {
-    const i = await this.json<Instance>(['instance', 'create', name, '--network', network, '--runtime', 'netns']);
+    const i = await this.json<Instance>([
+      'instance',
+      'create',
+      name,
+      '--network',
+      network,
+      '--runtime',
+      'netns',
+    ]);
     const nic = i.nics[0];
     if (!nic || !i.netns) throw new Error(`instance ${name} has no NIC or netns: ${JSON.stringify(i)}`);
     const g = { name, id: i.id, mac: nic.mac, ip: nic.ip, port: nic.port, netns: i.netns, network };
     if (opts.address !== false) {
-      const net = await this.show(network);
-      const len = net.subnet.split('/')[1];
+      const subnet = this.subnets.get(network) ?? (await this.show(network)).subnet;
+      const len = subnet.split('/')[1];
       await this.execOk(name, ['ip', 'addr', 'add', `${g.ip}/${len}`, 'dev', 'eth0']);
     }
     return g;
@@ -110,11 +140,19 @@ export class Lab {
 
   async execOk(name: string, argv: string[]): Promise<string> {
     const r = await this.exec(name, argv);
-    if (r.code !== 0) throw new Error(`instance exec ${name} ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+    if (r.code !== 0)
+      throw new Error(`instance exec ${name} ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
   }
 
-  /** True when every one of `count` pings is answered (from the guest's primary or a given source). */
+  /** True when ping ran and its one echo went unanswered (not when ping could not even send). */
+  async noPing(from: string, ip: string, opts: { source?: string } = {}): Promise<boolean> {
+    const src = opts.source ? ['-I', opts.source] : [];
+    const r = await this.exec(from, ['ping', '-n', '-q', '-c', '1', '-W', '1', ...src, ip]);
+    return r.code !== 0 && /1 packets transmitted, 0 received/.test(r.stdout);
+  }
+
+  /** True when every one of `count` echoes is answered (from the guest's own IP or a given source). */
   async ping(from: string, ip: string, opts: { count?: number; source?: string } = {}): Promise<boolean> {
     const count = String(opts.count ?? 2);
     const src = opts.source ? ['-I', opts.source] : [];
@@ -155,7 +193,12 @@ export async function neighbourMac(netns: string, ip: string): Promise<string | 
 /** Where the bridge learned mac, if it did (non-permanent entries only). */
 export async function fdbPort(bridge: string, mac: string): Promise<string | undefined> {
   const out = await sh('bridge', ['-j', 'fdb', 'show', 'br', bridge]);
-  const entries = JSON.parse(out || '[]') as { mac: string; ifname?: string; state?: string; flags?: string[] }[];
+  const entries = JSON.parse(out || '[]') as {
+    mac: string;
+    ifname?: string;
+    state?: string;
+    flags?: string[];
+  }[];
   return entries.find((e) => e.mac === mac && e.state !== 'permanent' && !e.flags?.includes('self'))?.ifname;
 }
 

@@ -6,7 +6,14 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import t from 'tap';
 import { groupId } from '../../agent/api/unix-socket.js';
-import { berthctl, spawnBerthd, startBerthd, tempDir, uniquePrefix, writeTestConfig } from '../helpers/berthd.js';
+import {
+  berthctl,
+  spawnBerthd,
+  startBerthd,
+  tempDir,
+  uniquePrefix,
+  writeTestConfig,
+} from '../helpers/berthd.js';
 
 t.test('status over the socket; socket is 0660 root:berth; SIGTERM stops cleanly', async (t) => {
   const d = await startBerthd(t);
@@ -64,7 +71,14 @@ t.test('a second berthd on the same state dir fails at once and leaves the first
     ),
   );
   // The same socket path is refused too, without unlinking the live socket.
-  const third = spawnBerthd(['--state-dir', join(d.stateDir, 'elsewhere'), '--socket', d.socket, '--config', await writeTestConfig(await tempDir(t), uniquePrefix())]);
+  const third = spawnBerthd([
+    '--state-dir',
+    join(d.stateDir, 'elsewhere'),
+    '--socket',
+    d.socket,
+    '--config',
+    await writeTestConfig(await tempDir(t), uniquePrefix()),
+  ]);
   t.equal(await third.exited, 1);
   t.match(third.stderr(), /another process answers there; is berthd already running\?/);
   t.ok((await d.client.status()).pid, 'the first berthd still answers');
@@ -153,7 +167,7 @@ t.test('sd_notify: READY=1 with STATUS, then WATCHDOG=1 pings', async (t) => {
   t.ok(messages.some((m) => m.includes('STOPPING=1')));
 });
 
-t.test('berthctl: unreachable daemon, usage errors and pending features', async (t) => {
+t.test('berthctl: unreachable daemon and usage errors', async (t) => {
   const dir = await tempDir(t);
   const socket = join(dir, 'none.sock');
   const down = await berthctl(['--socket', socket, 'status']);
@@ -168,11 +182,6 @@ t.test('berthctl: unreachable daemon, usage errors and pending features', async 
   const badFlag = await berthctl(['--socket', socket, 'audit', '--outcome', 'maybe']);
   t.equal(badFlag.code, 2);
   t.match(badFlag.stderr, '--outcome: "maybe" is not one of refused, allowed, info');
-  const pending = await berthctl(['--socket', socket, 'image', 'import', 'disk.qcow2', '--json']);
-  t.equal(pending.code, 3);
-  t.match(JSON.parse(pending.stdout), {
-    error: { code: 'BERTH_ERR_NOT_IMPLEMENTED', message: 'berthctl image import: not implemented yet' },
-  });
 });
 
 t.test('a corrupt store stops berthd with a clear message', async (t) => {

@@ -14,7 +14,14 @@ const ENTRY = join(ROOT, 'dist/agent/endpoint/main.js');
 const plainSpawner = (_netns: string, entry: string) =>
   spawn(process.execPath, [entry], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' });
 
-const config = { network: 'n1', serviceIp: '127.0.0.1', metadataIp: '127.0.0.1', metadataPort: 0, dhcpPort: 0, logLevel: 'info' };
+const config = {
+  network: 'n1',
+  serviceIp: '127.0.0.1',
+  metadataIp: '127.0.0.1',
+  metadataPort: 0,
+  dhcpPort: 0,
+  logLevel: 'info',
+};
 
 function waitReady(sup: EndpointSupervisor): Promise<void> {
   return new Promise((resolve) => {
@@ -24,16 +31,50 @@ function waitReady(sup: EndpointSupervisor): Promise<void> {
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, headers: { 'X-Forwarded-For': '10.9.9.9' } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => {
-        body += c.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
+    request(
+      { host: '127.0.0.1', port, path, headers: { 'X-Forwarded-For': '10.9.9.9', Host: '169.254.169.254' } },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    )
       .on('error', reject)
       .end();
   });
+}
+
+/** berthd's answer to `metadata.lookup`: who the caller is and what to serve it. */
+function lookupAnswer() {
+  const doc = {
+    id: 'i-0000abcd',
+    uuid: '00000000-0000-4000-8000-000000000001',
+    name: 'g1',
+    hostname: 'g1',
+    runtime: 'netns',
+    network: { name: 'n1', subnet: '127.0.0.0/8', mtu: 1500, dns: [] },
+    mac: '0a:b7:e7:00:00:01',
+    ip: '127.0.0.1',
+    port: 'p0',
+    sshKeys: [],
+    meta: {},
+    hostId: 'hv',
+    createdAt: '2026-01-01T00:00:00Z',
+    identity: { document: '{}', signature: '' },
+  };
+  return {
+    ok: true,
+    mac: doc.mac,
+    port: doc.port,
+    instance: doc.id,
+    identity: `instance:${doc.id}`,
+    doc,
+    rules: [],
+    tokens: 'optional',
+    tokenKey: Buffer.alloc(32, 1),
+  };
 }
 
 t.test('metadata calls reach berthd with the observed source IP, never a header', async (t) => {
@@ -44,7 +85,7 @@ t.test('metadata calls reach berthd with the observed source IP, never a header'
       dhcpPacket() {},
       async call(network, method, params) {
         seen.push({ network, method, params });
-        return { status: 200, contentType: 'text/plain', body: 'hello\n' };
+        return lookupAnswer();
       },
     },
     plainSpawner,
@@ -56,8 +97,10 @@ t.test('metadata calls reach berthd with the observed source IP, never a header'
   await ready;
   const port = sup.status()[0]?.ports?.metadata as number;
   t.ok(port > 0);
-  t.same(await get(port, '/latest/meta-data/'), { status: 200, body: 'hello\n' });
-  t.match(seen, [{ network: 'n1', method: 'metadata.request', params: { ip: '127.0.0.1', method: 'GET', path: '/latest/meta-data/' } }]);
+  t.same(await get(port, '/latest/meta-data/instance-id'), { status: 200, body: 'i-0000abcd' });
+  t.same(await get(port, '/latest/meta-data/mac'), { status: 200, body: '0a:b7:e7:00:00:01' });
+  // One lookup per caller IP; the second request was answered from the endpoint's cache.
+  t.same(seen, [{ network: 'n1', method: 'metadata.lookup', params: { ip: '127.0.0.1' } }]);
 });
 
 t.test('DHCP datagrams are relayed to berthd and replies go out of the endpoint socket', async (t) => {
@@ -68,7 +111,12 @@ t.test('DHCP datagrams are relayed to berthd and replies go out of the endpoint 
     {
       dhcpPacket(network, data, _address, port) {
         got.push({ data, port });
-        sup?.send(network, { t: 'dhcp-send', data: Buffer.from(`re:${data.toString()}`), address: '127.0.0.1', port });
+        sup?.send(network, {
+          t: 'dhcp-send',
+          data: Buffer.from(`re:${data.toString()}`),
+          address: '127.0.0.1',
+          port,
+        });
       },
       async call() {
         return {};
@@ -92,7 +140,12 @@ t.test('DHCP datagrams are relayed to berthd and replies go out of the endpoint 
 });
 
 t.test('a dead endpoint is restarted with backoff; stop() ends it for good', async (t) => {
-  const sup = new EndpointSupervisor(pino({ level: 'silent' }), { dhcpPacket() {}, call: async () => ({}) }, plainSpawner, ENTRY);
+  const sup = new EndpointSupervisor(
+    pino({ level: 'silent' }),
+    { dhcpPacket() {}, call: async () => ({}) },
+    plainSpawner,
+    ENTRY,
+  );
   t.teardown(() => sup.stopAll());
   let ready = waitReady(sup);
   sup.ensure('ns-unused', config);

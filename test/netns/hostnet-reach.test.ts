@@ -46,7 +46,7 @@ t.test('a guest on another bridge with the same subnet cannot reach the first ne
   t.equal(b1.ip, a1.ip, 'same subnet, same pool: b1 gets the IP a1 has on the other network');
   t.ok(await lab.ping('b1', netB.service_ip), "b1 reaches its own network's endpoint (the path works)");
   t.ok(await lab.ping('a1', a2.ip), 'a1 reaches a2 (network a works)');
-  t.notOk(await lab.ping('b1', a2.ip), "b1 cannot reach a2's IP");
+  t.ok(await lab.noPing('b1', a2.ip), "b1 cannot reach a2's IP");
   t.not(await neighbourMac(b1.netns, a2.ip), a2.mac, "b1 never learned a2's MAC");
   t.not(await neighbourMac(a2.netns, b1.ip), b1.mac, 'a2 never heard from b1');
   // The endpoint b1 reaches is b's: a's endpoint never saw b1's MAC.

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { InstanceService } from '../../services/instances.js';
-import { ExecRequest, ExecResult, Instance, InstanceCreate, InstanceList } from '../types.js';
+import { ExecRequest, ExecResult, Instance, InstanceCreate, InstanceList, StopRequest } from '../types.js';
 
 export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceService }> = async (
   app,
@@ -28,4 +28,10 @@ export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceServ
     { schema: { params, body: ExecRequest, response: { 200: ExecResult } } },
     async (req) => instances.exec(req.params.name, req.body.argv),
   );
+  for (const verb of ['start', 'stop', 'reboot'] as const)
+    app.post(
+      `/instances/:name/${verb}`,
+      { schema: { params, body: Type.Optional(StopRequest), response: { 200: Instance } } },
+      async (req) => instances.power(req.params.name, verb, (req.body?.timeout_seconds ?? 20) * 1000),
+    );
 };

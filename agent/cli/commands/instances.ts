@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { Instance } from '../../api/types.js';
 import { action, type CliContext } from '../context.js';
-import { NotImplementedError, printJson, table, UsageError } from '../output.js';
+import { printJson, table, UsageError } from '../output.js';
+import { addMetadataOptions, metadataInputs } from './instance-inputs.js';
 
 function describe(i: Instance): string {
   const head = table(
@@ -13,7 +14,25 @@ function describe(i: Instance): string {
       ['state', i.state],
       ['runtime', i.runtime],
       ['netns', i.netns],
+      ['image', i.image ? `${i.image} sha256 ${i.image_sha256}` : undefined],
+      ['domain', i.domain],
+      ['console log', i.console_log],
+      ['size', i.vcpus !== undefined ? `${i.vcpus} vcpu, ${i.memory_mib} MiB` : undefined],
       ['created', i.created_at],
+      ['role', i.role],
+      ['tokens', i.tokens],
+      ['ssh keys', i.ssh_keys?.map((k) => k.name).join(', ') || undefined],
+      [
+        'meta',
+        Object.entries(i.meta ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ') || undefined,
+      ],
+      ['user-data', i.user_data ? `${i.user_data.bytes} bytes, sha256 ${i.user_data.sha256}` : undefined],
+      [
+        'vendor-data',
+        i.vendor_data ? `${i.vendor_data.bytes} bytes, sha256 ${i.vendor_data.sha256}` : undefined,
+      ],
     ],
   )
     .split('\n')
@@ -29,23 +48,37 @@ export function registerInstances(program: Command, ctx: CliContext): void {
   const instance = program
     .command('instance')
     .description('guests (netns runtime now; libvirt with compute)');
-  instance
-    .command('create <name>')
-    .description('create an instance: MAC and IP from the pools, guard, then the port')
-    .requiredOption('--network <name>', 'network for its NIC')
-    .option('--runtime <runtime>', 'netns or libvirt', 'netns')
-    .action(
-      action(ctx, async (flags, name: string) => {
-        const runtime = String(flags.runtime);
-        if (runtime !== 'netns' && runtime !== 'libvirt')
-          throw new UsageError(`--runtime: "${runtime}" is not one of netns, libvirt`);
-        const i = await ctx.client(flags).createInstance({ name, network: String(flags.network), runtime });
-        if (flags.json) return printJson(ctx.io, i);
-        ctx.io.out(
-          `instance ${i.name} (${i.id}) ${i.state}: ${i.nics.map((n) => `${n.mac} ${n.ip} on ${n.port}`).join(', ')}`,
-        );
-      }),
-    );
+  addMetadataOptions(
+    instance
+      .command('create <name>')
+      .description('create an instance: MAC and IP from the pools, guard, then the port')
+      .requiredOption('--network <name>', 'network for its NIC')
+      .option('--runtime <runtime>', 'netns or libvirt', 'netns')
+      .option('--image <name>', 'image name or sha256 (libvirt runtime)')
+      .option('--vcpus <n>', 'virtual CPUs (libvirt runtime)', (v) => Number.parseInt(v, 10))
+      .option('--memory <mib>', 'memory in MiB (libvirt runtime)', (v) => Number.parseInt(v, 10)),
+  ).action(
+    action(ctx, async (flags, name: string) => {
+      const runtime = String(flags.runtime);
+      if (runtime !== 'netns' && runtime !== 'libvirt')
+        throw new UsageError(`--runtime: "${runtime}" is not one of netns, libvirt`);
+      if (runtime === 'libvirt' && !flags.image)
+        throw new UsageError('--image: the libvirt runtime needs an image');
+      const i = await ctx.client(flags).createInstance({
+        name,
+        network: String(flags.network),
+        runtime,
+        ...(flags.image ? { image: String(flags.image) } : {}),
+        ...(flags.vcpus !== undefined ? { vcpus: Number(flags.vcpus) } : {}),
+        ...(flags.memory !== undefined ? { memory_mib: Number(flags.memory) } : {}),
+        ...metadataInputs(flags),
+      });
+      if (flags.json) return printJson(ctx.io, i);
+      ctx.io.out(
+        `instance ${i.name} (${i.id}) ${i.state}: ${i.nics.map((n) => `${n.mac} ${n.ip} on ${n.port}`).join(', ')}`,
+      );
+    }),
+  );
   instance
     .command('list')
     .description('list instances')
@@ -101,14 +134,34 @@ export function registerInstances(program: Command, ctx: CliContext): void {
         ctx.exitCode = r.code === 0 ? 0 : 1;
       }),
     );
-  for (const verb of ['start', 'stop', 'reboot']) {
-    instance
-      .command(`${verb} <name>`)
-      .description(`${verb} an instance (libvirt runtime; not implemented yet)`)
-      .action(
-        action(ctx, async () => {
-          throw new NotImplementedError(`berthctl instance ${verb}`);
-        }),
-      );
-  }
+  const power = (verb: 'start' | 'stop' | 'reboot', description: string) =>
+    instance.command(`${verb} <name>`).description(description);
+  power('start', 'start a stopped libvirt instance (its image is verified again)').action(
+    action(ctx, async (flags, name: string) => {
+      const i = await ctx.client(flags).startInstance(name);
+      if (flags.json) return printJson(ctx.io, i);
+      ctx.io.out(`instance ${i.name} ${i.state}`);
+    }),
+  );
+  power('stop', 'stop a libvirt instance: ACPI shutdown, then destroy after --timeout seconds')
+    .option(
+      '--timeout <seconds>',
+      'seconds to wait for the guest before pulling the plug',
+      (v) => Number.parseInt(v, 10),
+      20,
+    )
+    .action(
+      action(ctx, async (flags, name: string) => {
+        const i = await ctx.client(flags).stopInstance(name, Number(flags.timeout));
+        if (flags.json) return printJson(ctx.io, i);
+        ctx.io.out(`instance ${i.name} ${i.state}`);
+      }),
+    );
+  power('reboot', 'reboot a libvirt instance (starts it when stopped)').action(
+    action(ctx, async (flags, name: string) => {
+      const i = await ctx.client(flags).rebootInstance(name);
+      if (flags.json) return printJson(ctx.io, i);
+      ctx.io.out(`instance ${i.name} ${i.state}`);
+    }),
+  );
 }

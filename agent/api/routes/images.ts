@@ -1,0 +1,50 @@
+// Images: import a file that is on berthd's host (the CLI runs there), list,
+// show, delete. An import asked for as NDJSON streams its progress, then the
+// image (or the error) as the last line.
+import { PassThrough } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { ImageStore } from '../../../images/store.js';
+import { errorBody, toBerthError } from '../server.js';
+import { Image, ImageImport, ImageList } from '../types.js';
+
+export const NDJSON = 'application/x-ndjson';
+
+export const imageRoutes: FastifyPluginAsyncTypebox<{ images: ImageStore }> = async (app, { images }) => {
+  const params = Type.Object({ name: Type.String({ maxLength: 64 }) });
+  app.get('/images', { schema: { response: { 200: ImageList } } }, async () => ({
+    images: await images.list(),
+  }));
+  app.get('/images/:name', { schema: { params, response: { 200: Image } } }, async (req) =>
+    images.get(req.params.name),
+  );
+  app.delete('/images/:name', { schema: { params } }, async (req, reply) => {
+    await images.delete(req.params.name);
+    return reply.status(204).send();
+  });
+  app.post(
+    '/images',
+    { schema: { body: ImageImport, response: { 201: Image, 200: Type.Unknown() } } },
+    async (req, reply) => {
+      // Refusals that need no copying are answered (and audited) as plain errors.
+      await images.precheck(req.body);
+      if (!String(req.headers.accept ?? '').includes(NDJSON))
+        return reply.status(201).send(await images.import(req.body));
+      const out = new PassThrough();
+      let last = 0;
+      images
+        .import(req.body, (p) => {
+          if (Date.now() - last < 200 && p.done < p.total) return;
+          last = Date.now();
+          out.write(`${JSON.stringify({ progress: p })}\n`);
+        })
+        .then((image) => out.end(`${JSON.stringify({ image })}\n`))
+        .catch((err) => {
+          const berr = toBerthError(err);
+          req.log.warn({ code: berr.code }, berr.message);
+          out.end(`${JSON.stringify(errorBody(berr))}\n`);
+        });
+      return reply.status(200).header('content-type', NDJSON).send(out);
+    },
+  );
+};

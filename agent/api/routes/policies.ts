@@ -1,0 +1,27 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { invalidField } from '../../errors.js';
+import type { PolicyService } from '../../services/policies.js';
+import { Policy, PolicyList } from '../types.js';
+
+export const policyRoutes: FastifyPluginAsyncTypebox<{ policies: PolicyService }> = async (
+  app,
+  { policies },
+) => {
+  const params = Type.Object({ name: Type.String({ maxLength: 63 }) });
+  app.get('/policies', { schema: { response: { 200: PolicyList } } }, async () => ({
+    policies: policies.all(),
+  }));
+  app.get('/policies/:name', { schema: { params, response: { 200: Policy } } }, async (req) =>
+    policies.get(req.params.name),
+  );
+  app.put('/policies/:name', { schema: { params, body: Policy, response: { 200: Policy } } }, async (req) => {
+    if (req.body.name !== req.params.name)
+      throw invalidField('name', `"${req.body.name}" does not match the path's "${req.params.name}"`);
+    return policies.put(req.body);
+  });
+  app.delete('/policies/:name', { schema: { params } }, async (req, reply) => {
+    await policies.delete(req.params.name);
+    return reply.status(204).send();
+  });
+};

@@ -1,0 +1,140 @@
+// The endpoint's memory of its callers. The first request from an IP asks
+// berthd (one IPC round trip) and renders the instance's trees; later
+// requests are answered from here without leaving the process. berthd's
+// `invalidate` notices (a neighbour or FDB change, an instance or policy
+// change) drop entries; an epoch makes sure a lookup that was in flight
+// during an invalidation is not stored. Entries also age out, as a backstop
+// for an event the observer missed.
+
+import type { CallerView, Lookup, MetadataBackend, Refusal } from './http.js';
+import { renderAll } from './render.js';
+import type { CallerBundle } from './service.js';
+import { TokenAuthority } from './tokens.js';
+import type { Item } from './tree.js';
+
+export type Call = <T>(method: string, params: unknown) => Promise<T>;
+
+export const CACHE_MAX_AGE_MS = 30_000;
+
+interface Entry {
+  view: CallerView;
+  at: number;
+}
+
+export function viewOf(network: string, ip: string, bundle: Extract<CallerBundle, { ok: true }>): CallerView {
+  // Buffers cross the IPC channel as plain Uint8Arrays; make them Buffers again.
+  const { userData, vendorData } = bundle.doc;
+  const b = {
+    ...bundle,
+    doc: {
+      ...bundle.doc,
+      ...(userData ? { userData: Buffer.from(userData) } : {}),
+      ...(vendorData ? { vendorData: Buffer.from(vendorData) } : {}),
+    },
+  };
+  return {
+    network,
+    ip,
+    mac: b.mac,
+    port: b.port,
+    instance: b.instance,
+    identity: b.identity,
+    items: withIdentity(renderAll(b.doc), network, ip, b),
+    rules: b.rules,
+    tokens: b.tokens,
+    authority: new TokenAuthority(Buffer.from(b.tokenKey)),
+    who: { network, instance: b.instance, mac: b.mac, port: b.port },
+    decisions: new Map(),
+  };
+}
+
+/** `/berth/identity`: who the host thinks the caller is, for people debugging a guest. */
+function withIdentity(
+  items: Map<string, Item>,
+  network: string,
+  ip: string,
+  b: Extract<CallerBundle, { ok: true }>,
+): Map<string, Item> {
+  const body = `${JSON.stringify({ instance: b.instance, mac: b.mac, port: b.port, network, ip })}\n`;
+  items.set('/berth/identity', {
+    body: Buffer.from(body),
+    contentType: 'application/json',
+    resource: 'meta-data/identity',
+    tree: 'berth',
+  });
+  return items;
+}
+
+export class EndpointCache implements MetadataBackend {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<Lookup>>();
+  private epoch = 0;
+  fills = 0;
+
+  constructor(
+    private readonly network: string,
+    private readonly call: Call,
+    private readonly now: () => number = Date.now,
+    private readonly maxAgeMs = CACHE_MAX_AGE_MS,
+  ) {}
+
+  lookup(ip: string): Lookup | Promise<Lookup> {
+    const hit = this.entries.get(ip);
+    if (hit && this.now() - hit.at < this.maxAgeMs) return { ok: true, view: hit.view };
+    const pending = this.inflight.get(ip);
+    if (pending) return pending;
+    const epoch = this.epoch;
+    const p = this.call<CallerBundle>('metadata.lookup', { ip })
+      .then((b): Lookup => {
+        if (!b.ok) return { ok: false, reason: b.reason };
+        const view = viewOf(this.network, ip, b);
+        this.fills += 1;
+        if (epoch === this.epoch) this.entries.set(ip, { view, at: this.now() });
+        return { ok: true, view };
+      })
+      .finally(() => {
+        if (this.inflight.get(ip) === p) this.inflight.delete(ip);
+      });
+    this.inflight.set(ip, p);
+    return p;
+  }
+
+  invalidate(ips?: string[]): void {
+    this.epoch += 1;
+    if (!ips) {
+      this.entries.clear();
+      this.inflight.clear();
+      return;
+    }
+    for (const ip of ips) {
+      this.entries.delete(ip.replace(/^::ffff:/, ''));
+      this.inflight.delete(ip);
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async refuse(r: Refusal): Promise<void> {
+    await this.call('metadata.refused', {
+      ip: r.ip,
+      status: r.status,
+      reason: r.reason,
+      path: r.path,
+      ...(r.view
+        ? { mac: r.view.mac, port: r.view.port, instance: r.view.instance, identity: r.view.identity }
+        : {}),
+    });
+  }
+
+  async postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }> {
+    const r = await this.call<{ status: number; message: string }>('metadata.password', {
+      ip: view.ip,
+      instance: view.instance,
+      value,
+    });
+    if (r.status === 200) this.invalidate([view.ip]);
+    return r;
+  }
+}

@@ -1,0 +1,235 @@
+// The metadata HTTP surface, as the endpoint serves it on 169.254.169.254:80.
+// The caller is who the host observed (source IP -> MAC -> port -> instance,
+// via the backend), never what a header says. The surface is deliberately
+// narrow: GET everywhere, PUT only for the EC2 token, POST only for the
+// OpenStack password, a Host allow-list against DNS rebinding.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import {
+  MAX_TTL_SECONDS,
+  TOKEN_HEADERS,
+  type TokenAuthority,
+  type TokenIdentity,
+  TTL_HEADER,
+  ttlProblem,
+} from './tokens.js';
+import type { Item } from './tree.js';
+
+/**
+ * Host headers a guest's own client sends. DNS rebinding needs a name the
+ * attacker controls, so anything else is refused. `metadata` and
+ * `instance-data` are the short names guests commonly resolve to this address.
+ */
+export const ALLOWED_HOSTS: ReadonlySet<string> = new Set(['169.254.169.254', 'metadata', 'instance-data']);
+
+export interface CallerView {
+  network: string;
+  ip: string;
+  mac: string;
+  port: string;
+  instance: string;
+  /** How the identity reads in audit records. */
+  identity: string;
+  items: Map<string, Item>;
+  rules: Rule[];
+  tokens: 'optional' | 'required';
+  authority: TokenAuthority;
+  who: TokenIdentity;
+  /** Decisions already made for this caller, by `op resource`. */
+  decisions: Map<string, Decision>;
+}
+
+export type Lookup = { ok: true; view: CallerView } | { ok: false; reason: string };
+
+export interface Refusal {
+  status: number;
+  reason: string;
+  ip: string;
+  path: string;
+  view?: CallerView;
+}
+
+export interface MetadataBackend {
+  /** Who is at ip. Answers synchronously from a cache when it can. */
+  lookup(ip: string): Lookup | Promise<Lookup>;
+  /** Records a refusal in the audit log; the caller sees the answer only after it lands. */
+  refuse(r: Refusal): Promise<void>;
+  /** Stores the OpenStack password (once). */
+  postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }>;
+}
+
+export interface MetadataStats {
+  served: number;
+  refused: number;
+  tokensIssued: number;
+  /** Allowed decisions by `instance op resource`, drained by the caller for the decision log. */
+  allowed: Map<string, number>;
+}
+
+const EC2_TOKEN_PATH = '/latest/api/token';
+const TOKEN_PATH_RE = /^\/[^/]+\/api\/token\/?$/;
+const PASSWORD_RE = /^\/openstack\/[^/]+\/password\/?$/;
+
+function hostOk(raw: string | undefined): boolean {
+  if (raw === undefined) return true;
+  const host = raw.toLowerCase().replace(/:80$/, '').replace(/\.$/, '');
+  return ALLOWED_HOSTS.has(host);
+}
+
+function tokenOf(req: FastifyRequest): string | undefined {
+  for (const h of TOKEN_HEADERS) {
+    const v = req.headers[h];
+    if (typeof v === 'string' && v !== '') return v;
+  }
+  return undefined;
+}
+
+export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstance; stats: MetadataStats } {
+  const stats: MetadataStats = { served: 0, refused: 0, tokensIssued: 0, allowed: new Map() };
+  const app = Fastify({ logger: false, bodyLimit: 4096, return503OnClosing: false });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const text = (reply: FastifyReply, status: number, body: string, headers: Record<string, string> = {}) =>
+    reply
+      .code(status)
+      .headers({ 'content-type': 'text/plain', ...headers })
+      .send(`${body}\n`);
+
+  const refuse = async (
+    reply: FastifyReply,
+    status: number,
+    reason: string,
+    ip: string,
+    path: string,
+    view?: CallerView,
+    headers?: Record<string, string>,
+  ) => {
+    stats.refused += 1;
+    await backend.refuse({ status, reason, ip, path, ...(view ? { view } : {}) });
+    return text(reply, status, `refused: ${reason}`, headers);
+  };
+
+  const decide = (view: CallerView, op: Operation, resource: string): Decision => {
+    const key = `${op} ${resource}`;
+    let d = view.decisions.get(key);
+    if (!d) {
+      d = evaluate(view.rules, op, resource);
+      view.decisions.set(key, d);
+    }
+    if (d.allowed) {
+      const k = `${view.instance} ${key}`;
+      stats.allowed.set(k, (stats.allowed.get(k) ?? 0) + 1);
+    }
+    return d;
+  };
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const url = req.url;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const where = `${req.method} ${path}`;
+    let found: Lookup;
+    try {
+      found = await backend.lookup(ip);
+    } catch (err) {
+      // berthd did not answer (restarting, overloaded): say so, never guess.
+      return text(reply, 503, `metadata unavailable: ${(err as Error).message}`, { 'retry-after': '1' });
+    }
+    if (!found.ok) {
+      // berthd has audited the unresolved caller already.
+      stats.refused += 1;
+      return text(reply, 403, `refused: ${found.reason}`);
+    }
+    const view = found.view;
+    if (!hostOk(req.headers.host))
+      return refuse(reply, 403, `Host "${req.headers.host}" is not the metadata service`, ip, where, view);
+
+    const tree = path.startsWith('/openstack')
+      ? 'openstack'
+      : path.startsWith('/nocloud')
+        ? 'nocloud'
+        : 'ec2';
+    const method = req.method;
+    if (method === 'PUT' && tree === 'ec2' && TOKEN_PATH_RE.test(path))
+      return issueToken(req, reply, view, ip, path, where);
+    const password = tree === 'openstack' && PASSWORD_RE.test(path);
+    if (method === 'POST' && password) return postPassword(req, reply, view, ip, path, where);
+    if (method !== 'GET') {
+      const allow = tree === 'ec2' ? 'GET, PUT' : password ? 'GET, POST' : 'GET';
+      return refuse(reply, 405, `method ${method} is not allowed here`, ip, where, view, { allow });
+    }
+
+    const token = tokenOf(req);
+    if (token !== undefined) {
+      const check = view.authority.check(token, view.who);
+      if (!check.ok) return refuse(reply, 401, check.reason, ip, where, view);
+    } else if (view.tokens === 'required') {
+      return refuse(
+        reply,
+        401,
+        `this instance requires a session token; PUT ${EC2_TOKEN_PATH} with ${TTL_HEADER}, then send it as X-aws-ec2-metadata-token`,
+        ip,
+        where,
+        view,
+      );
+    }
+
+    const item = view.items.get(path);
+    if (!item) return text(reply, 404, 'Not Found');
+    const d = decide(view, 'read', item.resource);
+    if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
+    stats.served += 1;
+    return reply.code(200).header('content-type', item.contentType).send(item.body);
+  };
+
+  const issueToken = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    view: CallerView,
+    ip: string,
+    path: string,
+    where: string,
+  ) => {
+    // Node lower-cases header names, so this catches X-fOrWaRdEd-FoR too.
+    if (req.headers['x-forwarded-for'] !== undefined)
+      return refuse(
+        reply,
+        403,
+        'a token PUT with X-Forwarded-For is refused (proxied request)',
+        ip,
+        where,
+        view,
+      );
+    if (path.replace(/\/$/, '') !== EC2_TOKEN_PATH)
+      return refuse(reply, 403, `tokens are issued only at ${EC2_TOKEN_PATH}`, ip, where, view);
+    const problem = ttlProblem(req.headers[TTL_HEADER]);
+    if (problem) return refuse(reply, 400, problem, ip, where, view);
+    const ttl = Number(req.headers[TTL_HEADER]);
+    stats.tokensIssued += 1;
+    return reply
+      .code(200)
+      .headers({ 'content-type': 'text/plain', [TTL_HEADER]: String(Math.min(ttl, MAX_TTL_SECONDS)) })
+      .send(view.authority.issue(view.who, ttl));
+  };
+
+  const postPassword = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    view: CallerView,
+    ip: string,
+    _path: string,
+    where: string,
+  ) => {
+    const d = decide(view, 'write', 'password');
+    if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const r = await backend.postPassword(view, body.toString('utf8'));
+    if (r.status >= 400) return refuse(reply, r.status, r.message, ip, where, view);
+    return text(reply, r.status, r.message);
+  };
+
+  app.all('*', handle);
+  return { app, stats };
+}

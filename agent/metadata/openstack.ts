@@ -1,0 +1,104 @@
+// The OpenStack-style tree (`/openstack/<version>/...`), following Nova's
+// metadata formats as cloud-init's OpenStack reader expects them.
+import { randomBytes } from 'node:crypto';
+import { intToIp, netmaskOf, parseCidr } from '../../hostnet/ipv4.js';
+import { AVAILABILITY_ZONE, fqdn, type InstanceDoc, PROJECT_ID } from './doc.js';
+import { type Dir, dir, JSON_TYPE, leaf } from './tree.js';
+
+/** Nova's dated versions that cloud-init knows, oldest first; `latest` is added. */
+export const OPENSTACK_VERSIONS = [
+  '2012-08-10',
+  '2013-04-04',
+  '2013-10-17',
+  '2015-10-15',
+  '2016-06-30',
+  '2016-10-06',
+  '2017-02-22',
+  '2018-08-27',
+] as const;
+
+/** Nova: the password may be posted once, in at most 4 chunks of 255 bytes. */
+export const PASSWORD_MAX_BYTES = 4 * 255;
+
+const json = (value: unknown) => `${JSON.stringify(value)}\n`;
+
+export function metaDataJson(doc: InstanceDoc, seed: Buffer = randomBytes(512)): unknown {
+  return {
+    uuid: doc.uuid,
+    name: doc.name,
+    hostname: fqdn(doc),
+    launch_index: 0,
+    availability_zone: AVAILABILITY_ZONE,
+    project_id: PROJECT_ID,
+    meta: { ...doc.meta, ...(doc.role ? { role: doc.role } : {}) },
+    public_keys: Object.fromEntries(doc.sshKeys.map((k) => [k.name, k.key])),
+    keys: doc.sshKeys.map((k) => ({ name: k.name, type: 'ssh', data: k.key })),
+    random_seed: seed.toString('base64'),
+    devices: [],
+  };
+}
+
+export function networkDataJson(doc: InstanceDoc): unknown {
+  const cidr = parseCidr(doc.network.subnet);
+  const link = doc.port;
+  const routes = doc.network.gateway
+    ? [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: doc.network.gateway }]
+    : [];
+  const dns = doc.network.dns.map((address) => ({ type: 'dns', address }));
+  return {
+    links: [{ id: link, vif_id: link, type: 'phy', ethernet_mac_address: doc.mac, mtu: doc.network.mtu }],
+    networks: [
+      {
+        id: 'network0',
+        link,
+        type: 'ipv4',
+        ip_address: doc.ip,
+        netmask: cidr ? netmaskOf(cidr.prefix) : '255.255.255.0',
+        routes,
+        network_id: doc.network.name,
+        ...(cidr ? { network: intToIp(cidr.network) } : {}),
+        services: dns,
+      },
+    ],
+    services: dns,
+  };
+}
+
+function vendorDataJson(doc: InstanceDoc): unknown {
+  if (!doc.vendorData) return {};
+  const text = doc.vendorData.toString('utf8');
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed;
+  } catch {
+    // Not JSON: cloud-config or a script, which Nova's static vendordata carries under "cloud-init".
+  }
+  return { 'cloud-init': text };
+}
+
+export function openstackVersion(doc: InstanceDoc, version: string): Dir {
+  const after = (v: string) => version === 'latest' || version >= v;
+  return dir(
+    {
+      'meta_data.json': leaf(json(metaDataJson(doc)), 'meta-data/openstack', JSON_TYPE),
+      'network_data.json': after('2015-10-15')
+        ? leaf(json(networkDataJson(doc)), 'meta-data/network', JSON_TYPE)
+        : undefined,
+      password: after('2013-04-04') ? leaf(doc.password ?? '', 'password') : undefined,
+      user_data: doc.userData ? leaf(doc.userData, 'user-data', 'application/octet-stream') : undefined,
+      'vendor_data.json': after('2013-10-17')
+        ? leaf(json(vendorDataJson(doc)), 'vendor-data', JSON_TYPE)
+        : undefined,
+      'vendor_data2.json': after('2016-10-06') ? leaf(json({}), 'vendor-data', JSON_TYPE) : undefined,
+    },
+    'index',
+  );
+}
+
+export function openstackTree(doc: InstanceDoc): Dir {
+  const children: Record<string, Dir> = {};
+  const versions = [...OPENSTACK_VERSIONS, 'latest'];
+  for (const v of versions) children[v] = openstackVersion(doc, v);
+  // Nova lists versions bare (no trailing `/`), and cloud-init matches them exactly.
+  return dir(children, 'index', versions.join('\n'));
+}

@@ -1,0 +1,188 @@
+// berthd's side of the metadata service. An endpoint asks once per caller IP:
+// berthd resolves who that is (observed MAC and bridge port, never a header),
+// gathers the instance's inputs, compiles the policies that name it, and hands
+// the endpoint everything it needs to answer from its own memory until told
+// to forget. Refusals the endpoint makes come back here for the audit log.
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
+import type { Observer } from '../daemon/services.js';
+import type { InstanceService } from '../services/instances.js';
+import type { NetworkService } from '../services/networks.js';
+import type { PolicyService } from '../services/policies.js';
+import type { Store } from '../store/store.js';
+import { type InstanceDoc, identityDocument } from './doc.js';
+import {
+  type MetadataFields,
+  PASSWORD_PREFIX,
+  readBlob,
+  USER_DATA_PREFIX,
+  VENDOR_DATA_PREFIX,
+} from './inputs.js';
+import type { MetadataKeys } from './keys.js';
+import { PASSWORD_MAX_BYTES } from './openstack.js';
+
+/** What the endpoint gets for one caller IP. */
+export type CallerBundle =
+  | {
+      ok: true;
+      mac: string;
+      port: string;
+      instance: string;
+      identity: string;
+      doc: InstanceDoc;
+      rules: Rule[];
+      tokens: 'optional' | 'required';
+      tokenKey: Buffer;
+    }
+  | { ok: false; reason: string };
+
+export interface RefusalReport {
+  ip: string;
+  status: number;
+  reason: string;
+  path: string;
+  mac?: string;
+  port?: string;
+  instance?: string;
+  identity?: string;
+}
+
+export interface MetadataServiceOptions {
+  store: Store;
+  audit: AuditLog;
+  observer: Pick<Observer, 'resolve'>;
+  instances: InstanceService;
+  networks: NetworkService;
+  policies: PolicyService;
+  keys: MetadataKeys;
+  hostId: () => string;
+  log: Logger;
+}
+
+type WithInputs = ReturnType<InstanceService['get']> & Partial<MetadataFields> & { image_sha256?: string };
+
+export class MetadataService {
+  constructor(private readonly o: MetadataServiceOptions) {}
+
+  async lookup(network: string, ip: string, path = ''): Promise<CallerBundle> {
+    const who = await this.o.observer.resolve(network, ip);
+    if (!who.ok) {
+      await this.o.audit.append({
+        event: 'metadata.request',
+        outcome: 'refused',
+        reason: who.reason,
+        network,
+        ip,
+        ...(who.mac ? { mac: who.mac } : {}),
+        ...(who.port ? { port: who.port } : {}),
+        ...(path ? { path } : {}),
+      });
+      return { ok: false, reason: who.reason };
+    }
+    let rec: WithInputs;
+    try {
+      rec = this.o.instances.get(who.instance) as WithInputs;
+    } catch {
+      // Deleted between the port lookup and now.
+      return { ok: false, reason: 'instance-gone' };
+    }
+    const nic = rec.nics.find((n) => n.mac === who.mac) ?? rec.nics[0];
+    const net = this.o.networks.get(network);
+    const caller: CallerIdentity = {
+      instance: rec.id,
+      name: rec.name,
+      mac: who.mac,
+      ...(rec.role ? { role: rec.role } : {}),
+      ...(rec.image_sha256 ? { image: rec.image_sha256 } : {}),
+    };
+    const [userData, vendorData, password] = await Promise.all([
+      readBlob(this.o.store, USER_DATA_PREFIX, rec.id),
+      readBlob(this.o.store, VENDOR_DATA_PREFIX, rec.id),
+      this.o.store.get<string>(`${PASSWORD_PREFIX}${rec.id}`),
+    ]);
+    const base: Omit<InstanceDoc, 'identity'> = {
+      id: rec.id,
+      uuid: rec.uuid,
+      name: rec.name,
+      hostname: rec.name,
+      runtime: rec.runtime,
+      network: {
+        name: net.name,
+        subnet: net.subnet,
+        mtu: net.mtu,
+        dns: net.dns,
+        ...(net.gateway ? { gateway: net.gateway } : {}),
+        ...(net.domain ? { domain: net.domain } : {}),
+      },
+      mac: who.mac,
+      ip: nic?.ip ?? ip,
+      port: who.port,
+      sshKeys: rec.ssh_keys ?? [],
+      meta: rec.meta ?? {},
+      hostId: this.o.hostId(),
+      createdAt: rec.created_at,
+      ...(rec.role ? { role: rec.role } : {}),
+      ...(rec.image_sha256 ? { imageSha256: rec.image_sha256 } : {}),
+      ...(userData ? { userData } : {}),
+      ...(vendorData ? { vendorData } : {}),
+      ...(password !== undefined ? { password } : {}),
+    };
+    const document = identityDocument(base);
+    return {
+      ok: true,
+      mac: who.mac,
+      port: who.port,
+      instance: rec.id,
+      identity: describeCaller(caller),
+      doc: { ...base, identity: { document, signature: this.o.keys.sign(document) } },
+      rules: compileRules(this.o.policies.all(), caller),
+      tokens: rec.tokens ?? 'optional',
+      tokenKey: this.o.keys.tokenKey,
+    };
+  }
+
+  async refused(network: string, r: RefusalReport): Promise<void> {
+    await this.o.audit.append({
+      event: 'metadata.request',
+      outcome: 'refused',
+      reason: r.reason,
+      network,
+      ip: r.ip,
+      path: r.path,
+      ...(r.mac ? { mac: r.mac } : {}),
+      ...(r.port ? { port: r.port } : {}),
+      ...(r.instance ? { instance: r.instance } : {}),
+      ...(r.identity ? { identity: r.identity } : {}),
+      detail: { status: r.status },
+    });
+  }
+
+  /**
+   * Nova's password protocol: one POST, then 409. The identity is resolved
+   * again here, so a cached view in the endpoint cannot write for anyone else.
+   */
+  async setPassword(
+    network: string,
+    params: { ip: string; instance: string; value: string },
+  ): Promise<{ status: number; message: string }> {
+    const who = await this.o.observer.resolve(network, params.ip);
+    if (!who.ok || who.instance !== params.instance) return { status: 403, message: 'caller changed; retry' };
+    if (Buffer.byteLength(params.value) > PASSWORD_MAX_BYTES)
+      return { status: 400, message: `password is longer than ${PASSWORD_MAX_BYTES} bytes` };
+    const key = `${PASSWORD_PREFIX}${who.instance}`;
+    try {
+      await this.o.store.batch([{ type: 'put', key, value: params.value }], {
+        guards: [{ key, absent: true }],
+      });
+    } catch {
+      return { status: 409, message: 'the password is already set' };
+    }
+    this.o.log.info({ instance: who.instance, network }, 'metadata: instance posted its password');
+    return { status: 200, message: 'ok' };
+  }
+
+  decisions(network: string, params: { counts: Record<string, number> }): void {
+    this.o.log.info({ network, decisions: params.counts }, 'metadata decisions (allowed)');
+  }
+}

@@ -1,0 +1,67 @@
+// Wires the metadata service into berthd: the policy store, the host keys,
+// the endpoint calls, and the invalidations that keep endpoint caches honest
+// (an instance created or deleted, a policy changed).
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Services } from '../daemon/services.js';
+import type { EndpointSupervisor } from '../endpoint/supervisor.js';
+import { PolicyService } from '../services/policies.js';
+import type { Store } from '../store/store.js';
+import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
+import { MetadataService, type RefusalReport } from './service.js';
+
+export interface MetadataWiring {
+  policies: PolicyService;
+  keys: MetadataKeys;
+  service: MetadataService;
+  calls: Record<string, (network: string, params: unknown) => Promise<unknown>>;
+  /** Connects cache invalidation to the endpoints once they exist. */
+  attach(endpoints: EndpointSupervisor): void;
+}
+
+export async function startMetadata(opts: {
+  store: Store;
+  audit: AuditLog;
+  services: Services;
+  hostId: () => string;
+  log: Logger;
+}): Promise<MetadataWiring> {
+  const policies = new PolicyService(opts.store);
+  await policies.load();
+  const keys = await loadOrCreateKeys(opts.store);
+  const log = opts.log.child({ component: 'metadata' });
+  const service = new MetadataService({
+    store: opts.store,
+    audit: opts.audit,
+    observer: opts.services.observer,
+    instances: opts.services.instances,
+    networks: opts.services.networks,
+    policies,
+    keys,
+    hostId: opts.hostId,
+    log,
+  });
+  return {
+    policies,
+    keys,
+    service,
+    calls: {
+      'metadata.lookup': (network, params) => service.lookup(network, (params as { ip: string }).ip),
+      'metadata.refused': async (network, params) => {
+        await service.refused(network, params as RefusalReport);
+        return true;
+      },
+      'metadata.password': (network, params) =>
+        service.setPassword(network, params as { ip: string; instance: string; value: string }),
+      'metadata.decisions': async (network, params) => {
+        service.decisions(network, params as { counts: Record<string, number> });
+        return true;
+      },
+    },
+    attach(endpoints) {
+      const all = () => endpoints.broadcast({ t: 'invalidate', all: true });
+      opts.services.instanceHooks.push(all);
+      policies.onChange(all);
+    },
+  };
+}

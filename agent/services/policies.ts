@@ -1,0 +1,61 @@
+// Policies of the auth manager, kept in the store under `policy/<name>` and
+// mirrored in memory; every change tells the listeners (the metadata caches).
+import { type PolicyRecord, validatePolicy } from '../auth/policy.js';
+import { BerthError } from '../errors.js';
+import type { Store } from '../store/store.js';
+
+export const POLICY_PREFIX = 'policy/';
+
+export class PolicyService {
+  private readonly records = new Map<string, PolicyRecord>();
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly store: Store) {}
+
+  async load(): Promise<void> {
+    for (const { value } of await this.store.list<PolicyRecord>(POLICY_PREFIX))
+      this.records.set(value.name, value);
+  }
+
+  all(): PolicyRecord[] {
+    return [...this.records.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): PolicyRecord {
+    const p = this.records.get(name);
+    if (!p) throw new BerthError('BERTH_ERR_NOT_FOUND', `could not find policy "${name}": no such policy`);
+    return p;
+  }
+
+  /** Creates or replaces; returns the stored record. */
+  async put(input: PolicyRecord): Promise<PolicyRecord> {
+    const rec: PolicyRecord = {
+      name: input.name,
+      identities: [...input.identities],
+      allow: [...(input.allow ?? [])],
+      deny: [...(input.deny ?? [])],
+      ...(input.description ? { description: input.description } : {}),
+    };
+    validatePolicy(rec);
+    await this.store.batch([{ type: 'put', key: `${POLICY_PREFIX}${rec.name}`, value: rec }]);
+    this.records.set(rec.name, rec);
+    this.changed();
+    return rec;
+  }
+
+  async delete(name: string): Promise<void> {
+    this.get(name);
+    await this.store.batch([{ type: 'del', key: `${POLICY_PREFIX}${name}` }]);
+    this.records.delete(name);
+    this.changed();
+  }
+
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+}

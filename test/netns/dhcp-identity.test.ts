@@ -1,0 +1,113 @@
+// Acceptance (DHCP identity): only a MAC berth assigned, seen on its own port,
+// gets an answer. A stranger on an unknown port, a known MAC on the wrong
+// port, and a guest claiming another guest's MAC in chaddr get nothing; the
+// refusals are in the audit log with MAC, port and reason.
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import type { AuditRecord } from '../../agent/api/types.js';
+import { NET_CONFIG, startDhcpLab, udhcpcOnce, udhcpcScript } from '../helpers/dhcp_lab.js';
+import { inNetns, isRoot, PYTHON, rogue } from '../helpers/hostnet_lab.js';
+
+if (!isRoot()) {
+  t.plan(0, 'needs root (real bridges, veths, network namespaces and nftables)');
+  process.exit(0);
+}
+
+const DISCOVER = fileURLToPath(new URL('../helpers/dhcp_discover.py', import.meta.url));
+
+async function discoverFrom(
+  netns: string,
+  src: string,
+  chaddr: string,
+): Promise<{ answers: number; types: number[] }> {
+  const r = await inNetns(netns, [PYTHON, DISCOVER, 'eth0', src, chaddr, '2']);
+  if (r.code !== 0) throw new Error(`scapy failed: ${r.stdout}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
+}
+
+t.test('a namespace on an unknown port gets no offer, and the refusal is audited', async (t) => {
+  const lab = await startDhcpLab(t, [NET_CONFIG('a', 73)]);
+  const net = await lab.show('a');
+  const guest = await lab.guest('known', 'a', { address: false });
+  const script = await udhcpcScript(t);
+
+  // An unassigned MAC on a port berth does not know.
+  const stranger = await rogue(t, lab.prefix, 's', net.bridge, {
+    mac: '02:00:5e:10:00:01',
+    ip: '10.73.0.200',
+    prefixLen: 24,
+  });
+  const r1 = await inNetns(stranger.netns, [
+    'udhcpc',
+    '-i',
+    'eth0',
+    '-n',
+    '-q',
+    '-t',
+    '3',
+    '-T',
+    '1',
+    '-s',
+    script,
+  ]);
+  t.not(r1.code, 0, 'udhcpc timed out without a lease');
+  t.notMatch(r1.stdout, /event=bound/);
+
+  // An assigned MAC (the known guest's) on a port that is not its own.
+  const thief = await rogue(t, lab.prefix, 't', net.bridge, {
+    mac: guest.mac,
+    ip: '10.73.0.201',
+    prefixLen: 24,
+  });
+  const r2 = await inNetns(thief.netns, [
+    'udhcpc',
+    '-i',
+    'eth0',
+    '-n',
+    '-q',
+    '-t',
+    '3',
+    '-T',
+    '1',
+    '-s',
+    script,
+  ]);
+  t.not(r2.code, 0, 'the MAC thief gets no lease either');
+
+  const records = await lab.json<AuditRecord[]>(['audit', '--event', 'dhcp.discover', '--limit', '1000']);
+  const strangers = records.filter((r) => r.mac === '02:00:5e:10:00:01');
+  t.ok(strangers.length >= 1, 'the stranger is audited');
+  t.ok(
+    strangers.every((r) => r.outcome === 'refused' && r.reason === 'mac-not-assigned' && r.network === 'a'),
+    'refused as an unassigned MAC',
+  );
+  t.ok(
+    strangers.some((r) => r.port === stranger.port),
+    `the record names the port the stranger was observed on (${JSON.stringify(strangers)})`,
+  );
+  const thefts = records.filter((r) => r.mac === guest.mac);
+  t.ok(thefts.length >= 1, 'the thief is audited');
+  t.ok(
+    thefts.some((r) => r.reason === 'mac-wrong-port' && r.port === thief.port && r.instance === guest.id),
+    `refused as the right MAC on the wrong port (${JSON.stringify(thefts)})`,
+  );
+  t.same(await lab.json<unknown[]>(['lease', 'list']), [], 'no lease was handed out');
+
+  // The owner, back on its own port, is served (its first frame moves the FDB entry back).
+  const ok = await udhcpcOnce(lab, 'known', script);
+  t.equal(ok.code, 0, `the real guest still gets its lease: ${ok.stderr}`);
+  t.equal(ok.got.ip, guest.ip);
+});
+
+t.test("a DISCOVER whose chaddr is another guest's MAC gets no answer", async (t) => {
+  const lab = await startDhcpLab(t, [NET_CONFIG('a', 74)]);
+  const a = await lab.guest('ga', 'a', { address: false });
+  const b = await lab.guest('gb', 'a', { address: false });
+  const control = await discoverFrom(a.netns, a.mac, a.mac);
+  t.same(control, { answers: 1, types: [2] }, 'control: the same frame with its own chaddr gets an OFFER');
+  const spoof = await discoverFrom(a.netns, a.mac, b.mac);
+  t.same(spoof, { answers: 0, types: [] }, "with B's MAC as chaddr: no answer at all");
+  t.ok((await lab.drops('a', a.port, 'dhcp-chaddr')) >= 1, "the guard dropped it at A's port");
+  const leases = await lab.json<unknown[]>(['lease', 'list']);
+  t.same(leases, [], 'nothing was leased to anyone');
+});
