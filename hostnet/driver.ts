@@ -18,6 +18,12 @@ export interface NetworkPlacement {
   bridge: string;
   endpointNetns: string;
   endpointVeth: string;
+  /**
+   * The VLAN the bridge's FDB files this network's entries under: only on a
+   * VLAN-filtering trunk bridge. A subinterface-mode bridge carries one VLAN
+   * untagged, so its FDB entries have none.
+   */
+  fdbVlan?: number;
 }
 
 export interface PortSpec {

@@ -65,11 +65,12 @@ export class HostDriver implements NetworkDriver {
   }
 
   placement(net: Pick<NetworkSpec, 'name' | 'vlan' | 'uplink'>): NetworkPlacement {
-    const bridge = this.plans.get(net.name)?.bridge ?? this.names.bridge(net.name);
+    const plan = this.plans.get(net.name);
     return {
-      bridge,
+      bridge: plan?.bridge ?? this.names.bridge(net.name),
       endpointNetns: this.names.endpointNetns(net.name),
       endpointVeth: this.names.endpointVeth(net.name),
+      ...(plan?.portVid !== undefined ? { fdbVlan: plan.portVid } : {}),
     };
   }
 

@@ -8,6 +8,17 @@ cd "$root"
 
 log() { printf 'provision: %s\n' "$*" >&2; }
 
+# Registries hiccup (a DNS lookup times out now and then): try a few times.
+retry() {
+  local n
+  for n in 1 2 3 4; do
+    "$@" && return 0
+    log "attempt $n of '$*' failed; retrying in $((n * 5)) s"
+    sleep $((n * 5))
+  done
+  "$@"
+}
+
 missing_debs() {
   local pkg
   grep -Ev '^\s*(#|$)' scripts/debian-packages.txt | while read -r pkg; do
@@ -30,8 +41,8 @@ install_debs() {
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
   chmod 755 /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+  retry apt-get update -qq
+  retry apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
   trap - EXIT
 }
@@ -43,7 +54,7 @@ install_npm() {
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   log "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  retry npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
 }
 

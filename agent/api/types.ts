@@ -65,6 +65,19 @@ export type AuditQuery = Static<typeof AuditQuery>;
 export const AuditList = Type.Object({ records: Type.Array(AuditRecord) });
 export type AuditList = Static<typeof AuditList>;
 
+/** GET /audit/follow: newline-delimited AuditRecords, kept open; replays from `after` when given. */
+export const AuditFollowQuery = Type.Object(
+  {
+    after: Type.Optional(Type.Integer({ minimum: 0 })),
+    outcome: Type.Optional(
+      Type.Union([Type.Literal('refused'), Type.Literal('allowed'), Type.Literal('info')]),
+    ),
+    event: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type AuditFollowQuery = Static<typeof AuditFollowQuery>;
+
 export const NetworkName = Type.String({
   pattern: '^[a-z][a-z0-9-]{0,30}$',
   description: 'lower case, digits and -, at most 31',

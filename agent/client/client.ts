@@ -1,9 +1,13 @@
 // A small client for berthd's admin API over its unix socket. berthctl and
 // tests talk to berthd only through this.
+
+import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import type {
+  AuditFollowQuery,
   AuditList,
   AuditQuery,
+  AuditRecord,
   ErrorBody,
   ExecResult,
   Image,
@@ -127,6 +131,66 @@ export class BerthClient {
       Object.entries(query).map(([k, v]) => [k, String(v)] as [string, string]),
     ).toString();
     return this.request('GET', `/audit${qs ? `?${qs}` : ''}`);
+  }
+
+  /**
+   * New audit records as they are written (after `query.after`, replayed first,
+   * when given). Runs until the caller stops iterating; throws when berthd
+   * closes the stream (stopped or restarting). Aborting `signal` ends it quietly.
+   */
+  async *followAudit(
+    query: AuditFollowQuery = {},
+    signal?: AbortSignal,
+  ): AsyncGenerator<AuditRecord, void, undefined> {
+    const qs = new URLSearchParams(
+      Object.entries(query).map(([k, v]) => [k, String(v)] as [string, string]),
+    ).toString();
+    const path = `${API_PREFIX}/audit/follow${qs ? `?${qs}` : ''}`;
+    const req = httpRequest({ socketPath: this.socket, method: 'GET', path, ...(signal ? { signal } : {}) });
+    const res = await new Promise<IncomingMessage | undefined>((resolve, reject) => {
+      req.on('response', resolve);
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        signal?.aborted ? resolve(undefined) : reject(unreachable(this.socket, err)),
+      );
+      req.end();
+    });
+    if (!res) return;
+    try {
+      if (res.statusCode !== 200) {
+        let text = '';
+        for await (const c of res) text += String(c);
+        const e = (JSON.parse(text || '{}') as Partial<ErrorBody>).error;
+        throw new ClientError(
+          e?.code ?? 'BERTH_ERR_INTERNAL',
+          e?.message ?? `berthd answered HTTP ${res.statusCode}`,
+          res.statusCode ?? 0,
+          e?.field,
+        );
+      }
+      let buf = '';
+      try {
+        for await (const chunk of res) {
+          buf += String(chunk);
+          for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line.trim()) yield JSON.parse(line) as AuditRecord;
+          }
+        }
+      } catch (err) {
+        if (signal?.aborted) return;
+        throw err;
+      }
+      if (signal?.aborted) return;
+      throw new ClientError(
+        'BERTH_ERR_DAEMON_UNREACHABLE',
+        `berthd at "${this.socket}" closed the audit stream (stopped or restarting)`,
+        0,
+      );
+    } finally {
+      res.destroy();
+      req.destroy();
+    }
   }
 
   networks(): Promise<NetworkList> {

@@ -56,6 +56,15 @@ export const ConfigSchema = Type.Object(
       ),
     ),
     networks: Type.Optional(Type.Array(NetworkConfig)),
+    metrics: Type.Optional(
+      Type.Object(
+        {
+          /** HOST:PORT for GET /metrics; "" turns the listener off. */
+          listen: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -76,6 +85,8 @@ export interface Config {
   mac_pools: { prefix: string }[];
   quarantine: { mac_seconds: number; ip_seconds: number };
   networks: NetworkConfig[];
+  /** Prometheus metrics listener; `listen` is HOST:PORT or "" for none. */
+  metrics: { listen: string };
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/berth/berthd.yaml';
@@ -95,4 +106,5 @@ export const EMBEDDED_DEFAULT: Config = {
   mac_pools: [{ prefix: '0a:b7:e7' }],
   quarantine: { mac_seconds: 3600, ip_seconds: 600 },
   networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],
+  metrics: { listen: '127.0.0.1:9477' },
 };

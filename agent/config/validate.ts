@@ -87,6 +87,15 @@ export function validateMacPrefix(prefix: string): string | undefined {
   return undefined;
 }
 
+/** "127.0.0.1:9477" or "[::1]:9477" -> host and port; undefined when it is not one. */
+export function parseListen(listen: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/.exec(listen);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
 export function validateConfig(raw: unknown): Config {
   const input = raw ?? {};
   if (typeof input !== 'object' || Array.isArray(input))
@@ -108,6 +117,10 @@ export function validateConfig(raw: unknown): Config {
     if (problem) throw configError(`mac_pools[${i}].prefix`, problem);
   });
 
+  const listen = cfg.metrics?.listen ?? EMBEDDED_DEFAULT.metrics.listen;
+  if (listen !== '' && !parseListen(listen))
+    throw configError('metrics.listen', `"${listen}" is not HOST:PORT (e.g. 127.0.0.1:9477) or ""`);
+
   return {
     state_dir: cfg.state_dir ?? EMBEDDED_DEFAULT.state_dir,
     socket: cfg.socket ?? EMBEDDED_DEFAULT.socket,
@@ -122,5 +135,6 @@ export function validateConfig(raw: unknown): Config {
       ip_seconds: cfg.quarantine?.ip_seconds ?? EMBEDDED_DEFAULT.quarantine.ip_seconds,
     },
     networks,
+    metrics: { listen },
   };
 }

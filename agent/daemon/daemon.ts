@@ -20,6 +20,8 @@ import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { createEndpoints, ensureEndpoint } from './endpoints.js';
+import { BerthMetrics } from './metrics.js';
+import { type MetricsServer, startMetricsServer } from './metrics-server.js';
 import type { Notifier } from './sd-notify.js';
 import {
   buildServices,
@@ -59,6 +61,7 @@ export class Daemon {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private endpoints: EndpointSupervisor | undefined;
   private dhcp: DhcpService | undefined;
+  private metricsServer: MetricsServer | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -85,8 +88,9 @@ export class Daemon {
     const services = await buildServices(store, cfg, log, this.deps.driver);
     this.services = services;
     await services.instances.recover();
-    // Adopts berth's running domains and marks missing ones; never blocks a start without libvirt.
-    await services.libvirt.start();
+    // Adopts berth's running domains and marks missing ones, in the background:
+    // a slow or restarting libvirtd must not hold up the admin API or netns guests.
+    void services.libvirt.start();
     await reconcileHost(services, log);
     await startObserving(services, log);
     const dhcp = new DhcpService({
@@ -113,6 +117,26 @@ export class Daemon {
     const every = (this.deps.reconcileSeconds ?? 60) * 1000;
     this.reconcileTimer = setInterval(() => void reconcileHost(services, log), every);
     this.reconcileTimer.unref();
+
+    const metrics = new BerthMetrics({
+      version: VERSION,
+      hostId: () => this.hostId,
+      instances: () => services.instances.all(),
+      macPools: () => services.macs.usage(),
+      dhcp: () => dhcp.stats(),
+      metadata: () => metadata.service.answers(),
+      guardDrops: () => services.driver.guardDrops(),
+      reconcile: () => services.reconciles,
+    });
+    metrics.instrumentObserver(services.observer);
+    if (cfg.metrics.listen !== '') {
+      // Metrics are worth less than guests' DHCP and metadata: a taken port is logged, not fatal.
+      this.metricsServer = await startMetricsServer(cfg.metrics.listen, metrics, log).catch((err) => {
+        log.warn({ err: String(err.message ?? err), listen: cfg.metrics.listen }, 'metrics are off');
+        return undefined;
+      });
+      if (this.metricsServer) log.info({ listen: this.metricsServer.address }, 'metrics on GET /metrics');
+    }
 
     notifier.notify({ STATUS: 'starting admin API' });
     this.api = await buildAdminServer(
@@ -199,6 +223,7 @@ export class Daemon {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.observer.stop();
     this.endpoints?.stopAll();
+    await this.metricsServer?.close();
     await this.dhcp?.stop();
     await this.services?.libvirt.close();
     if (this.api) {

@@ -29,6 +29,8 @@ export interface Services {
   observer: Observer;
   /** Host changes and reconcile passes take turns here. */
   lock: HostLock;
+  /** Reconcile passes so far, those with failures, and the failures (metrics). */
+  reconciles: { runs: number; failed: number; errors: number };
   /** Further listeners for networks appearing and going (endpoints, DHCP). */
   /** Told after an instance was created or deleted (metadata caches). */
   instanceHooks: ((rec: InstanceRecord) => void)[];
@@ -105,7 +107,8 @@ export async function buildServices(
       name: rec.name,
       bridge: place.bridge,
       netns: place.endpointNetns,
-      ...(rec.vlan !== undefined ? { vlan: rec.vlan } : {}),
+      // The FDB's VLAN, not the network's: a subinterface-mode bridge's entries carry none.
+      ...(place.fdbVlan !== undefined ? { vlan: place.fdbVlan } : {}),
     });
   };
   const networkHooks: Services['networkHooks'] = { realised: [], removed: [] };
@@ -156,6 +159,7 @@ export async function buildServices(
     networkHooks,
     instanceHooks,
     lock,
+    reconciles: { runs: 0, failed: 0, errors: 0 },
   };
 }
 
@@ -169,7 +173,7 @@ export async function startObserving(s: Services, log: Logger): Promise<void> {
         name: net.name,
         bridge: place.bridge,
         netns: place.endpointNetns,
-        ...(net.vlan !== undefined ? { vlan: net.vlan } : {}),
+        ...(place.fdbVlan !== undefined ? { vlan: place.fdbVlan } : {}),
       })
       .catch((err) => log.error({ network: net.name, err: String(err) }, 'could not observe network'));
   }
@@ -189,12 +193,15 @@ export function desiredHostState(s: Services): DesiredHostState {
 /** One reconcile pass; failures are logged with what failed, never thrown. */
 export async function reconcileHost(s: Services, log: Logger): Promise<boolean> {
   const started = Date.now();
+  s.reconciles.runs += 1;
   try {
     await s.lock.run(() => s.driver.reconcile(desiredHostState(s)));
     log.debug({ ms: Date.now() - started }, 'host reconciled');
     return true;
   } catch (err) {
     const failures = err instanceof AggregateError ? err.errors.map((e: Error) => e.message) : [String(err)];
+    s.reconciles.failed += 1;
+    s.reconciles.errors += failures.length;
     log.error({ failures, ms: Date.now() - started }, 'host reconcile had failures');
     return false;
   }

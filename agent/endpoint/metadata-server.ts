@@ -11,6 +11,8 @@ import type { RpcClient } from './rpc-client.js';
 type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 const DECISION_LOG_MS = 10_000;
+/** Answers by status go to berthd's metrics this often (only when there were any). */
+const STATUS_REPORT_MS = 2_000;
 
 /**
  * Node cannot set IP_TTL on one TCP socket, but the endpoint namespace talks
@@ -40,6 +42,12 @@ export async function startMetadataServer(config: EndpointConfig, rpc: RpcClient
     stats.allowed.clear();
     rpc.call('metadata.decisions', { counts }).catch(() => undefined);
   }, DECISION_LOG_MS).unref();
+  setInterval(() => {
+    if (stats.byStatus.size === 0) return;
+    const statuses = Object.fromEntries(stats.byStatus);
+    stats.byStatus.clear();
+    rpc.call('metadata.statuses', { statuses }).catch(() => undefined);
+  }, STATUS_REPORT_MS).unref();
   try {
     await app.listen({ port: config.metadataPort, host: config.metadataIp });
     const addr = app.server.address();

@@ -64,6 +64,8 @@ export interface MetadataStats {
   tokensIssued: number;
   /** Allowed decisions by `instance op resource`, drained by the caller for the decision log. */
   allowed: Map<string, number>;
+  /** Answers by HTTP status, drained by the caller for berthd's metrics. */
+  byStatus: Map<number, number>;
 }
 
 const EC2_TOKEN_PATH = '/latest/api/token';
@@ -85,8 +87,23 @@ function tokenOf(req: FastifyRequest): string | undefined {
 }
 
 export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstance; stats: MetadataStats } {
-  const stats: MetadataStats = { served: 0, refused: 0, tokensIssued: 0, allowed: new Map() };
+  const stats: MetadataStats = {
+    served: 0,
+    refused: 0,
+    tokensIssued: 0,
+    allowed: new Map(),
+    byStatus: new Map(),
+  };
   const app = Fastify({ logger: false, bodyLimit: 4096, return503OnClosing: false });
+  // Clients like `printf 'GET …' | nc` half-close right after the request; by
+  // default Node then ends the socket before an async answer is ready (the
+  // test guest saw empty replies to its first request). Node 20's http.Server
+  // has the switch, untyped.
+  (app.server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  app.addHook('onResponse', (_req, reply, done) => {
+    stats.byStatus.set(reply.statusCode, (stats.byStatus.get(reply.statusCode) ?? 0) + 1);
+    done();
+  });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 

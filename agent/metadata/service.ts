@@ -63,6 +63,9 @@ export interface MetadataServiceOptions {
 type WithInputs = ReturnType<InstanceService['get']> & Partial<MetadataFields> & { image_sha256?: string };
 
 export class MetadataService {
+  /** Answers by network and HTTP status, as the endpoints report them. */
+  private readonly answered = new Map<string, Map<number, number>>();
+
   constructor(private readonly o: MetadataServiceOptions) {}
 
   async lookup(network: string, ip: string, path = ''): Promise<CallerBundle> {
@@ -180,6 +183,24 @@ export class MetadataService {
     }
     this.o.log.info({ instance: who.instance, network }, 'metadata: instance posted its password');
     return { status: 200, message: 'ok' };
+  }
+
+  /** Adds an endpoint's answers by HTTP status to the running totals (metrics). */
+  statuses(network: string, params: { statuses: Record<string, number> }): void {
+    const byStatus = this.answered.get(network) ?? new Map<number, number>();
+    this.answered.set(network, byStatus);
+    for (const [status, n] of Object.entries(params.statuses ?? {})) {
+      const code = Number(status);
+      if (Number.isInteger(code) && Number.isFinite(n) && n > 0)
+        byStatus.set(code, (byStatus.get(code) ?? 0) + n);
+    }
+  }
+
+  /** Metadata answers since berthd started, by network and HTTP status. */
+  answers(): { network: string; status: number; count: number }[] {
+    return [...this.answered].flatMap(([network, m]) =>
+      [...m].map(([status, count]) => ({ network, status, count })),
+    );
   }
 
   decisions(network: string, params: { counts: Record<string, number> }): void {

@@ -53,6 +53,10 @@ export async function startMetadata(opts: {
       },
       'metadata.password': (network, params) =>
         service.setPassword(network, params as { ip: string; instance: string; value: string }),
+      'metadata.statuses': async (network, params) => {
+        service.statuses(network, params as { statuses: Record<string, number> });
+        return true;
+      },
       'metadata.decisions': async (network, params) => {
         service.decisions(network, params as { counts: Record<string, number> });
         return true;

@@ -70,6 +70,8 @@ export interface DhcpStats {
   rejected: Record<string, number>;
   refused: Record<string, number>;
   replies: Record<string, number>;
+  /** Client messages by "type verdict": verdict is offer, ack, nak, accepted, ignored or refused. */
+  messages: Record<string, number>;
   suppressedAudits: number;
 }
 
@@ -81,6 +83,7 @@ export class DhcpService {
   private readonly rejections = new RejectionCounter();
   private readonly refused: Record<string, number> = {};
   private readonly replies: Record<string, number> = {};
+  private readonly messages: Record<string, number> = {};
   private suppressedAudits = 0;
   private readonly limiter: PortRateLimiter;
   private readonly throttle: AuditThrottle;
@@ -114,6 +117,7 @@ export class DhcpService {
     const packet = result.packet;
     if (packet.op !== BOOTREQUEST || !isClientMessage(packet.messageType) || packet.hlen !== 6) {
       bump(this.refused, 'not-a-client-request');
+      bump(this.messages, `${(messageTypeName(packet.messageType) ?? 'unknown').toLowerCase()} refused`);
       return;
     }
     const mac = packet.chaddr;
@@ -158,6 +162,7 @@ export class DhcpService {
     }
     if (!decision.reply) {
       if (decision.reason) bump(this.refused, decision.reason);
+      bump(this.messages, `${type} ${decision.reason ? 'ignored' : 'accepted'}`);
       return;
     }
     const { spec, to } = decision.reply;
@@ -175,6 +180,7 @@ export class DhcpService {
     }
     const encoded = encodeReply(spec, { maxSize: net.mtu });
     bump(this.replies, spec.type);
+    bump(this.messages, `${type} ${spec.type.toLowerCase()}`);
     reply(encoded.buffer, to.address, to.port);
     this.o.log.debug(
       { network, mac, instance: who.instance, ip: binding.ip, type: spec.type, to: to.address },
@@ -199,6 +205,7 @@ export class DhcpService {
     instance?: string,
   ): void {
     bump(this.refused, reason);
+    bump(this.messages, `${messageTypeName(packet.messageType).toLowerCase()} refused`);
     this.audit(network, port, {
       event: `dhcp.${messageTypeName(packet.messageType).toLowerCase()}`,
       outcome: 'refused',
@@ -274,6 +281,7 @@ export class DhcpService {
       rejected: this.rejections.snapshot(),
       refused: { ...this.refused },
       replies: { ...this.replies },
+      messages: { ...this.messages },
       suppressedAudits: this.suppressedAudits,
     };
   }

@@ -57,6 +57,7 @@ export class LibvirtRuntime {
   private sink: InstanceSink | undefined;
   private virt: VirtTypeChoice | undefined;
   private readonly runner: CommandRunner;
+  private closed = false;
 
   constructor(private readonly o: LibvirtRuntimeOptions) {
     this.runner = o.runner ?? osCommandRunner;
@@ -129,9 +130,11 @@ export class LibvirtRuntime {
       () => false,
     );
     if (!needed && !present) return;
-    await this.hypervisor().catch((err) =>
-      this.o.log[needed ? 'error' : 'info']({ err: causeText(err) }, 'libvirt is not available'),
-    );
+    await this.hypervisor().catch((err) => {
+      this.o.log[needed ? 'error' : 'info']({ err: causeText(err) }, 'libvirt is not available');
+      // berth's guests need their states: try again until libvirt is back.
+      if (needed && !this.closed) setTimeout(() => void this.start(), 10_000).unref();
+    });
   }
 
   private async onEvent(e: HypervisorEvent): Promise<void> {
@@ -314,6 +317,7 @@ export class LibvirtRuntime {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const hv = this.hv;
     this.hv = undefined;
     await hv?.close();

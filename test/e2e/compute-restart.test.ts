@@ -20,6 +20,8 @@ if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root (libvirtd, QEMU, bridges)');
   process.exit(0);
 }
+// Real QEMU under TCG on a busy 2-core machine: boots take seconds each.
+t.setTimeout(300_000);
 
 const domId = async (name: string) => (await virsh('domid', name)).stdout.trim();
 

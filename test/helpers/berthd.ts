@@ -114,14 +114,15 @@ export async function startBerthd(
     }
   });
   const client = new BerthClient(socket, 5000);
-  const deadline = Date.now() + 15_000;
+  // Generous: a loaded 2-core CI machine running QEMU guests beside this can be slow to start Node.
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (gone) throw new Error(`berthd exited before it was ready: ${stderr()}`);
     try {
       await client.status();
       break;
     } catch {
-      if (Date.now() > deadline) throw new Error(`berthd did not answer within 15 s: ${stderr()}`);
+      if (Date.now() > deadline) throw new Error(`berthd did not answer within 60 s: ${stderr()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -61,7 +61,12 @@ t.test(
       { ok: false, reason: 'mac-wrong-port', port: thief.port },
       "while its MAC sits on the thief's port, even g2's own IP is refused",
     );
+    // The thief leaves (its own IPv6 chatter would keep dragging the MAC back), g2 speaks again
+    // and the bridge moves its MAC home; the FDB event may trail the ping by a moment.
+    await inNetns(thief.netns, ['ip', 'link', 'set', 'eth0', 'down']);
     t.ok(await lab.ping('g2', net.service_ip), 'g2 speaks again; the bridge moves its MAC home');
+    for (let i = 0; i < 20 && !(await lab.resolve('a', g2.ip)).ok; i++)
+      await new Promise((r) => setTimeout(r, 100));
     await resolvesAs(t, lab, 'a', g2);
 
     // A MAC nobody was assigned, on a port nobody owns.
