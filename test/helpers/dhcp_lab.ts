@@ -88,20 +88,7 @@ export async function udhcpcOnce(
   script: string,
   extra: string[] = [],
 ): Promise<{ code: number | null; got: Record<string, string>; stdout: string; stderr: string }> {
-  const r = await lab.exec(guest, [
-    'udhcpc',
-    '-i',
-    'eth0',
-    '-n',
-    '-q',
-    '-t',
-    '3',
-    '-T',
-    '1',
-    '-s',
-    script,
-    ...extra,
-  ]);
+  const r = await lab.exec(guest, udhcpcArgv(script, extra));
   return { code: r.code, got: lastEvent(r.stdout), stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -152,4 +139,9 @@ export async function dhclientScript(t: Test): Promise<{ script: string; out: st
     { mode: 0o755 },
   );
   return { script, out, dir };
+}
+
+/** One DHCP attempt by busybox udhcpc on eth0: 3 tries 1 s apart, then give up; script reports. */
+export function udhcpcArgv(script: string, extra: string[] = []): string[] {
+  return ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '3', '-T', '1', '-s', script, ...extra];
 }

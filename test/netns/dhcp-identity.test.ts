@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { AuditRecord } from '../../agent/api/types.js';
-import { NET_CONFIG, startDhcpLab, udhcpcOnce, udhcpcScript } from '../helpers/dhcp_lab.js';
+import { NET_CONFIG, startDhcpLab, udhcpcArgv, udhcpcOnce, udhcpcScript } from '../helpers/dhcp_lab.js';
 import { inNetns, isRoot, PYTHON, rogue } from '../helpers/hostnet_lab.js';
 
 if (!isRoot()) {
@@ -37,19 +37,7 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
     ip: '10.73.0.200',
     prefixLen: 24,
   });
-  const r1 = await inNetns(stranger.netns, [
-    'udhcpc',
-    '-i',
-    'eth0',
-    '-n',
-    '-q',
-    '-t',
-    '3',
-    '-T',
-    '1',
-    '-s',
-    script,
-  ]);
+  const r1 = await inNetns(stranger.netns, udhcpcArgv(script));
   t.not(r1.code, 0, 'udhcpc timed out without a lease');
   t.notMatch(r1.stdout, /event=bound/);
 
@@ -59,19 +47,7 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
     ip: '10.73.0.201',
     prefixLen: 24,
   });
-  const r2 = await inNetns(thief.netns, [
-    'udhcpc',
-    '-i',
-    'eth0',
-    '-n',
-    '-q',
-    '-t',
-    '3',
-    '-T',
-    '1',
-    '-s',
-    script,
-  ]);
+  const r2 = await inNetns(thief.netns, udhcpcArgv(script));
   t.not(r2.code, 0, 'the MAC thief gets no lease either');
 
   const records = await lab.json<AuditRecord[]>(['audit', '--event', 'dhcp.discover', '--limit', '1000']);
