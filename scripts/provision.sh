@@ -8,15 +8,23 @@ cd "$root"
 
 log() { printf 'provision: %s\n' "$*" >&2; }
 
-# Registries hiccup (a DNS lookup times out now and then): try a few times.
+# Registries hiccup: a DNS lookup fails now and then, and once the npm
+# registry was unreachable for a quarter of an hour. Keep trying until a
+# deadline (BERTH_PROVISION_DEADLINE seconds, default 40 min) rather than a
+# fixed count, so an outage shorter than that costs time, not the run.
+deadline=$((SECONDS + ${BERTH_PROVISION_DEADLINE:-2400}))
 retry() {
-  local n
-  for n in 1 2 3 4; do
-    "$@" && return 0
-    log "attempt $n of '$*' failed; retrying in $((n * 5)) s"
-    sleep $((n * 5))
+  local n=1 pause
+  until "$@"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "giving up on '$*' after $n attempts: the registry stayed unreachable"
+      return 1
+    fi
+    pause=$((n < 6 ? n * 10 : 60))
+    log "attempt $n of '$*' failed; retrying in $pause s"
+    sleep "$pause"
+    n=$((n + 1))
   done
-  "$@"
 }
 
 missing_debs() {
@@ -54,7 +62,7 @@ install_npm() {
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   log "installing npm dependencies"
-  retry npm ci --no-audit --no-fund --loglevel=error
+  retry npm ci --no-audit --no-fund --loglevel=error --fetch-retries=4 --fetch-retry-maxtimeout=30000
   echo "$want" >"$stamp"
 }
 
