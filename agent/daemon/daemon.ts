@@ -104,10 +104,14 @@ export class Daemon {
     });
     this.dhcp = dhcp;
     const metadata = await startMetadata({ store, audit, services, hostId: () => this.hostId, log });
-    const endpoints = createEndpoints(services, log, {
-      dhcpPacket: dhcp.handle,
-      calls: metadata.calls,
-    });
+    const endpoints = createEndpoints(
+      services,
+      log,
+      { dhcpPacket: dhcp.handle, calls: metadata.calls },
+      // In the state dir, not /run: systemd empties RuntimeDirectory on stop,
+      // and an endpoint must be found again after a stop-upgrade-start.
+      { dir: join(cfg.state_dir, 'endpoints') },
+    );
     metadata.attach(endpoints);
     this.endpoints = endpoints;
     const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level);
@@ -222,7 +226,9 @@ export class Daemon {
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.observer.stop();
-    this.endpoints?.stopAll();
+    // Endpoints keep serving guests (DHCP clients retry, metadata comes from
+    // their caches) until the next berthd adopts them.
+    this.endpoints?.detachAll();
     await this.metricsServer?.close();
     await this.dhcp?.stop();
     await this.services?.libvirt.close();

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { serviceAddress } from '../../hostnet/alloc/ipam.js';
 import { METADATA_IP } from '../endpoint/protocol.js';
-import { type EndpointSpawner, EndpointSupervisor } from '../endpoint/supervisor.js';
+import { EndpointSupervisor, type SupervisorOptions } from '../endpoint/supervisor.js';
 import { BerthError } from '../errors.js';
 import type { NetworkRecord } from '../services/networks.js';
 import type { Services } from './services.js';
@@ -24,7 +24,7 @@ export function createEndpoints(
   s: Services,
   log: Logger,
   routes: EndpointRoutes,
-  spawner?: EndpointSpawner,
+  options: SupervisorOptions,
 ): EndpointSupervisor {
   const elog = log.child({ component: 'endpoint' });
   const supervisor: EndpointSupervisor = new EndpointSupervisor(
@@ -46,7 +46,7 @@ export function createEndpoints(
         return handler(network, params);
       },
     },
-    spawner,
+    options,
   );
   // A MAC that moved or a neighbour that changed makes cached identities stale.
   s.observer.onChange((change) => {

@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { EndpointCache } from '../metadata/endpoint-cache.js';
 import { buildMetadataApp } from '../metadata/http.js';
-import type { EndpointConfig, ParentMessage } from './protocol.js';
+import type { EndpointConfig, Notice } from './protocol.js';
 import type { RpcClient } from './rpc-client.js';
 
 type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -27,11 +27,16 @@ async function linkLocalTtl(log: Log): Promise<void> {
 }
 
 /** Resolves with the port listened on, 0 when the listener could not start. */
-export async function startMetadataServer(config: EndpointConfig, rpc: RpcClient, log: Log): Promise<number> {
+export async function startMetadataServer(
+  config: EndpointConfig,
+  rpc: RpcClient,
+  notices: { onNotice(listener: (msg: Notice) => void): void },
+  log: Log,
+): Promise<number> {
   if (config.metadataPort === 80) await linkLocalTtl(log);
   const cache = new EndpointCache(config.network, (method, params) => rpc.call(method, params));
   const { app, stats } = buildMetadataApp(cache);
-  process.on('message', (msg: ParentMessage) => {
+  notices.onNotice((msg) => {
     if (msg.t === 'invalidate') cache.invalidate(msg.all ? undefined : msg.ips);
   });
   // Every allowed decision is counted here and logged by berthd in batches;

@@ -1,19 +1,30 @@
-// berthd's side of the endpoints: one child per network, started inside the
-// network's namespace, restarted with backoff when it dies, and stopped with
-// berthd. Calls from a child are answered by the handlers berthd registers.
+// berthd's side of the endpoints: one per network, inside the network's
+// namespace, reached through its control socket. At start berthd first tries
+// to adopt a running endpoint (left by the berthd before a restart); it starts
+// a new one only when none answers, or replaces one whose build or config
+// differs. A lost endpoint is reattached or restarted with backoff. Stopping
+// berthd detaches: endpoints keep serving guests until the next berthd.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { BerthError } from '../errors.js';
-import type { ChildMessage, EndpointConfig, Notice, RpcResponse } from './protocol.js';
+import { buildId } from './build-id.js';
+import { connectEndpoint, type EndpointLink } from './endpoint-link.js';
+import type { EndpointConfig, Hello, Notice } from './protocol.js';
 
-export type EndpointSpawner = (netns: string, entry: string) => ChildProcess;
+/** Starts the endpoint entry with args in netns, detached from berthd. */
+export type EndpointSpawner = (netns: string, entry: string, args: string[], logFile: string) => ChildProcess;
 
-export const spawnInNetns: EndpointSpawner = (netns, entry) =>
-  spawn('ip', ['netns', 'exec', netns, process.execPath, entry], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    serialization: 'advanced',
+export const spawnInNetns: EndpointSpawner = (netns, entry, args, logFile) => {
+  const out = openSync(logFile, 'a', 0o600);
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, entry, ...args], {
+    detached: true, // its own session: a signal to berthd's group does not reach it
+    stdio: ['ignore', out, out],
   });
+  child.unref();
+  return child;
+};
 
 export interface EndpointHandlers {
   /** A DHCP datagram heard on the network; answer with supervisor.send(network, dhcp-send). */
@@ -27,6 +38,8 @@ export interface EndpointStatus {
   netns: string;
   pid: number | undefined;
   ready: boolean;
+  /** True when this berthd found the endpoint running and took it over. */
+  adopted: boolean;
   restarts: number;
   startedAt: string | undefined;
   ports: { dhcp: number; metadata: number } | undefined;
@@ -35,14 +48,24 @@ export interface EndpointStatus {
 interface Slot {
   config: EndpointConfig;
   netns: string;
-  child?: ChildProcess;
+  link?: EndpointLink;
+  pid?: number;
   ready: boolean;
+  adopted: boolean;
   restarts: number;
   backoffMs: number;
   startedAt?: number;
   timer?: NodeJS.Timeout;
   stopped: boolean;
   ports?: { dhcp: number; metadata: number };
+}
+
+export interface SupervisorOptions {
+  /** Where the control sockets and endpoint logs live (kept across restarts). */
+  dir: string;
+  spawner?: EndpointSpawner;
+  entry?: string;
+  orphanSeconds?: number;
 }
 
 const MIN_BACKOFF_MS = 200;
@@ -52,131 +75,170 @@ const HEALTHY_MS = 30_000;
 export class EndpointSupervisor {
   private readonly slots = new Map<string, Slot>();
   private readonly entry: string;
+  /** The build of the code this supervisor would start, to compare running endpoints with. */
+  private readonly build: string;
   /** Called each time an endpoint reports ready (tests, status). */
   onReady: ((network: string) => void) | undefined;
 
   constructor(
     private readonly log: Logger,
     private readonly handlers: EndpointHandlers,
-    private readonly spawner: EndpointSpawner = spawnInNetns,
-    entry?: string,
+    private readonly opts: SupervisorOptions,
   ) {
-    this.entry = entry ?? fileURLToPath(new URL('./main.js', import.meta.url));
+    this.entry = opts.entry ?? fileURLToPath(new URL('./main.js', import.meta.url));
+    this.build = buildId(join(dirname(this.entry), '..'));
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Starts the network's endpoint unless it runs; a changed config restarts it. */
+  private socketPath(network: string): string {
+    return join(this.opts.dir, `${network}.sock`);
+  }
+
+  /** Attaches to or starts the network's endpoint; a changed config replaces it. */
   ensure(netns: string, config: EndpointConfig): void {
     const slot = this.slots.get(config.network);
-    if (
-      slot &&
-      !slot.stopped &&
-      JSON.stringify(slot.config) === JSON.stringify(config) &&
-      slot.netns === netns
-    )
-      return;
+    if (slot && !slot.stopped && sameConfig(slot.config, config) && slot.netns === netns) return;
     if (slot) this.stop(config.network);
     const fresh: Slot = {
       config,
       netns,
       ready: false,
+      adopted: false,
       restarts: 0,
       backoffMs: MIN_BACKOFF_MS,
       stopped: false,
     };
     this.slots.set(config.network, fresh);
-    this.start(fresh);
+    void this.attach(fresh);
   }
 
-  private start(slot: Slot): void {
+  private async attach(slot: Slot): Promise<void> {
     const { network } = slot.config;
-    const child = this.spawner(slot.netns, this.entry);
-    slot.child = child;
-    slot.ready = false;
-    slot.startedAt = Date.now();
     const log = this.log.child({ network, netns: slot.netns });
-    child.stderr?.on('data', (c: Buffer) => log.warn({ stderr: c.toString().trim() }, 'endpoint stderr'));
-    child.stdout?.resume();
-    child.on('message', (msg: ChildMessage) => this.onMessage(slot, msg));
-    child.on('error', (err) => log.error({ err: err.message }, 'endpoint could not be spawned'));
-    child.on('exit', (code, signal) => {
-      if (slot.child !== child) return;
-      slot.child = undefined;
-      slot.ready = false;
-      if (slot.stopped) return;
-      const lived = Date.now() - (slot.startedAt ?? Date.now());
-      if (lived > HEALTHY_MS) slot.backoffMs = MIN_BACKOFF_MS;
+    const path = this.socketPath(network);
+    try {
+      let link = await connectEndpoint(path);
+      let hello = link ? await link.hello() : undefined;
+      if (link && hello && !this.adoptable(slot, hello)) {
+        log.info({ pid: hello.pid, build: hello.build }, 'replacing endpoint of another build or config');
+        await link.exitAndWait();
+        link = undefined;
+      }
+      if (!link || !hello) {
+        const child = this.opts.spawner ?? spawnInNetns;
+        const args = [
+          '--control',
+          path,
+          '--network',
+          network,
+          '--orphan-seconds',
+          `${this.opts.orphanSeconds ?? 600}`,
+        ];
+        const proc = child(slot.netns, this.entry, args, join(this.opts.dir, `${network}.log`));
+        proc.on('error', (err) => log.error({ err: err.message }, 'endpoint could not be spawned'));
+        slot.startedAt = Date.now();
+        link = await connectEndpoint(path, proc);
+        hello = link ? await link.hello() : undefined;
+        if (!link || !hello) throw new Error('the new endpoint did not answer on its control socket');
+        slot.adopted = false;
+        link.send({ t: 'config', config: slot.config });
+        log.info({ pid: hello.pid }, 'endpoint started');
+      } else {
+        slot.adopted = true;
+        slot.startedAt ??= Date.now();
+        // Who is who may have changed while no berthd watched: forget cached callers.
+        link.send({ t: 'invalidate', all: true });
+        log.info({ pid: hello.pid, ports: hello.ports }, 'endpoint adopted');
+      }
+      if (slot.stopped) {
+        link.send({ t: 'exit' });
+        return;
+      }
+      this.bind(slot, link, hello);
+    } catch (err) {
       log.error(
-        { code, signal, restart_in_ms: slot.backoffMs, restarts: slot.restarts + 1 },
-        'endpoint exited; restarting',
+        { err: (err as Error).message, restart_in_ms: slot.backoffMs },
+        'endpoint unavailable; retrying',
       );
-      slot.timer = setTimeout(() => {
-        slot.restarts += 1;
-        if (!slot.stopped) this.start(slot);
-      }, slot.backoffMs);
-      slot.backoffMs = Math.min(slot.backoffMs * 2, MAX_BACKOFF_MS);
-    });
-    child.send({ t: 'config', config: slot.config } satisfies Notice);
-    log.info({ pid: child.pid }, 'endpoint started');
-  }
-
-  private onMessage(slot: Slot, msg: ChildMessage): void {
-    const { network } = slot.config;
-    switch (msg.t) {
-      case 'ready':
-        slot.ready = true;
-        slot.ports = { dhcp: msg.dhcpPort, metadata: msg.metadataPort };
-        this.log.info(
-          { network, dhcp_port: msg.dhcpPort, metadata_port: msg.metadataPort },
-          'endpoint ready',
-        );
-        this.onReady?.(network);
-        return;
-      case 'dhcp-packet':
-        this.handlers.dhcpPacket(network, msg.data, msg.address, msg.port);
-        return;
-      case 'log':
-        this.log[msg.level]({ network, ...msg.fields }, `endpoint: ${msg.msg}`);
-        return;
-      case 'call':
-        this.handlers.call(network, msg.method, msg.params).then(
-          (value) => this.reply(slot, { t: 'result', id: msg.id, ok: true, value }),
-          (err: unknown) => {
-            const e =
-              err instanceof BerthError
-                ? err
-                : new BerthError('BERTH_ERR_INTERNAL', String((err as Error)?.message ?? err));
-            this.reply(slot, {
-              t: 'result',
-              id: msg.id,
-              ok: false,
-              error: { code: e.code, message: e.message },
-            });
-          },
-        );
+      this.retry(slot);
     }
   }
 
-  private reply(slot: Slot, msg: RpcResponse): void {
-    if (slot.child?.connected) slot.child.send(msg);
+  private adoptable(slot: Slot, hello: Hello): boolean {
+    return (
+      hello.build === this.build &&
+      hello.config !== undefined &&
+      sameConfig(hello.config, slot.config) &&
+      sameNamespace(slot.netns, hello.netnsInode)
+    );
+  }
+
+  private bind(slot: Slot, link: EndpointLink, hello: Hello): void {
+    const { network } = slot.config;
+    slot.link = link;
+    slot.pid = hello.pid;
+    if (hello.ports) this.markReady(slot, hello.ports);
+    link.onMessage((msg) => {
+      switch (msg.t) {
+        case 'ready':
+          this.markReady(slot, { dhcp: msg.dhcpPort, metadata: msg.metadataPort });
+          return;
+        case 'dhcp-packet':
+          this.handlers.dhcpPacket(network, msg.data, msg.address, msg.port);
+          return;
+        case 'log':
+          this.log[msg.level]({ network, ...msg.fields }, `endpoint: ${msg.msg}`);
+          return;
+        case 'call':
+          link.answer(msg, this.handlers.call(network, msg.method, msg.params));
+          return;
+      }
+    });
+    link.onClose(() => {
+      if (slot.link !== link) return;
+      slot.link = undefined;
+      slot.ready = false;
+      if (slot.stopped) return;
+      this.log.error({ network, pid: slot.pid, restart_in_ms: slot.backoffMs }, 'endpoint lost; restarting');
+      this.retry(slot);
+    });
+  }
+
+  private markReady(slot: Slot, ports: { dhcp: number; metadata: number }): void {
+    slot.ready = true;
+    slot.ports = ports;
+    this.log.info(
+      { network: slot.config.network, dhcp_port: ports.dhcp, metadata_port: ports.metadata },
+      'endpoint ready',
+    );
+    this.onReady?.(slot.config.network);
+  }
+
+  private retry(slot: Slot): void {
+    if (slot.stopped) return;
+    if (Date.now() - (slot.startedAt ?? Date.now()) > HEALTHY_MS) slot.backoffMs = MIN_BACKOFF_MS;
+    slot.timer = setTimeout(() => {
+      slot.restarts += 1;
+      if (!slot.stopped) void this.attach(slot);
+    }, slot.backoffMs);
+    slot.backoffMs = Math.min(slot.backoffMs * 2, MAX_BACKOFF_MS);
   }
 
   send(network: string, notice: Notice): boolean {
-    const child = this.slots.get(network)?.child;
-    if (!child?.connected) return false;
-    child.send(notice);
-    return true;
+    return this.slots.get(network)?.link?.send(notice) ?? false;
   }
 
   broadcast(notice: Notice): void {
     for (const network of this.slots.keys()) this.send(network, notice);
   }
 
+  /** Ends the network's endpoint for good (the network is deleted or changed). */
   stop(network: string): void {
     const slot = this.slots.get(network);
     if (!slot) return;
     slot.stopped = true;
     if (slot.timer) clearTimeout(slot.timer);
-    slot.child?.kill('SIGTERM');
+    slot.link?.send({ t: 'exit' });
     this.slots.delete(network);
   }
 
@@ -184,15 +246,43 @@ export class EndpointSupervisor {
     for (const network of [...this.slots.keys()]) this.stop(network);
   }
 
+  /** berthd is stopping: let go of every endpoint and leave it serving guests. */
+  detachAll(): void {
+    for (const slot of this.slots.values()) {
+      slot.stopped = true;
+      if (slot.timer) clearTimeout(slot.timer);
+      slot.link?.close();
+    }
+    this.slots.clear();
+  }
+
   status(): EndpointStatus[] {
     return [...this.slots.values()].map((s) => ({
       network: s.config.network,
       netns: s.netns,
-      pid: s.child?.pid,
+      pid: s.pid,
       ready: s.ready,
+      adopted: s.adopted,
       restarts: s.restarts,
       startedAt: s.startedAt === undefined ? undefined : new Date(s.startedAt).toISOString(),
       ports: s.ports,
     }));
   }
+}
+
+/**
+ * False when the endpoint lives in a namespace that is no longer the one named
+ * netns (deleted and re-created while no berthd watched): it would serve nobody.
+ */
+function sameNamespace(netns: string, inode: number): boolean {
+  try {
+    return statSync(`/run/netns/${netns}`).ino === inode;
+  } catch {
+    return true; // no named namespace (endpoints run without one in tests)
+  }
+}
+
+function sameConfig(a: EndpointConfig, b: EndpointConfig): boolean {
+  const keys = Object.keys(a) as (keyof EndpointConfig)[];
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

@@ -62,7 +62,10 @@ export function removePrefixed(prefix: string): void {
   };
   for (const line of sh('ip', ['netns', 'list']).split('\n')) {
     const ns = line.split(' ')[0];
-    if (ns?.startsWith(`${prefix}-`)) sh('ip', ['netns', 'delete', ns]);
+    if (!ns?.startsWith(`${prefix}-`)) continue;
+    // Endpoints outlive berthd by design; a test's must not outlive the test.
+    for (const pid of sh('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean)) sh('kill', ['-9', pid]);
+    sh('ip', ['netns', 'delete', ns]);
   }
   for (const link of JSON.parse(sh('ip', ['-j', 'link', 'show']) || '[]') as { ifname: string }[]) {
     if (link.ifname.startsWith(prefix)) sh('ip', ['link', 'delete', link.ifname]);

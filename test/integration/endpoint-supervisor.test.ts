@@ -1,18 +1,51 @@
 // The endpoint process and its supervisor, without a namespace: the real
-// dist/ endpoint runs as a plain child on loopback, so the IPC relay, RPC and
-// restart-with-backoff logic are tested on their own.
+// dist/ endpoint runs as a plain process on loopback, so the control-socket
+// relay, RPC, restart-with-backoff and adoption logic are tested on their own.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import pino from 'pino';
-import t from 'tap';
-import { EndpointSupervisor } from '../../agent/endpoint/supervisor.js';
-import { ROOT } from '../helpers/berthd.js';
+import t, { type Test } from 'tap';
+import {
+  type EndpointHandlers,
+  EndpointSupervisor,
+  type SupervisorOptions,
+} from '../../agent/endpoint/supervisor.js';
+import { ROOT, tempDir } from '../helpers/berthd.js';
 
 const ENTRY = join(ROOT, 'dist/agent/endpoint/main.js');
-const plainSpawner = (_netns: string, entry: string) =>
-  spawn(process.execPath, [entry], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' });
+const spawned: number[] = [];
+const plainSpawner = (_netns: string, entry: string, args: string[]) => {
+  const child = spawn(process.execPath, [entry, ...args], { stdio: 'ignore' });
+  if (child.pid) spawned.push(child.pid);
+  return child;
+};
+t.teardown(() => {
+  for (const pid of spawned) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+async function supervisor(
+  t: Test,
+  handlers: EndpointHandlers,
+  extra: Partial<SupervisorOptions> = {},
+): Promise<EndpointSupervisor> {
+  const dir = extra.dir ?? (await tempDir(t, 'berth-ep'));
+  const sup = new EndpointSupervisor(pino({ level: 'silent' }), handlers, {
+    dir,
+    spawner: plainSpawner,
+    entry: ENTRY,
+    ...extra,
+  });
+  t.teardown(() => sup.stopAll());
+  return sup;
+}
 
 const config = {
   network: 'n1',
@@ -79,19 +112,13 @@ function lookupAnswer() {
 
 t.test('metadata calls reach berthd with the observed source IP, never a header', async (t) => {
   const seen: unknown[] = [];
-  const sup = new EndpointSupervisor(
-    pino({ level: 'silent' }),
-    {
-      dhcpPacket() {},
-      async call(network, method, params) {
-        seen.push({ network, method, params });
-        return lookupAnswer();
-      },
+  const sup = await supervisor(t, {
+    dhcpPacket() {},
+    async call(network, method, params) {
+      seen.push({ network, method, params });
+      return lookupAnswer();
     },
-    plainSpawner,
-    ENTRY,
-  );
-  t.teardown(() => sup.stopAll());
+  });
   const ready = waitReady(sup);
   sup.ensure('ns-unused', config);
   await ready;
@@ -106,26 +133,20 @@ t.test('metadata calls reach berthd with the observed source IP, never a header'
 t.test('DHCP datagrams are relayed to berthd and replies go out of the endpoint socket', async (t) => {
   const got: { data: Buffer; port: number }[] = [];
   let sup: EndpointSupervisor | undefined;
-  sup = new EndpointSupervisor(
-    pino({ level: 'silent' }),
-    {
-      dhcpPacket(network, data, _address, port) {
-        got.push({ data, port });
-        sup?.send(network, {
-          t: 'dhcp-send',
-          data: Buffer.from(`re:${data.toString()}`),
-          address: '127.0.0.1',
-          port,
-        });
-      },
-      async call() {
-        return {};
-      },
+  sup = await supervisor(t, {
+    dhcpPacket(network, data, _address, port) {
+      got.push({ data, port });
+      sup?.send(network, {
+        t: 'dhcp-send',
+        data: Buffer.from(`re:${data.toString()}`),
+        address: '127.0.0.1',
+        port,
+      });
     },
-    plainSpawner,
-    ENTRY,
-  );
-  t.teardown(() => sup?.stopAll());
+    async call() {
+      return {};
+    },
+  });
   const ready = waitReady(sup);
   sup.ensure('ns-unused', config);
   await ready;
@@ -140,13 +161,7 @@ t.test('DHCP datagrams are relayed to berthd and replies go out of the endpoint 
 });
 
 t.test('a dead endpoint is restarted with backoff; stop() ends it for good', async (t) => {
-  const sup = new EndpointSupervisor(
-    pino({ level: 'silent' }),
-    { dhcpPacket() {}, call: async () => ({}) },
-    plainSpawner,
-    ENTRY,
-  );
-  t.teardown(() => sup.stopAll());
+  const sup = await supervisor(t, { dhcpPacket() {}, call: async () => ({}) });
   let ready = waitReady(sup);
   sup.ensure('ns-unused', config);
   await ready;
@@ -163,4 +178,106 @@ t.test('a dead endpoint is restarted with backoff; stop() ends it for good', asy
   t.same(sup.status(), []);
   await new Promise((r) => setTimeout(r, 300));
   t.throws(() => process.kill(after?.pid as number, 0), 'the process is gone');
+});
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+t.test('a stopping berthd detaches; the endpoint keeps serving and the next berthd adopts it', async (t) => {
+  const dir = await tempDir(t, 'berth-ep');
+  const lookups: string[] = [];
+  const handlers = (who: string): EndpointHandlers => ({
+    dhcpPacket() {},
+    async call(_network, method) {
+      if (method === 'metadata.lookup') lookups.push(who);
+      return lookupAnswer();
+    },
+  });
+  const first = await supervisor(t, handlers('first'), { dir });
+  let ready = waitReady(first);
+  first.ensure('ns-unused', config);
+  await ready;
+  const { pid, ports } = first.status()[0] as { pid: number; ports: { metadata: number } };
+  t.same(await get(ports.metadata, '/latest/meta-data/instance-id'), { status: 200, body: 'i-0000abcd' });
+  first.detachAll();
+
+  // No berthd: cached callers are still answered by the endpoint alone.
+  t.same(await get(ports.metadata, '/latest/meta-data/mac'), { status: 200, body: '0a:b7:e7:00:00:01' });
+  t.ok(alive(pid), 'the endpoint outlived its berthd');
+
+  const second = await supervisor(t, handlers('second'), { dir });
+  ready = waitReady(second);
+  second.ensure('ns-unused', config);
+  await ready;
+  const adopted = second.status()[0];
+  t.equal(adopted?.pid, pid, 'the same process');
+  t.equal(adopted?.adopted, true);
+  t.same(adopted?.ports, ports, 'it reported the ports it already listens on');
+  // Adoption drops the cache: the next request is decided by the new berthd.
+  t.same(await get(ports.metadata, '/latest/meta-data/instance-id'), { status: 200, body: 'i-0000abcd' });
+  t.same(lookups, ['first', 'second']);
+});
+
+t.test('a call made while no berthd is connected waits for the next one', async (t) => {
+  const dir = await tempDir(t, 'berth-ep');
+  let answer = 0;
+  const handlers: EndpointHandlers = {
+    dhcpPacket() {},
+    async call(_network, method) {
+      if (method === 'metadata.lookup') answer += 1;
+      return lookupAnswer();
+    },
+  };
+  const first = await supervisor(t, handlers, { dir });
+  const ready = waitReady(first);
+  first.ensure('ns-unused', config);
+  await ready;
+  const port = first.status()[0]?.ports?.metadata as number;
+  first.detachAll();
+  const pending = get(port, '/latest/meta-data/instance-id'); // a cache miss, no berthd
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(answer, 0, 'nobody answered yet');
+  const second = await supervisor(t, handlers, { dir });
+  second.ensure('ns-unused', config);
+  t.same(await pending, { status: 200, body: 'i-0000abcd' });
+  t.equal(answer, 1, 'answered by the berthd that came back');
+});
+
+t.test('an endpoint with another config is replaced, not adopted', async (t) => {
+  const dir = await tempDir(t, 'berth-ep');
+  const handlers: EndpointHandlers = { dhcpPacket() {}, call: async () => ({}) };
+  const first = await supervisor(t, handlers, { dir });
+  let ready = waitReady(first);
+  first.ensure('ns-unused', config);
+  await ready;
+  const old = first.status()[0]?.pid as number;
+  first.detachAll();
+  const second = await supervisor(t, handlers, { dir });
+  ready = waitReady(second);
+  second.ensure('ns-unused', { ...config, logLevel: 'debug' });
+  await ready;
+  const now = second.status()[0];
+  t.not(now?.pid, old, 'a new process');
+  t.equal(now?.adopted, false);
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(alive(old), 'the old endpoint exited');
+});
+
+t.test('an endpoint nobody adopts exits after its orphan timeout', async (t) => {
+  const sup = await supervisor(t, { dhcpPacket() {}, call: async () => ({}) }, { orphanSeconds: 1 });
+  const ready = waitReady(sup);
+  sup.ensure('ns-unused', config);
+  await ready;
+  const pid = sup.status()[0]?.pid as number;
+  sup.detachAll();
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(alive(pid), 'still serving within the timeout');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.notOk(alive(pid), 'gone after it');
 });

@@ -106,7 +106,7 @@ t.test('install-service.sh with DESTDIR lays out the package, idempotently', asy
     // And verify does fail a broken unit (the check has teeth).
     await writeFile(
       join(dir, 'berthd.service'),
-      installed.replace(/^KillMode=mixed$/m, 'KillMode=sometimes'),
+      installed.replace(/^KillMode=process$/m, 'KillMode=sometimes'),
     );
     const bad = await sh('systemd-analyze', ['verify', join(dir, 'berthd.service')]);
     t.match(`${bad.stdout}${bad.stderr}`, /kill mode/);
