@@ -3,22 +3,27 @@
 // bytes are hashed while they are copied in, and again before every boot:
 // a file changed on disk refuses the create instead of booting something else.
 //
-// A `disk` image is one qcow2 or raw file, instantiated as a qcow2 overlay. A
-// `kernel` image (the test guest) is a kernel, an optional initrd and a
-// cmdline; its hash is the SHA-256 of a manifest of its parts' hashes.
+// A `disk` image is one qcow2 or raw file, instantiated as a qcow2 overlay;
+// it may carry a kernel, an initrd and a cmdline to boot it with (the
+// Firecracker way, for disks without a bootloader). A `kernel` image (the test
+// guest) is a kernel, an optional initrd and a cmdline. A disk alone hashes
+// as its file; any other image as a manifest of its parts' hashes and its
+// cmdline, so everything the guest boots is in its identity.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Image, ImageImport } from '../agent/api/types.js';
 import { BerthError, couldNot } from '../agent/errors.js';
 import type { Store } from '../agent/store/store.js';
+import { type CommandRunner, osCommandRunner } from '../hostnet/command.js';
+import { checkImportRequest, importKind, importSources } from './import-request.js';
+import { type DiskFormat, inspectDisk } from './qemu-img.js';
 
 export const IMAGE_PREFIX = 'image/';
 export const IMAGE_NAME_PREFIX = 'image-name/';
-const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SHA = /^[0-9a-f]{64}$/;
 
 export type ImageRecord = Image;
@@ -31,7 +36,15 @@ export interface ImportProgress {
 
 /** Where an instance boots from, after verification. */
 export type VerifiedImage =
-  | { kind: 'disk'; sha256: string; disk: string; format: 'qcow2' | 'raw' }
+  | {
+      kind: 'disk';
+      sha256: string;
+      disk: string;
+      format: DiskFormat;
+      kernel?: string;
+      initrd?: string;
+      cmdline?: string;
+    }
   | { kind: 'kernel'; sha256: string; kernel: string; initrd?: string; cmdline?: string };
 
 /** Copies src to dst, hashing on the way; returns the hex digest and size. */
@@ -60,22 +73,7 @@ export async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** qcow2 (magic QFI\xfb) or raw; a qcow2 with a backing file is refused (it could point anywhere). */
-async function diskFormat(path: string): Promise<'qcow2' | 'raw'> {
-  const fh = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(16);
-    const { bytesRead } = await fh.read(head, 0, 16, 0);
-    if (bytesRead < 16 || head.readUInt32BE(0) !== 0x514649fb) return 'raw';
-    if (head.readBigUInt64BE(8) !== 0n)
-      throw new Error('it is a qcow2 with a backing file; flatten it first');
-    return 'qcow2';
-  } finally {
-    await fh.close();
-  }
-}
-
-/** The hash of a kernel image: its parts' hashes and cmdline, in a fixed order. */
+/** The hash of an image of several parts: their hashes and the cmdline, in a fixed order. */
 export function manifestHash(parts: ImagePart[], cmdline: string | undefined): string {
   const lines = parts.map((p) => `${p.role} ${p.sha256} ${p.bytes}`);
   lines.push(`cmdline ${cmdline ?? ''}`);
@@ -90,6 +88,8 @@ export interface ImageStoreOptions {
   dir: string;
   /** Names of instances using an image (by sha256); delete refuses while any do. */
   usedBy?: (sha256: string) => string[];
+  /** Runs qemu-img (the disk's format and backing file). */
+  runner?: CommandRunner;
 }
 
 export class ImageStore {
@@ -112,82 +112,20 @@ export class ImageStore {
     return this.withUse(rec);
   }
 
-  /** Checks what can be checked before any byte is copied; throws the refusal. */
+  /**
+   * Checks what can be checked before any byte is copied; throws the refusal.
+   * A disk's source is inspected here for an early answer; its copy again below.
+   */
   async precheck(req: ImageImport): Promise<void> {
-    const name = req.name;
-    if (!NAME.test(name))
-      throw couldNot(
-        'BERTH_ERR_INVALID_ARGUMENT',
-        'import',
-        'image',
-        name,
-        'names are [a-z0-9][a-z0-9._-]*',
-        {
-          field: 'name',
-        },
-      );
-    const kind = req.kind ?? (req.initrd !== undefined || req.cmdline !== undefined ? 'kernel' : 'disk');
-    if (kind === 'disk' && (req.initrd !== undefined || req.cmdline !== undefined))
-      throw couldNot(
-        'BERTH_ERR_INVALID_ARGUMENT',
-        'import',
-        'image',
-        name,
-        'a disk image has no initrd or cmdline',
-        {
-          field: 'kind',
-        },
-      );
-    for (const [field, path] of [
-      ['path', req.path],
-      ['initrd', req.initrd],
-    ] as const) {
-      if (path === undefined) continue;
-      if (!path.startsWith('/'))
-        throw couldNot(
-          'BERTH_ERR_INVALID_ARGUMENT',
-          'import',
-          'image',
-          name,
-          `${field} must be an absolute path`,
-          {
-            field,
-          },
-        );
-      const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile())
-        throw couldNot(
-          'BERTH_ERR_INVALID_ARGUMENT',
-          'import',
-          'image',
-          name,
-          `"${path}" is not a readable file`,
-          {
-            field,
-          },
-        );
-    }
+    await checkImportRequest(req);
+    if (importKind(req) === 'disk') await this.inspect(req.name, req.path);
   }
 
   /** Copies the files in (hashing them), then records the image. Same name and same bytes: no-op. */
   async import(req: ImageImport, onProgress?: (p: ImportProgress) => void): Promise<ImageRecord> {
     await this.precheck(req);
-    const kind = req.kind ?? (req.initrd !== undefined || req.cmdline !== undefined ? 'kernel' : 'disk');
-    const sources: { role: ImagePart['role']; path: string }[] =
-      kind === 'disk'
-        ? [{ role: 'disk', path: req.path }]
-        : [
-            { role: 'kernel', path: req.path },
-            ...(req.initrd ? [{ role: 'initrd' as const, path: req.initrd }] : []),
-          ];
-    let format: 'qcow2' | 'raw' | undefined;
-    if (kind === 'disk') {
-      try {
-        format = await diskFormat(req.path);
-      } catch (err) {
-        throw couldNot('BERTH_ERR_INVALID_ARGUMENT', 'import', 'image', req.name, err, { field: 'path' });
-      }
-    }
+    const kind = importKind(req);
+    const sources = importSources(req);
     const sizes = await Promise.all(sources.map(async (s) => (await stat(s.path)).size));
     const total = sizes.reduce((a, b) => a + b, 0);
     const tmp = join(this.o.dir, `.import-${randomBytes(6).toString('hex')}`);
@@ -195,15 +133,24 @@ export class ImageStore {
     try {
       let done = 0;
       const parts: ImagePart[] = [];
+      let format: DiskFormat | undefined;
       for (const s of sources) {
-        const file = s.role === 'disk' ? `disk.${format}` : s.role;
+        let file: string = s.role;
         const r = await copyHashing(s.path, join(tmp, file), (n) => {
           done += n;
           onProgress?.({ done, total });
         });
+        if (s.role === 'disk') {
+          // The copy is what counts: the bytes checked are the bytes kept.
+          format = await this.inspect(req.name, join(tmp, file));
+          await rename(join(tmp, file), join(tmp, `disk.${format}`));
+          file = `disk.${format}`;
+        }
         parts.push({ role: s.role, file, sha256: r.sha256, bytes: r.bytes });
       }
-      const sha256 = kind === 'disk' ? (parts[0] as ImagePart).sha256 : manifestHash(parts, req.cmdline);
+      // A disk alone is named by its bytes, so its hash is what `sha256sum` says.
+      const alone = kind === 'disk' && parts.length === 1;
+      const sha256 = alone ? (parts[0] as ImagePart).sha256 : manifestHash(parts, req.cmdline);
       const existingSha = await this.o.store.get<string>(`${IMAGE_NAME_PREFIX}${req.name}`);
       if (existingSha === sha256) return await this.get(sha256);
       if (existingSha !== undefined)
@@ -252,6 +199,15 @@ export class ImageStore {
     }
   }
 
+  /** The disk's format by qemu-img; a backing file, data file or other format refuses the import. */
+  private async inspect(name: string, path: string): Promise<DiskFormat> {
+    try {
+      return (await inspectDisk(path, this.o.runner ?? osCommandRunner)).format;
+    } catch (err) {
+      throw couldNot('BERTH_ERR_INVALID_ARGUMENT', 'import', 'image', name, err, { field: 'path' });
+    }
+  }
+
   pathOf(rec: ImageRecord, part: ImagePart): string {
     return join(this.o.dir, rec.sha256, part.file);
   }
@@ -282,15 +238,20 @@ export class ImageStore {
       if (sha !== part.sha256) throw refuse('does not match its hash; it was modified on disk');
       paths[part.role] = path;
     }
-    if (rec.kind === 'disk')
-      return { kind: 'disk', sha256: rec.sha256, disk: paths.disk as string, format: rec.format ?? 'raw' };
-    return {
-      kind: 'kernel',
-      sha256: rec.sha256,
-      kernel: paths.kernel as string,
+    const boot = {
       ...(paths.initrd ? { initrd: paths.initrd } : {}),
       ...(rec.cmdline !== undefined ? { cmdline: rec.cmdline } : {}),
     };
+    if (rec.kind === 'disk')
+      return {
+        kind: 'disk',
+        sha256: rec.sha256,
+        disk: paths.disk as string,
+        format: rec.format ?? 'raw',
+        ...(paths.kernel ? { kernel: paths.kernel } : {}),
+        ...boot,
+      };
+    return { kind: 'kernel', sha256: rec.sha256, kernel: paths.kernel as string, ...boot };
   }
 
   async delete(ref: string): Promise<void> {

@@ -1,11 +1,13 @@
-// The tiny test guest (images/build-test-guest.sh) from TypeScript: build it
-// if needed, and read its serial console's BERTH-GUEST markers.
+// The tiny test guest (images/build-test-guest.sh) and the test disk that
+// carries it (images/build-test-disk.sh) from TypeScript: build them if
+// needed, and read the serial console's BERTH-GUEST markers.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CommandRunner, osCommandRunner } from '../hostnet/command.js';
 
 export const DEFAULT_TEST_GUEST_CACHE = '/var/cache/berth/test-guest';
+export const DEFAULT_TEST_DISK_CACHE = '/var/cache/berth/test-disk';
 
 export interface TestGuest {
   dir: string;
@@ -14,23 +16,45 @@ export interface TestGuest {
   cmdline: string;
 }
 
-/** The script lives next to this file in the source tree, and next to dist/images in a build. */
-function scriptPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return here.includes('/dist/')
-    ? join(here, '..', '..', 'images', 'build-test-guest.sh')
-    : join(here, 'build-test-guest.sh');
+/** The test disk: a qcow2 that boots by itself, and the kernel, initrd and cmdline that also boot it. */
+export interface TestDisk extends TestGuest {
+  disk: string;
+  /** The root partition's first sector (a test reads the guest's files from there). */
+  rootLba: number;
 }
 
-/** Builds the guest when its inputs changed (about 10 s), else returns the cached one at once. */
-export async function ensureTestGuest(
-  cache = DEFAULT_TEST_GUEST_CACHE,
-  runner: CommandRunner = osCommandRunner,
-): Promise<TestGuest> {
-  const { stdout } = await runner.run(['bash', scriptPath(), cache], { timeoutMs: 600_000 });
+/** The scripts live next to this file in the source tree, and next to dist/images in a build. */
+function scriptPath(script: string): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return here.includes('/dist/') ? join(here, '..', '..', 'images', script) : join(here, script);
+}
+
+/** Runs a build script (quick when its inputs are unchanged) and reads the directory it prints. */
+async function build(script: string, cache: string, runner: CommandRunner): Promise<TestGuest> {
+  const { stdout } = await runner.run(['bash', scriptPath(script), cache], { timeoutMs: 600_000 });
   const dir = stdout.trim().split('\n').pop() as string;
   const cmdline = (await readFile(join(dir, 'cmdline'), 'utf8')).trim();
   return { dir, kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.img'), cmdline };
+}
+
+/** Builds the guest when its inputs changed (about 10 s), else returns the cached one at once. */
+export function ensureTestGuest(
+  cache = DEFAULT_TEST_GUEST_CACHE,
+  runner: CommandRunner = osCommandRunner,
+): Promise<TestGuest> {
+  return build('build-test-guest.sh', cache, runner);
+}
+
+/** Builds the test disk (and the guest it carries) when their inputs changed (about 15 s). */
+export async function ensureTestDisk(
+  cache = DEFAULT_TEST_DISK_CACHE,
+  runner: CommandRunner = osCommandRunner,
+): Promise<TestDisk> {
+  const parts = await build('build-test-disk.sh', cache, runner);
+  const manifest = JSON.parse(await readFile(join(parts.dir, 'manifest.json'), 'utf8')) as {
+    root_lba: number;
+  };
+  return { ...parts, disk: join(parts.dir, 'disk.qcow2'), rootLba: manifest.root_lba };
 }
 
 export interface GuestReport {
@@ -46,6 +70,8 @@ export interface GuestReport {
   instanceIdError?: string;
   userData?: string;
   userDataError?: string;
+  /** Booted from a disk: its root device, and how many boots its marker counted (the overlay's). */
+  disk?: { root: string; boots: number };
   done: boolean;
   /** Guest uptime (s) at init, lease and done. */
   uptime: { init?: number; lease?: number; done?: number };
@@ -101,6 +127,9 @@ export function parseGuestLog(log: string): GuestReport {
         break;
       case 'user-data-error':
         r.userDataError = value;
+        break;
+      case 'disk':
+        r.disk = { root: value ?? '', boots: Number(line.match(/ boots=(\d+)/)?.[1]) };
         break;
       case 'done':
         r.done = true;

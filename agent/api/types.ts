@@ -303,6 +303,8 @@ export const ImageImport = Type.Object(
     path: Type.String({ minLength: 1, maxLength: 4096 }),
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }),
     kind: Type.Optional(ImageKind),
+    /** A kernel that boots a disk image (with initrd and cmdline): for disks without a bootloader. */
+    kernel: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     initrd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
   },

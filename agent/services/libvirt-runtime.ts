@@ -10,9 +10,10 @@ import type { Logger } from 'pino';
 import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
 import type { Names } from '../../hostnet/names.js';
 import type { Reverter } from '../../hostnet/reverter.js';
+import { createOverlay } from '../../images/qemu-img.js';
 import type { ImageStore, VerifiedImage } from '../../images/store.js';
 import type { Instance, InstanceCreate } from '../api/types.js';
-import { domainXml } from '../compute/domain-xml.js';
+import { type DomainBoot, domainXml } from '../compute/domain-xml.js';
 import type { DomainState, Hypervisor, HypervisorEvent } from '../compute/hypervisor.js';
 import { LibvirtDbus } from '../compute/libvirt-dbus.js';
 import { detectVirtType, type VirtTypeChoice } from '../compute/virt-type.js';
@@ -47,6 +48,18 @@ export function stateOfDomain(s: DomainState): State | undefined {
   if (s === 'running' || s === 'blocked' || s === 'paused') return 'running';
   if (s === 'shutoff' || s === 'crashed' || s === 'shutdown') return 'stopped';
   return undefined;
+}
+
+/** A disk boots by its own bootloader, unless its image carries a kernel (then it rides along as vda). */
+export function bootOf(image: VerifiedImage, overlay: string | undefined): DomainBoot {
+  if (image.kind === 'disk' && !image.kernel) return { kind: 'disk', disk: overlay as string };
+  return {
+    kind: 'kernel',
+    kernel: image.kernel as string,
+    ...(image.initrd ? { initrd: image.initrd } : {}),
+    ...(image.cmdline ? { cmdline: image.cmdline } : {}),
+    ...(overlay ? { disk: overlay } : {}),
+  };
 }
 
 export class LibvirtRuntime {
@@ -242,12 +255,7 @@ export class LibvirtRuntime {
     let disk: string | undefined;
     if (image.kind === 'disk') {
       disk = join(dir, 'disk.qcow2');
-      await this.runner.run(
-        ['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', image.disk, '-F', image.format, disk],
-        {
-          timeoutMs: 60_000,
-        },
-      );
+      await createOverlay({ path: image.disk, format: image.format }, disk, this.runner);
     }
     const name = this.domainName(rec);
     const n = rec.nics[0] as Instance['nics'][number];
@@ -257,15 +265,7 @@ export class LibvirtRuntime {
       virtType: this.virt.type,
       vcpus: rec.vcpus ?? 1,
       memoryMiB: rec.memory_mib ?? 256,
-      boot:
-        image.kind === 'disk'
-          ? { kind: 'disk', disk: disk as string }
-          : {
-              kind: 'kernel',
-              kernel: image.kernel,
-              ...(image.initrd ? { initrd: image.initrd } : {}),
-              ...(image.cmdline ? { cmdline: image.cmdline } : {}),
-            },
+      boot: bootOf(image, disk),
       nics: [{ mac: n.mac, bridge: nic.bridge, port: n.port, mtu: nic.mtu }],
       serialLog: this.consoleLog(rec.id),
       smbios: { kind: 'nocloud' },

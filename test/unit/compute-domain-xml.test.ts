@@ -11,6 +11,7 @@ import {
   parseOwner,
   xmlEscape,
 } from '../../agent/compute/domain-xml.js';
+import { bootOf } from '../../agent/services/libvirt-runtime.js';
 import { osCommandRunner } from '../../hostnet/command.js';
 
 const golden = (name: string) => join(new URL('.', import.meta.url).pathname, 'golden', name);
@@ -50,6 +51,25 @@ const diskSpec: DomainSpec = {
   machine: 'q35',
 };
 
+// A disk image that carries its kernel (images/build-test-disk.sh): the
+// overlay is vda, the kernel and initrd come from the store.
+const diskKernelSpec: DomainSpec = {
+  ...kernelSpec,
+  name: 'bth-fc3',
+  boot: bootOf(
+    {
+      kind: 'disk',
+      sha256: 'ab'.repeat(32),
+      disk: `/var/lib/berth/images/${'ab'.repeat(32)}/disk.qcow2`,
+      format: 'qcow2',
+      kernel: `/var/lib/berth/images/${'ab'.repeat(32)}/kernel`,
+      initrd: `/var/lib/berth/images/${'ab'.repeat(32)}/initrd`,
+      cmdline: 'console=ttyS0 root=/dev/vda rw',
+    },
+    '/var/lib/berth/instances/i-deadbeef/disk.qcow2',
+  ),
+};
+
 t.test('golden: direct kernel boot, TCG, NoCloud serial', async (t) => {
   t.equal(domainXml(kernelSpec), await readFile(golden('compute-domain-kernel.xml'), 'utf8'));
 });
@@ -58,8 +78,31 @@ t.test('golden: qcow2 overlay, KVM, two NICs, OpenStack product', async (t) => {
   t.equal(domainXml(diskSpec), await readFile(golden('compute-domain-disk.xml'), 'utf8'));
 });
 
-t.test("libvirt's schema accepts both goldens", async (t) => {
-  for (const f of ['compute-domain-kernel.xml', 'compute-domain-disk.xml']) {
+t.test('golden: a disk overlay booted by the kernel its image carries', async (t) => {
+  t.equal(domainXml(diskKernelSpec), await readFile(golden('compute-domain-disk-kernel.xml'), 'utf8'));
+});
+
+t.test('bootOf: a disk boots by itself unless its image carries a kernel', async (t) => {
+  const disk = { kind: 'disk', sha256: 'x', disk: '/i/disk.qcow2', format: 'qcow2' } as const;
+  t.same(bootOf(disk, '/o.qcow2'), { kind: 'disk', disk: '/o.qcow2' });
+  t.same(bootOf({ ...disk, kernel: '/i/kernel' }, '/o.qcow2'), {
+    kind: 'kernel',
+    kernel: '/i/kernel',
+    disk: '/o.qcow2',
+  });
+  t.same(bootOf({ kind: 'kernel', sha256: 'x', kernel: '/k', cmdline: 'c' }, undefined), {
+    kind: 'kernel',
+    kernel: '/k',
+    cmdline: 'c',
+  });
+});
+
+t.test("libvirt's schema accepts the goldens", async (t) => {
+  for (const f of [
+    'compute-domain-kernel.xml',
+    'compute-domain-disk.xml',
+    'compute-domain-disk-kernel.xml',
+  ]) {
     // Exit 0 means valid; the "validates" line goes to stderr.
     const { stdout, stderr } = await osCommandRunner.run(['virt-xml-validate', golden(f), 'domain']);
     t.match(stdout + stderr, /validates/, f);

@@ -52,6 +52,14 @@ t.test('no lease, no metadata; a log cut short', async (t) => {
   t.notOk(parseGuestLog('').kernelBooted);
 });
 
+t.test('a guest booted from a disk says its root device and boot count', async (t) => {
+  const r = parseGuestLog(
+    'BERTH-GUEST init uptime=5.2 kernel=x\nBERTH-GUEST disk=/dev/vda1 boots=2\nBERTH-GUEST done uptime=7.9\n',
+  );
+  t.same(r.disk, { root: '/dev/vda1', boots: 2 });
+  t.equal(parseGuestLog(full).disk, undefined, 'an initramfs guest has no disk line');
+});
+
 t.test('libvirt-dbus object paths name the domain uuid', async (t) => {
   t.equal(
     uuidOfPath('/org/libvirt/QEMU/domain/_ce7a4c29_c5a4_4050_9b75_982937687e94'),

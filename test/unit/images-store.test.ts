@@ -1,11 +1,14 @@
 // The image store over a real directory and the in-memory store: hashing on
-// import, the kernel manifest hash, re-verification, names, delete in use.
+// import, the kernel manifest hash, re-verification, names, delete in use;
+// real qemu-img for disk formats, backing files and overlays.
 import { createHash } from 'node:crypto';
 import { mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { MemoryStore } from '../../agent/store/memory-store.js';
+import { osCommandRunner } from '../../hostnet/command.js';
+import { createOverlay, refuseDisk } from '../../images/qemu-img.js';
 import { hashFile, ImageStore, manifestHash } from '../../images/store.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -91,12 +94,100 @@ t.test('refusals: bad names, relative paths, missing files, qcow2 with backing, 
     code: 'BERTH_ERR_INVALID_ARGUMENT',
     field: 'kind',
   });
-  const q = Buffer.alloc(64);
-  q.writeUInt32BE(0x514649fb, 0);
-  q.writeBigUInt64BE(512n, 8);
-  await writeFile(join(dir, 'b.qcow2'), q);
-  await t.rejects(images.import({ path: join(dir, 'b.qcow2'), name: 'b' }), { message: /backing file/ });
   await images.import({ path: src, name: 'a' });
   await t.rejects(images.delete('a'), { code: 'BERTH_ERR_CONFLICT', message: /"g1" use it/ });
   await t.rejects(images.get('zzz'), { code: 'BERTH_ERR_NOT_FOUND' });
+});
+
+const qemuImg = (...args: string[]) => osCommandRunner.run(['qemu-img', ...args]);
+
+t.test('qemu-img decides the format; backing files, data files and other formats are refused', async (t) => {
+  const { dir, images } = await setup(t);
+  const base = join(dir, 'base.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  const img = await images.import({ path: base, name: 'q' });
+  t.equal(img.format, 'qcow2');
+  t.equal(img.parts[0]?.file, 'disk.qcow2');
+  t.equal(img.sha256, await hashFile(base), 'a disk alone is named by its bytes');
+
+  // A backing file could name any file on the host: refused, naming the field and qemu-img's field.
+  const backed = join(dir, 'backed.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', backed, '16M');
+  await t.rejects(images.import({ path: backed, name: 'b' }), {
+    code: 'BERTH_ERR_INVALID_ARGUMENT',
+    field: 'path',
+    message:
+      /^could not import image "b": it has a backing file \("\/etc\/shadow", qemu-img info's backing-filename\)/,
+  });
+  const dataFile = join(dir, 'df.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(dir, 'df.raw')}`, dataFile, '1M');
+  await t.rejects(images.import({ path: dataFile, name: 'c' }), {
+    field: 'path',
+    message: /external data file .*format-specific\.data\.data-file/,
+  });
+  const vmdk = join(dir, 'v.vmdk');
+  await qemuImg('create', '-q', '-f', 'vmdk', vmdk, '1M');
+  await t.rejects(images.import({ path: vmdk, name: 'v' }), { field: 'path', message: /format is vmdk/ });
+  t.same(
+    (await readdir(join(dir, 'images'))).filter((f) => f !== img.sha256),
+    [],
+    'refused imports leave nothing behind',
+  );
+  t.equal(
+    refuseDisk({ format: 'qcow2', 'format-specific': { data: { corrupt: true } } })?.includes('corrupt'),
+    true,
+  );
+  t.equal(refuseDisk({ format: 'raw' }), undefined);
+
+  // An overlay names the store's file as its backing, with the format given, not probed.
+  const v = await images.verify('q', { verb: 'create', instance: 'g' });
+  const overlay = join(dir, 'overlay.qcow2');
+  await createOverlay({ path: v.kind === 'disk' ? v.disk : '', format: 'qcow2' }, overlay);
+  const info = JSON.parse((await qemuImg('info', '--output=json', overlay)).stdout);
+  t.equal(info['backing-filename'], join(dir, 'images', img.sha256, 'disk.qcow2'));
+  t.equal(info['backing-filename-format'], 'qcow2');
+});
+
+t.test('a disk with a kernel, initrd and cmdline: one image, hashed as a manifest', async (t) => {
+  const { dir, images } = await setup(t);
+  const disk = join(dir, 'root.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', disk, '8M');
+  await writeFile(join(dir, 'vmlinux'), Buffer.alloc(8192, 3));
+  await writeFile(join(dir, 'initrd'), Buffer.alloc(512, 4));
+  const req = {
+    path: disk,
+    name: 'fc',
+    kernel: join(dir, 'vmlinux'),
+    initrd: join(dir, 'initrd'),
+    cmdline: 'root=/dev/vda',
+  };
+  const img = await images.import(req);
+  t.equal(img.kind, 'disk', 'a kernel flag makes a disk that boots with it');
+  t.same(
+    img.parts.map((p) => `${p.role}:${p.file}`),
+    ['disk:disk.qcow2', 'kernel:kernel', 'initrd:initrd'],
+  );
+  t.equal(img.sha256, manifestHash(img.parts, 'root=/dev/vda'), 'everything it boots is in its hash');
+  const v = await images.verify('fc', { verb: 'create', instance: 'g' });
+  t.same(v, {
+    kind: 'disk',
+    sha256: img.sha256,
+    disk: join(dir, 'images', img.sha256, 'disk.qcow2'),
+    format: 'qcow2',
+    kernel: join(dir, 'images', img.sha256, 'kernel'),
+    initrd: join(dir, 'images', img.sha256, 'initrd'),
+    cmdline: 'root=/dev/vda',
+  });
+  await t.rejects(images.import({ ...req, name: 'k2', kind: 'kernel' }), {
+    code: 'BERTH_ERR_INVALID_ARGUMENT',
+    field: 'kernel',
+  });
+  await t.rejects(images.import({ ...req, name: 'k3', kernel: 'vmlinux' }), {
+    field: 'kernel',
+    message: /kernel must be an absolute path/,
+  });
+  await t.rejects(images.import({ path: disk, name: 'k4', kind: 'disk', initrd: join(dir, 'initrd') }), {
+    field: 'kind',
+    message: /only with a kernel/,
+  });
 });

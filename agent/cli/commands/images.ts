@@ -58,11 +58,17 @@ export function registerImages(program: Command, ctx: CliContext): void {
   const image = program.command('image').description('content-addressed guest images (SHA-256)');
   image
     .command('import <file>')
-    .description('copy a disk image (qcow2 or raw), or a kernel with --initrd/--cmdline, into the store')
+    .description(
+      'copy a disk image (qcow2 or raw; --kernel to boot it without a bootloader), or a kernel with --initrd/--cmdline, into the store',
+    )
     .option('--name <name>', 'image name (default: the file name without extension)')
-    .option('--kind <kind>', 'disk or kernel (default: kernel when --initrd or --cmdline is given)')
-    .option('--initrd <file>', 'initrd for a kernel image')
-    .option('--cmdline <text>', 'kernel command line for a kernel image')
+    .option(
+      '--kind <kind>',
+      'disk or kernel (default: disk with --kernel or neither flag, kernel when --initrd or --cmdline is given)',
+    )
+    .option('--kernel <file>', 'a kernel that boots the disk image (with --initrd and --cmdline)')
+    .option('--initrd <file>', 'initrd for the kernel')
+    .option('--cmdline <text>', 'kernel command line')
     .action(
       action(ctx, async (flags, file: string) => {
         const path = resolve(file);
@@ -74,6 +80,7 @@ export function registerImages(program: Command, ctx: CliContext): void {
             path,
             name,
             ...(flags.kind ? { kind: String(flags.kind) as 'disk' | 'kernel' } : {}),
+            ...(flags.kernel ? { kernel: resolve(String(flags.kernel)) } : {}),
             ...(flags.initrd ? { initrd: resolve(String(flags.initrd)) } : {}),
             ...(flags.cmdline !== undefined ? { cmdline: String(flags.cmdline) } : {}),
           },
