@@ -26,6 +26,18 @@ export const Status = Type.Object({
     instances: Type.Integer(),
     leases: Type.Integer(),
   }),
+  endpoints: Type.Array(
+    Type.Object({
+      network: Type.String(),
+      pid: Type.Optional(Type.Integer()),
+      ready: Type.Boolean(),
+      adopted: Type.Boolean({ description: 'found running (left by the previous berthd) and taken over' }),
+      restarts: Type.Integer(),
+    }),
+  ),
+  orphan_domains: Type.Array(Type.String(), {
+    description: "libvirt domains with berth's tag and this prefix but no instance record; left alone",
+  }),
 });
 export type Status = Static<typeof Status>;
 

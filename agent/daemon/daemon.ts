@@ -200,6 +200,14 @@ export class Daemon {
       socket: this.config.socket,
       config_source: this.loaded.source,
       counts: { networks, instances, leases },
+      endpoints: (this.endpoints?.status() ?? []).map((e) => ({
+        network: e.network,
+        ...(e.pid === undefined ? {} : { pid: e.pid }),
+        ready: e.ready,
+        adopted: e.adopted,
+        restarts: e.restarts,
+      })),
+      orphan_domains: this.services?.libvirt.orphans() ?? [],
     };
   }
 

@@ -6,7 +6,7 @@
 // berthd detaches: endpoints keep serving guests until the next berthd.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { buildId } from './build-id.js';
@@ -86,7 +86,7 @@ export class EndpointSupervisor {
     private readonly opts: SupervisorOptions,
   ) {
     this.entry = opts.entry ?? fileURLToPath(new URL('./main.js', import.meta.url));
-    this.build = buildId(join(dirname(this.entry), '..'));
+    this.build = buildId(this.entry);
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   }
 

@@ -71,6 +71,7 @@ export class LibvirtRuntime {
   private virt: VirtTypeChoice | undefined;
   private readonly runner: CommandRunner;
   private closed = false;
+  private orphanDomains = new Set<string>();
 
   constructor(private readonly o: LibvirtRuntimeOptions) {
     this.runner = o.runner ?? osCommandRunner;
@@ -207,12 +208,23 @@ export class LibvirtRuntime {
       }
     }
     const known = new Set(this.sink.all().map((r) => r.id));
-    for (const d of domains)
-      if (d.owner && !known.has(d.owner.instanceId))
+    const orphans = new Set<string>();
+    for (const d of domains) {
+      if (!d.owner || known.has(d.owner.instanceId)) continue;
+      orphans.add(d.name);
+      // Once per domain, not every resync: it stays in `berthctl status` until someone acts.
+      if (!this.orphanDomains.has(d.name))
         this.o.log.warn(
           { domain: d.name, instance: d.owner.instanceId },
-          'domain carries our tag but has no record; left alone',
+          'domain carries our tag but has no record; left alone (see orphan_domains in berthctl status)',
         );
+    }
+    this.orphanDomains = orphans;
+  }
+
+  /** Domains with berth's tag and prefix but no record (a restored store, a hand-made copy). */
+  orphans(): string[] {
+    return [...this.orphanDomains].sort();
   }
 
   /** Before anything is allocated: libvirt answers and the image matches its hash. */

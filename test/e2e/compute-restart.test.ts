@@ -1,8 +1,8 @@
 // Crashes and restarts around libvirt guests: kill -9 of berthd in the middle
 // of a create leaves a complete instance or no trace, and a running guest
 // untouched; a libvirtd restart under a running guest, after which berthd
-// still hears its events.
-import { readFile } from 'node:fs/promises';
+// still hears its events; a tagged domain without a record is reported, never removed.
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { startBerthd, tempDir } from '../helpers/berthd.js';
@@ -69,6 +69,23 @@ t.test('kill -9 mid-create, then a libvirtd restart under a running guest', asyn
   t.equal(await domId(g0dom), g0id, 'g0 kept running through the crash (same domain id)');
   t.equal((await d.client.instance('g0')).state, 'running', 'g0 adopted as running');
 
+  // A domain with berth's tag and prefix but no record (a restored store, a hand-made copy):
+  // reported after the next resync, never destroyed or undefined.
+  const ghost = `${prefix}-ghost`;
+  const ghostXml = join(base, 'ghost.xml');
+  const g0xml = (await virsh('dumpxml', '--inactive', g0dom)).stdout;
+  await writeFile(
+    ghostXml,
+    g0xml
+      .replace(/<name>[^<]*<\/name>/, `<name>${ghost}</name>`)
+      .replace(/<uuid>[^<]*<\/uuid>/, '')
+      .replace(/<sysinfo[\s\S]*?<\/sysinfo>/, '')
+      .replace(/<interface[\s\S]*?<\/interface>/g, '')
+      .replace(/<berth:id>[^<]*<\/berth:id>/, '<berth:id>i-00000000</berth:id>'),
+  );
+  await virsh('define', ghostXml);
+  t.teardown(() => virsh('undefine', ghost).catch(() => undefined));
+
   // libvirtd restarts under the running g0; then an out-of-band destroy must reach berthd as an event.
   const pid = (await readFile('/run/libvirtd.pid', 'utf8')).trim();
   await sh('kill', pid);
@@ -83,6 +100,13 @@ t.test('kill -9 mid-create, then a libvirtd restart under a running guest', asyn
   );
   await libvirtUp();
   t.equal(await domId(g0dom), g0id, 'g0 survived the libvirtd restart');
+  await waitFor(
+    'the ghost reported',
+    async () => (await d.client.status()).orphan_domains.includes(ghost),
+    30_000,
+  );
+  t.same((await d.client.status()).orphan_domains, [ghost], 'only the ghost is an orphan');
+  t.match(d.stderr(), /domain carries our tag but has no record/, 'and logged');
   // Give berthd's heartbeat a moment to reconnect libvirt-dbus to the new libvirtd.
   await new Promise((r) => setTimeout(r, 2500));
   const t0 = Date.now();
@@ -107,5 +131,11 @@ t.test('kill -9 mid-create, then a libvirtd restart under a running guest', asyn
   t.pass('and the Started event');
 
   for (const i of (await d.client.instances()).instances) await d.client.deleteInstance(i.name);
+  t.same(
+    await domainsOf(prefix),
+    [ghost],
+    'the ghost is still defined: berth never removes what it has no record of',
+  );
+  await virsh('undefine', ghost);
   t.same(await domainsOf(prefix), [], 'no domain left');
 });

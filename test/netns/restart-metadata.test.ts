@@ -118,6 +118,11 @@ t.test('two restarts: no ping lost, metadata never gone for more than 2 s', asyn
           .filter((l) => l.includes('endpoint'))
           .join('\n'),
       );
+    t.match(
+      (await d.client.status()).endpoints,
+      [{ network: 'a', pid: Number(pid), ready: true, adopted: true }],
+      `restart ${round}: berthctl status shows the endpoint adopted`,
+    );
     await new Promise((r) => setTimeout(r, 1500));
   }
 

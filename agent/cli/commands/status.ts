@@ -1,6 +1,14 @@
 import type { Command } from 'commander';
+import type { Status } from '../../api/types.js';
 import { action, type CliContext } from '../context.js';
 import { printJson, table } from '../output.js';
+
+function endpointSummary(s: Status): string {
+  const ready = s.endpoints.filter((e) => e.ready).length;
+  const adopted = s.endpoints.filter((e) => e.adopted).length;
+  const waiting = s.endpoints.filter((e) => !e.ready).map((e) => e.network);
+  return `${ready} of ${s.endpoints.length} ready, ${adopted} adopted${waiting.length ? `; not ready: ${waiting.join(', ')}` : ''}`;
+}
 
 export function registerStatus(program: Command, ctx: CliContext): void {
   program
@@ -21,6 +29,10 @@ export function registerStatus(program: Command, ctx: CliContext): void {
               ['networks', s.counts.networks],
               ['instances', s.counts.instances],
               ['leases', s.counts.leases],
+              ['endpoints', endpointSummary(s)],
+              ...(s.orphan_domains.length
+                ? [['orphan domains', s.orphan_domains.join(', ')] as [string, string]]
+                : []),
             ],
           )
             .split('\n')
