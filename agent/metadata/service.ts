@@ -4,7 +4,8 @@
 // the endpoint everything it needs to answer from its own memory until told
 // to forget. Refusals the endpoint makes come back here for the audit log.
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit/audit-log.js';
+import { AuditThrottle } from '../../hostnet/dhcp/server-limits.js';
+import type { AuditInput, AuditLog } from '../audit/audit-log.js';
 import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
 import type { Observer } from '../daemon/services.js';
 import type { InstanceService } from '../services/instances.js';
@@ -58,6 +59,10 @@ export interface MetadataServiceOptions {
   keys: MetadataKeys;
   hostId: () => string;
   log: Logger;
+  /** Refusal records written one by one per port per second (default 10), and over all ports (200). */
+  auditPerPort?: number;
+  auditTotal?: number;
+  now?: () => number;
 }
 
 type WithInputs = ReturnType<InstanceService['get']> & Partial<MetadataFields> & { image_sha256?: string };
@@ -65,13 +70,23 @@ type WithInputs = ReturnType<InstanceService['get']> & Partial<MetadataFields> &
 export class MetadataService {
   /** Answers by network and HTTP status, as the endpoints report them. */
   private readonly answered = new Map<string, Map<number, number>>();
+  // A guest can send thousands of refused requests a second (a foreign Host
+  // header costs it nothing); one record each would let it fill the disk and
+  // drown everyone else's records. As for DHCP: a few per port per second,
+  // the rest folded into one metadata.suppressed summary per port.
+  private readonly throttle: AuditThrottle;
+  private readonly now: () => number;
 
-  constructor(private readonly o: MetadataServiceOptions) {}
+  constructor(private readonly o: MetadataServiceOptions) {
+    this.now = o.now ?? Date.now;
+    this.throttle = new AuditThrottle({ perKey: o.auditPerPort ?? 10, total: o.auditTotal ?? 200 });
+    setInterval(() => void this.flushAudit(), 1000).unref();
+  }
 
   async lookup(network: string, ip: string, path = ''): Promise<CallerBundle> {
     const who = await this.o.observer.resolve(network, ip);
     if (!who.ok) {
-      await this.o.audit.append({
+      await this.audit({
         event: 'metadata.request',
         outcome: 'refused',
         reason: who.reason,
@@ -146,7 +161,7 @@ export class MetadataService {
   }
 
   async refused(network: string, r: RefusalReport): Promise<void> {
-    await this.o.audit.append({
+    await this.audit({
       event: 'metadata.request',
       outcome: 'refused',
       reason: r.reason,
@@ -159,6 +174,30 @@ export class MetadataService {
       ...(r.identity ? { identity: r.identity } : {}),
       detail: { status: r.status },
     });
+  }
+
+  /** Appends a refusal unless its port is over its share this second; then it is only counted. */
+  private async audit(input: AuditInput & { network: string }): Promise<void> {
+    if (this.throttle.admit(`${input.network}/${input.port ?? ''}`, input.reason, this.now()))
+      await this.o.audit.append(input);
+  }
+
+  /** One summary record per port whose refusals were only counted in the last second. */
+  async flushAudit(): Promise<void> {
+    for (const s of this.throttle.flush()) {
+      const slash = s.key.indexOf('/');
+      const port = s.key.slice(slash + 1);
+      await this.o.audit
+        .append({
+          event: 'metadata.suppressed',
+          outcome: 'refused',
+          reason: `${s.count} more metadata requests refused from this port and not recorded one by one`,
+          network: s.key.slice(0, slash),
+          ...(port ? { port } : {}),
+          detail: { count: s.count, reasons: s.reasons, since: new Date(s.windowStart).toISOString() },
+        })
+        .catch((err: unknown) => this.o.log.error({ err: String(err) }, 'could not append audit record'));
+    }
   }
 
   /**

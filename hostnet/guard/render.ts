@@ -13,6 +13,12 @@
 //   client has no address yet) leaves a guest port only when its chaddr is
 //   that port's MAC (`dhcp_replies` holds port . MAC), so guests neither pay
 //   for each other's replies nor see each other's addresses and hostnames.
+// - input drops every frame a guest port sends to the host itself. The host
+//   keeps no address on tenant bridges, yet Linux delivers an IP packet for
+//   any local address that arrives on any interface (the weak host model), so
+//   a guest naming the bridge's MAC, or broadcast, as its next hop could reach
+//   the host's own services. Only unicast to the host is counted: honest
+//   guests' broadcasts land here too.
 // Rules match interface names, so they exist before the tap or veth does.
 // Each port owns a chain, its map/set elements and its named counters, so
 // adding or removing a port never touches another port's rule handles.
@@ -57,8 +63,8 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-/** Drops that belong to no desired port: frames from unguarded owned ports, and steered DHCP copies. */
-export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer', 'dhcp-reply-steer'] as const;
+/** Drops that belong to no desired port: frames from unguarded owned ports, steered DHCP copies, frames to the host. */
+export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer', 'dhcp-reply-steer', 'to-host'] as const;
 
 export const PORT_MAP = 'ports';
 export const DHCP_PATHS = 'dhcp_paths';
@@ -137,6 +143,8 @@ export function skeletonCommands(names: Names): string[] {
     `add rule ${t} prerouting iifname ${guestPorts} counter name "unguarded" drop`,
     `add rule ${t} forward iifname ${guestPorts} udp dport 67 iifname . oifname != @${DHCP_PATHS} counter name "dhcp-steer" drop`,
     `add rule ${t} forward oifname ${guestPorts} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} counter name "dhcp-reply-steer" drop`,
+    `add rule ${t} input iifname ${guestPorts} meta pkttype host counter name "to-host" drop`,
+    `add rule ${t} input iifname ${guestPorts} drop`,
   ];
   const objects = [
     `add table ${t}`,
@@ -146,6 +154,7 @@ export function skeletonCommands(names: Names): string[] {
     `add set ${t} ${DHCP_REPLIES} { typeof oifname . @th,${chaddrMatch().offset},${chaddrMatch().length}; }`,
     `add chain ${t} prerouting { type filter hook prerouting priority -200; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority -200; policy accept; }`,
+    `add chain ${t} input { type filter hook input priority -200; policy accept; }`,
   ];
   const print = fingerprint([...objects, ...rules]);
   return [

@@ -6,9 +6,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import { removePrefixed, startBerthd, tempDir, uniquePrefix } from './berthd.js';
-import { Lab } from './hostnet_lab.js';
+import { inNetns, Lab, PYTHON } from './hostnet_lab.js';
+
+const DISCOVER = fileURLToPath(new URL('./dhcp_discover.py', import.meta.url));
 
 export const NET_CONFIG = (name: string, third: number, extra = '') =>
   `{name: ${name}, subnet: 10.${third}.0.0/24, gateway: 10.${third}.0.1, dns: [10.${third}.0.1, 9.9.9.9], mtu: 1400, domain: dhcp.test${extra}}`;
@@ -144,4 +147,18 @@ export async function dhclientScript(t: Test): Promise<{ script: string; out: st
 /** One DHCP attempt by busybox udhcpc on eth0: 3 tries 1 s apart, then give up; script reports. */
 export function udhcpcArgv(script: string, extra: string[] = []): string[] {
   return ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '3', '-T', '1', '-s', script, ...extra];
+}
+
+/**
+ * One DHCPDISCOVER crafted by scapy inside netns, with Ethernet source `src`
+ * and BOOTP chaddr `chaddr`; the answers to it within 2 s (message types).
+ */
+export async function discoverFrom(
+  netns: string,
+  src: string,
+  chaddr: string,
+): Promise<{ answers: number; types: number[] }> {
+  const r = await inNetns(netns, [PYTHON, DISCOVER, 'eth0', src, chaddr, '2']);
+  if (r.code !== 0) throw new Error(`scapy failed: ${r.stdout}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
 }

@@ -48,12 +48,13 @@ export async function sh(cmd: string, args: string[], timeout = 30_000): Promise
  */
 export async function startLab(
   t: Test,
-  opts: { prefix?: string; stateDir?: string; socket?: string } = {},
+  opts: { prefix?: string; stateDir?: string; socket?: string; config?: string } = {},
 ): Promise<Lab> {
   const prefix = opts.prefix ?? uniquePrefix();
   if (!opts.prefix) t.teardown(() => removePrefixed(prefix));
   const d = await startBerthd(t, {
     prefix,
+    ...(opts.config ? { config: opts.config } : {}),
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
     ...(opts.socket ? { socket: opts.socket } : {}),
   });

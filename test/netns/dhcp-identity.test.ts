@@ -2,27 +2,21 @@
 // gets an answer. A stranger on an unknown port, a known MAC on the wrong
 // port, and a guest claiming another guest's MAC in chaddr get nothing; the
 // refusals are in the audit log with MAC, port and reason.
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { AuditRecord } from '../../agent/api/types.js';
-import { NET_CONFIG, startDhcpLab, udhcpcArgv, udhcpcOnce, udhcpcScript } from '../helpers/dhcp_lab.js';
-import { inNetns, isRoot, PYTHON, rogue } from '../helpers/hostnet_lab.js';
+import {
+  discoverFrom,
+  NET_CONFIG,
+  startDhcpLab,
+  udhcpcArgv,
+  udhcpcOnce,
+  udhcpcScript,
+} from '../helpers/dhcp_lab.js';
+import { inNetns, isRoot, rogue } from '../helpers/hostnet_lab.js';
 
 if (!isRoot()) {
   t.plan(0, 'needs root (real bridges, veths, network namespaces and nftables)');
   process.exit(0);
-}
-
-const DISCOVER = fileURLToPath(new URL('../helpers/dhcp_discover.py', import.meta.url));
-
-async function discoverFrom(
-  netns: string,
-  src: string,
-  chaddr: string,
-): Promise<{ answers: number; types: number[] }> {
-  const r = await inNetns(netns, [PYTHON, DISCOVER, 'eth0', src, chaddr, '2']);
-  if (r.code !== 0) throw new Error(`scapy failed: ${r.stdout}`);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
 }
 
 t.test('a namespace on an unknown port gets no offer, and the refusal is audited', async (t) => {

@@ -247,7 +247,7 @@ t.test('observe reads single elements and handles by position', async (t) => {
   t.same(seen.paths, [['gapa', 'gae1']]);
   t.same([...seen.chains], [['gapa', undefined]], 'a chain without a fingerprint reads as changed');
   t.same([...handlesOf(listing({ ports: [A], endpoints: [] }))].slice(-2), [
-    ['rule port_gapa[0]', 20],
-    ['rule port_gapa[1]', 21],
+    ['rule port_gapa[0]', 21],
+    ['rule port_gapa[1]', 22],
   ]);
 });

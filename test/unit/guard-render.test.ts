@@ -31,15 +31,19 @@ const GOLDEN = `add table bridge ga_guard
 add counter bridge ga_guard unguarded
 add counter bridge ga_guard dhcp-steer
 add counter bridge ga_guard dhcp-reply-steer
+add counter bridge ga_guard to-host
 add map bridge ga_guard ports { type ifname : verdict; }
 add set bridge ga_guard dhcp_paths { type ifname . ifname; }
 add set bridge ga_guard dhcp_replies { typeof oifname . @th,288,48; }
 add chain bridge ga_guard prerouting { type filter hook prerouting priority -200; policy accept; }
 add chain bridge ga_guard forward { type filter hook forward priority -200; policy accept; }
-add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard 43b78c8d06c9"
+add chain bridge ga_guard input { type filter hook input priority -200; policy accept; }
+add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard 80bcaa13724e"
 add rule bridge ga_guard prerouting iifname "gap*" counter name "unguarded" drop
 add rule bridge ga_guard forward iifname "gap*" udp dport 67 iifname . oifname != @dhcp_paths counter name "dhcp-steer" drop
 add rule bridge ga_guard forward oifname "gap*" udp sport 67 udp dport 68 oifname . @th,288,48 != @dhcp_replies counter name "dhcp-reply-steer" drop
+add rule bridge ga_guard input iifname "gap*" meta pkttype host counter name "to-host" drop
+add rule bridge ga_guard input iifname "gap*" drop
 add counter bridge ga_guard gapa.mac-spoof
 add counter bridge ga_guard gapa.ip-spoof
 add counter bridge ga_guard gapa.arp-spoof

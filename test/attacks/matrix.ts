@@ -1,0 +1,27 @@
+// The attack matrix of issue #8, in the order docs/security.md lists it.
+import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
+import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
+import { hostServices } from './host.js';
+import { malformedHttp, requestFlood } from './http.js';
+import { macMoved, metadataUnknownPort } from './identity.js';
+import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
+import { dnsRebinding, tokenOtherInstance, xffOnTokenPut } from './metadata.js';
+import type { AttackFn } from './result.js';
+
+export const MATRIX: readonly AttackFn[] = [
+  macSpoof,
+  ipSpoof,
+  garpForeignIp,
+  dhcpForeignChaddr,
+  dhcpStarvation,
+  metadataUnknownPort,
+  macMoved,
+  tokenOtherInstance,
+  xffOnTokenPut,
+  dnsRebinding,
+  ipReusedAfterDelete,
+  overlappingSubnets,
+  malformedHttp,
+  requestFlood,
+  hostServices,
+];
