@@ -26,6 +26,10 @@ export const ERROR_CATALOG = {
   },
   BERTH_ERR_STORE_VERSION: { status: 500, summary: 'the state store was written by a newer berth' },
   BERTH_ERR_STORE_IO: { status: 500, summary: 'the state store could not be read or written' },
+  BERTH_ERR_STORE_FULL: {
+    status: 507,
+    summary: 'the state store has no room to write; writes are refused until space is freed',
+  },
   BERTH_ERR_SOCKET_IN_USE: { status: 500, summary: 'another process answers on the admin socket' },
   BERTH_ERR_HOST_OP: {
     status: 500,

@@ -195,7 +195,14 @@ export async function reconcileHost(s: Services, log: Logger): Promise<boolean> 
   const started = Date.now();
   s.reconciles.runs += 1;
   try {
-    await s.lock.run(() => s.driver.reconcile(desiredHostState(s)));
+    await s.lock.run(async () => {
+      // A create or delete whose last store write failed (a full disk) is finished
+      // here, not only at the next start. Under the lock no create or delete is in flight.
+      await s.instances
+        .recover()
+        .catch((err) => log.error({ err: String(err) }, 'could not finish interrupted changes; next pass'));
+      await s.driver.reconcile(desiredHostState(s));
+    });
     log.debug({ ms: Date.now() - started }, 'host reconciled');
     return true;
   } catch (err) {

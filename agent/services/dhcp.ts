@@ -145,9 +145,15 @@ export class DhcpService {
     const type = messageTypeName(packet.messageType).toLowerCase();
     // Not fsynced: the address comes from the instance record, not the lease, so
     // a lease lost to a power cut costs nothing (the next REQUEST is ACKed the
-    // same). A boot storm then does not queue one disk flush per ACK.
+    // same). A boot storm then does not queue one disk flush per ACK. For the
+    // same reason a lease that cannot be written (a full disk) is still answered:
+    // a running guest must keep its address.
     if (decision.lease)
-      await this.o.store.batch([{ type: 'put', key, value: decision.lease }], { durable: false });
+      await this.o.store
+        .batch([{ type: 'put', key, value: decision.lease }], { durable: false })
+        .catch((err: unknown) =>
+          this.o.log.warn({ network, mac, err: String(err) }, 'could not record the lease; answering anyway'),
+        );
     if (decision.lease?.state === 'declined') {
       this.audit(network, who.port, {
         event: `dhcp.${type}`,

@@ -198,6 +198,8 @@ export class InstanceService {
     } catch (err) {
       mac.abort();
       ip.abort();
+      // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
+      if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
       throw err;
     }
     mac.commit();
@@ -240,7 +242,10 @@ export class InstanceService {
       await this.forget(rec).catch((e) =>
         this.opts.log.error({ instance: id, err: causeText(e) }, 'could not release after failed create'),
       );
-      throw couldNot('BERTH_ERR_HOST_OP', 'create', 'instance', rec.name, err, {});
+      // A full or failing store keeps its code: the host part worked, the record could not be kept.
+      const code =
+        err instanceof BerthError && err.code.startsWith('BERTH_ERR_STORE') ? err.code : 'BERTH_ERR_HOST_OP';
+      throw couldNot(code, 'create', 'instance', rec.name, err, {});
     }
   }
 
@@ -274,7 +279,11 @@ export class InstanceService {
 
   private async deleteNow(nameOrId: string): Promise<void> {
     const rec = this.get(nameOrId);
-    if (rec.state !== 'deleting') await this.put({ ...rec, state: 'deleting' });
+    if (rec.state !== 'deleting')
+      await this.put({ ...rec, state: 'deleting' }).catch((err) => {
+        // Refused before anything was touched (a full disk): the instance runs on as it was.
+        throw err instanceof BerthError ? couldNot(err.code, 'delete', 'instance', rec.name, err) : err;
+      });
     await this.teardown(rec);
     await this.forget(rec);
     this.opts.onChanged?.(rec);

@@ -241,9 +241,18 @@ export class LibvirtRuntime {
         },
       );
     try {
-      await this.hypervisor();
+      // A connection made before libvirtd went away still looks fine: ask libvirtd
+      // itself (one lookup, about 1 ms) before a MAC or an IP is taken.
+      const hv = await this.hypervisor();
+      await hv.state(this.domainName(input));
     } catch (err) {
-      throw couldNot('BERTH_ERR_HOST_OP', 'create', 'instance', input.name, err);
+      const why =
+        err instanceof BerthError
+          ? err.message
+          : `libvirt does not answer (${causeText(err)}); ${HOW_TO_START}`;
+      throw new BerthError('BERTH_ERR_HOST_OP', `could not create instance "${input.name}": ${why}`, {
+        cause: err,
+      });
     }
     const rec = await this.o.images.get(input.image);
     return {

@@ -63,6 +63,38 @@ for (const [name, open] of backends) {
     t.equal((await Promise.all(tries)).filter(Boolean).length, 1);
   });
 
+  t.test(`${name}: batches in flight together see each other, in order`, async (t) => {
+    const store = await open(t);
+    t.teardown(() => store.close());
+    // Submitted in one tick, so the level store writes them as one group.
+    const outcomes = await Promise.all(
+      [
+        store.batch([{ type: 'put', key: 'k', value: { v: 1 } }], { durable: false }),
+        store.batch([{ type: 'put', key: 'seen', value: true }], {
+          guards: [{ key: 'k', equals: { v: 1 } }],
+        }),
+        store.batch([{ type: 'put', key: 'k', value: { v: 2 } }], { guards: [{ key: 'k', absent: true }] }),
+        store.batch([{ type: 'del', key: 'k' }]),
+        store.batch([{ type: 'put', key: 'k', value: { v: 3 } }], { guards: [{ key: 'k', absent: true }] }),
+      ].map((p) =>
+        p.then(
+          () => 'ok',
+          (err: { code?: string }) => err.code,
+        ),
+      ),
+    );
+    t.same(outcomes, ['ok', 'ok', 'BERTH_ERR_CONFLICT', 'ok', 'ok']);
+    t.same(await store.get('k'), { v: 3 });
+    t.equal(await store.get('seen'), true);
+  });
+
+  t.test(`${name}: back-to-back batches each land (none waits for a write that never comes)`, async (t) => {
+    const store = await open(t);
+    t.teardown(() => store.close());
+    for (let i = 0; i < 50; i++) await store.batch([{ type: 'put', key: `seq/${i}`, value: i }]);
+    t.equal((await store.list('seq/')).length, 50);
+  });
+
   t.test(`${name}: prefix listing is ordered, bounded and pageable`, async (t) => {
     const store = await open(t);
     t.teardown(() => store.close());
@@ -93,6 +125,26 @@ t.test('level: a new store gets the schema version; data survives reopen', async
   const again = await LevelStore.open(dir);
   t.equal(await again.get('setting/x'), 42);
   await again.close();
+});
+
+t.test('level: a batch LevelDB refuses fails alone, not the batches written with it', async (t) => {
+  const store = await LevelStore.open(await tempDir(t));
+  t.teardown(() => store.close());
+  const outcomes = await Promise.all(
+    [
+      store.batch([{ type: 'put', key: 'a', value: 1 }]),
+      store.batch([{ type: 'put', key: 'bad', value: undefined }]),
+      store.batch([{ type: 'put', key: 'b', value: 2 }], { guards: [{ key: 'a', equals: 1 }] }),
+    ].map((p) =>
+      p.then(
+        () => 'ok',
+        (err: { code?: string }) => err.code,
+      ),
+    ),
+  );
+  t.same(outcomes, ['ok', 'BERTH_ERR_STORE_IO', 'ok']);
+  t.equal(await store.get('b'), 2);
+  t.equal(await store.get('bad'), undefined);
 });
 
 t.test('level: the same path cannot be opened twice in one process', async (t) => {
