@@ -114,10 +114,11 @@ export class Daemon {
     );
     metadata.attach(endpoints);
     this.endpoints = endpoints;
-    const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level);
+    const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level, log);
     services.networkHooks.realised.push(ensure);
     services.networkHooks.removed.push((net) => endpoints.stop(net.name));
-    for (const net of services.networks.all()) ensure(net);
+    // Not awaited: existing endpoints are adopted, new ones start, while the API already answers.
+    for (const net of services.networks.all()) void ensure(net);
     const every = (this.deps.reconcileSeconds ?? 60) * 1000;
     this.reconcileTimer = setInterval(() => void reconcileHost(services, log), every);
     this.reconcileTimer.unref();

@@ -48,20 +48,30 @@ export function createEndpoints(
     },
     options,
   );
-  // A MAC that moved or a neighbour that changed makes cached identities stale.
+  // A MAC that moved or a neighbour that changed makes the callers resolved
+  // through it stale, and only those: the rest keep their cached answers.
   s.observer.onChange((change) => {
     if (change.kind === 'neigh') supervisor.broadcast({ t: 'invalidate', ips: [change.ip] });
-    else supervisor.broadcast({ t: 'invalidate', all: true });
+    else supervisor.broadcast({ t: 'invalidate', macs: [change.mac] });
   });
   return supervisor;
 }
 
-export function ensureEndpoint(
+/** How long a network create waits for its endpoint before answering anyway. */
+const ENDPOINT_READY_MS = 15_000;
+
+/**
+ * Starts (or adopts) the network's endpoint; the promise settles when it
+ * serves, so a network is answered as created only once its DHCP and
+ * metadata answer. A slow endpoint is logged, not an error: it keeps starting.
+ */
+export async function ensureEndpoint(
   s: Services,
   supervisor: EndpointSupervisor,
   net: NetworkRecord,
   logLevel: string,
-): void {
+  log?: Logger,
+): Promise<void> {
   const place = s.driver.placement(net);
   supervisor.ensure(place.endpointNetns, {
     network: net.name,
@@ -71,4 +81,9 @@ export function ensureEndpoint(
     dhcpPort: 67,
     logLevel,
   });
+  if (!(await supervisor.ready(net.name, ENDPOINT_READY_MS)))
+    log?.warn(
+      { network: net.name },
+      `endpoint not ready after ${ENDPOINT_READY_MS / 1000} s; still starting`,
+    );
 }

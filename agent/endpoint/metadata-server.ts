@@ -37,7 +37,10 @@ export async function startMetadataServer(
   const cache = new EndpointCache(config.network, (method, params) => rpc.call(method, params));
   const { app, stats } = buildMetadataApp(cache);
   notices.onNotice((msg) => {
-    if (msg.t === 'invalidate') cache.invalidate(msg.all ? undefined : msg.ips);
+    if (msg.t === 'invalidate') {
+      if (msg.all) cache.invalidate();
+      else cache.invalidate(msg.ips ?? [], msg.macs);
+    }
   });
   // Every allowed decision is counted here and logged by berthd in batches;
   // a log line per request would cost more than the request.

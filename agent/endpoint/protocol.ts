@@ -36,7 +36,8 @@ export type Notice =
   | { t: 'config'; config: EndpointConfig }
   /** Close the listeners and exit: the network is gone or the endpoint is replaced. */
   | { t: 'exit' }
-  | { t: 'invalidate'; ips?: string[]; all?: boolean }
+  /** Forget cached callers: by IP, by MAC (moved to another port), or all. */
+  | { t: 'invalidate'; ips?: string[]; macs?: string[]; all?: boolean }
   | { t: 'dhcp-send'; data: Buffer; address: string; port: number };
 
 /** endpoint -> berthd, no answer expected. */

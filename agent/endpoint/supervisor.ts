@@ -58,6 +58,8 @@ interface Slot {
   timer?: NodeJS.Timeout;
   stopped: boolean;
   ports?: { dhcp: number; metadata: number };
+  /** Callers of ready() waiting for this endpoint. */
+  waiters: ((ok: boolean) => void)[];
 }
 
 export interface SupervisorOptions {
@@ -107,6 +109,7 @@ export class EndpointSupervisor {
       restarts: 0,
       backoffMs: MIN_BACKOFF_MS,
       stopped: false,
+      waiters: [],
     };
     this.slots.set(config.network, fresh);
     void this.attach(fresh);
@@ -204,7 +207,29 @@ export class EndpointSupervisor {
     });
   }
 
+  /**
+   * Resolves true once the network's endpoint reports ready, false after
+   * timeoutMs (or at once when there is no such endpoint).
+   */
+  ready(network: string, timeoutMs: number): Promise<boolean> {
+    const slot = this.slots.get(network);
+    if (!slot) return Promise.resolve(false);
+    if (slot.ready) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = (ok: boolean) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => {
+        slot.waiters = slot.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      slot.waiters.push(waiter);
+    });
+  }
+
   private markReady(slot: Slot, ports: { dhcp: number; metadata: number }): void {
+    for (const waiter of slot.waiters.splice(0)) waiter(true);
     slot.ready = true;
     slot.ports = ports;
     this.log.info(

@@ -99,16 +99,25 @@ export class EndpointCache implements MetadataBackend {
     return p;
   }
 
-  invalidate(ips?: string[]): void {
+  /**
+   * Drops the callers at ips and the callers resolved to macs (a MAC seen on
+   * another port); with neither, every caller. The epoch also keeps any lookup
+   * in flight from being stored, since it may have read the old state.
+   */
+  invalidate(ips?: string[], macs?: string[]): void {
     this.epoch += 1;
-    if (!ips) {
+    if (!ips && !macs) {
       this.entries.clear();
       this.inflight.clear();
       return;
     }
-    for (const ip of ips) {
+    for (const ip of ips ?? []) {
       this.entries.delete(ip.replace(/^::ffff:/, ''));
       this.inflight.delete(ip);
+    }
+    if (macs?.length) {
+      const gone = new Set(macs.map((m) => m.toLowerCase()));
+      for (const [ip, e] of this.entries) if (gone.has(e.view.mac.toLowerCase())) this.entries.delete(ip);
     }
   }
 

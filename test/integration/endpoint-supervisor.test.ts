@@ -119,9 +119,9 @@ t.test('metadata calls reach berthd with the observed source IP, never a header'
       return lookupAnswer();
     },
   });
-  const ready = waitReady(sup);
   sup.ensure('ns-unused', config);
-  await ready;
+  t.equal(await sup.ready('n1', 15_000), true, 'ready() settles when the endpoint serves');
+  t.equal(await sup.ready('n2', 10), false, 'and is false for a network without an endpoint');
   const port = sup.status()[0]?.ports?.metadata as number;
   t.ok(port > 0);
   t.same(await get(port, '/latest/meta-data/instance-id'), { status: 200, body: 'i-0000abcd' });

@@ -209,6 +209,15 @@ t.test('endpoint cache: one berthd call per IP, invalidation, in-flight epoch', 
   cache.invalidate(['10.0.0.5']);
   await cache.lookup('10.0.0.5');
   t.equal(calls.length, 2, 'after invalidation berthd is asked again');
+  await cache.lookup('10.0.0.6');
+  t.equal(calls.length, 3);
+  cache.invalidate([], ['0A:B7:E7:99:99:99']);
+  await cache.lookup('10.0.0.5');
+  t.equal(calls.length, 3, 'another MAC moving leaves cached callers alone');
+  cache.invalidate([], [base.mac.toUpperCase()]);
+  await cache.lookup('10.0.0.5');
+  await cache.lookup('10.0.0.6');
+  t.equal(calls.length, 5, "the moved MAC's callers are asked again (both IPs resolved to it here)");
   hold = true;
   const pending = cache.lookup('10.0.0.9');
   cache.invalidate();
