@@ -193,7 +193,9 @@ export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstan
       );
     }
 
-    const item = view.items.get(path);
+    // As EC2 does, a leaf asked for with a trailing slash (botocore asks for
+    // `placement/availability-zone/`) and a directory without one both answer.
+    const item = view.items.get(path) ?? view.items.get(path.endsWith('/') ? path.slice(0, -1) : `${path}/`);
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);

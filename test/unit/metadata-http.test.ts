@@ -103,6 +103,11 @@ t.test('EC2 tree: versions, listings, leaves, 404s', async (t) => {
     '10.77.0.5',
   );
   t.equal((await get('/latest/meta-data/placement/availability-zone')).statusCode, 200);
+  t.equal(
+    (await get('/latest/meta-data/placement/availability-zone/')).body,
+    (await get('/latest/meta-data/placement/availability-zone')).body,
+    'a leaf with a trailing slash answers as EC2 does (botocore asks that way)',
+  );
   t.equal((await get('/latest/meta-data/tags/instance/env')).body, 'test');
   t.equal((await get('/latest/user-data')).body, '#cloud-config\n');
   const { app: bare } = harness(view(doc('i-bbbb', '0a:b7:e7:00:00:02', '10.77.0.6')));
