@@ -18,6 +18,8 @@ import { parseCidr } from './ipv4.js';
 import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
 import type { Names } from './names.js';
 
+/** Netns guests checked at once during reconcile. */
+const GUEST_CHECKS_AT_ONCE = 6;
 export interface HostDriverOptions {
   vlanMode?: VlanModeSetting;
   links?: HostLinks;
@@ -193,10 +195,18 @@ export class HostDriver implements NetworkDriver {
     for (const port of desired.ports) this.ports.set(port.ifname, this.guardPortOf(port));
     // Guard first: a netns guest recreated below must never exist unguarded.
     await attempt('guard', () => this.applyGuard());
-    for (const guest of desired.netnsGuests) {
-      const net = byName.get(guest.port.network);
-      if (net) await attempt(`netns guest ${guest.netns}`, () => this.ensureNetnsGuest(guest, net));
-    }
+    // Guests are independent of each other and each check is a few `ip`
+    // processes; a few at once keeps both cores busy on a restart with
+    // hundreds of guests instead of waiting on one process at a time.
+    const guests = [...desired.netnsGuests];
+    const worker = async () => {
+      for (let guest = guests.shift(); guest; guest = guests.shift()) {
+        const net = byName.get(guest.port.network);
+        const g = guest;
+        if (net) await attempt(`netns guest ${g.netns}`, () => this.ensureNetnsGuest(g, net));
+      }
+    };
+    await Promise.all(Array.from({ length: GUEST_CHECKS_AT_ONCE }, worker));
     const links = new Set<string>([...desired.ports.map((p) => p.ifname)]);
     const netns = new Set<string>(desired.netnsGuests.map((g) => g.netns));
     for (const net of desired.networks) {
