@@ -13,29 +13,22 @@
 // The client's process start is in both figures for both servers alike.
 //
 // Run as root: npm run bench:dhcp. Writes the DHCP section of bench/RESULTS.md.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BerthClient } from '../agent/client/client.js';
-import { BERTHD, removePrefixed, uniquePrefix } from '../test/helpers/berthd.js';
+import { removePrefixed, uniquePrefix } from '../test/helpers/berthd.js';
+import { type BenchBerthd, createNetnsInstances, startBenchBerthd } from './lib/berthd.js';
+import { createPeerNet, startDnsmasq } from './lib/netns-peer.js';
+import { sh, sleep, stopAll, timed } from './lib/proc.js';
+import { type Bar, barAtLeast, barAtMost, median, provenance, updateResults } from './lib/results.js';
 
 const N = Number(process.env.BENCH_GUESTS ?? 100);
 const LOAD_GUESTS = 20;
 const PER_GUEST = 10;
 const ROUNDS = 3;
-const RESULTS = new URL('./RESULTS.md', import.meta.url).pathname;
 
-const sh = (cmd: string, args: string[]) =>
-  execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function run(argv: string[]): Promise<number> {
-  return new Promise((resolve) => {
-    const p = spawn(argv[0] as string, argv.slice(1), { stdio: 'ignore' });
-    p.on('exit', (code) => resolve(code ?? 1));
-  });
-}
+const run = async (argv: string[]) => (await timed(argv)).code;
 
 const UDHCPC = ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', '/bin/true'];
 
@@ -58,134 +51,41 @@ async function rate(guests: string[]): Promise<{ perSecond: number; ok: number }
   return { perSecond: ok / seconds, ok };
 }
 
-async function startBerth(prefix: string, dir: string): Promise<{ proc: ChildProcess; guests: string[] }> {
-  const config = join(dir, 'berthd.yaml');
-  writeFileSync(
-    config,
-    `name_prefix: ${prefix}\nlog_level: warn\nnetworks: [{name: bench, subnet: 10.90.0.0/24, gateway: 10.90.0.1, dns: [10.90.0.1], mtu: 1500, domain: bench.test}]\n`,
-  );
-  const socket = join(dir, 'berthd.sock');
-  const proc = spawn(
-    process.execPath,
-    [BERTHD, '--config', config, '--state-dir', join(dir, 'state'), '--socket', socket],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const client = new BerthClient(socket, 30_000);
-  for (let i = 0; ; i++) {
-    try {
-      await client.status();
-      break;
-    } catch {
-      if (i > 300) throw new Error('berthd did not start');
-      await sleep(50);
-    }
-  }
-  const guests: string[] = [];
-  for (let i = 0; i < N; i++) {
-    const inst = await client.createInstance({ name: `g${i}`, network: 'bench', runtime: 'netns' });
-    guests.push(inst.netns as string);
-  }
-  return { proc, guests };
-}
-
-function startDnsmasq(prefix: string, dir: string): { proc: ChildProcess; guests: string[] } {
-  const bridge = `${prefix}dbr`;
-  const srv = `${prefix}-dsrv`;
-  sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
-  sh('ip', ['link', 'set', bridge, 'up']);
-  sh('ip', ['netns', 'add', srv]);
-  sh('ip', ['link', 'add', `${prefix}dsv`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', srv]);
-  sh('ip', ['link', 'set', `${prefix}dsv`, 'master', bridge, 'up']);
-  sh('ip', ['-n', srv, 'link', 'set', 'lo', 'up']);
-  sh('ip', ['-n', srv, 'link', 'set', 'eth0', 'up']);
-  sh('ip', ['-n', srv, 'addr', 'add', '10.91.0.254/24', 'dev', 'eth0']);
-  const hosts: string[] = [];
-  const guests: string[] = [];
-  for (let i = 0; i < N; i++) {
-    const ns = `${prefix}-dg${i}`;
-    const mac = `02:42:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-    sh('ip', ['netns', 'add', ns]);
-    sh('ip', ['link', 'add', `${prefix}d${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    sh('ip', ['link', 'set', `${prefix}d${i}`, 'master', bridge, 'up']);
-    sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', mac, 'up']);
-    hosts.push(`${mac},10.91.0.${i + 2},g${i}`);
-    guests.push(ns);
-  }
-  const hostsFile = join(dir, 'dnsmasq.hosts');
-  writeFileSync(hostsFile, `${hosts.join('\n')}\n`);
-  const proc = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      srv,
-      'dnsmasq',
-      '--keep-in-foreground',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--user=root',
-      '--interface=eth0',
-      '--bind-interfaces',
-      '--dhcp-authoritative',
-      '--no-ping',
-      '--dhcp-range=10.91.0.0,static,255.255.255.0,1h',
-      `--dhcp-hostsfile=${hostsFile}`,
-      `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`,
-      `--pid-file=${join(dir, 'dnsmasq.pid')}`,
-      '--dhcp-option=3,10.91.0.1',
-      '--dhcp-option=6,10.91.0.1',
-      '--dhcp-option=15,bench.test',
-      '--dhcp-option=26,1500',
-      '--dhcp-option=121,169.254.169.254/32,0.0.0.0,0.0.0.0/0,10.91.0.1',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  return { proc, guests };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  if (s.length === 0) return Number.NaN;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function updateResults(section: string): void {
-  let text = '';
-  try {
-    text = readFileSync(RESULTS, 'utf8');
-  } catch {
-    text = '# Benchmark results\n';
-  }
-  const start = '<!-- bench:dhcp:start -->';
-  const end = '<!-- bench:dhcp:end -->';
-  const block = `${start}\n${section}\n${end}`;
-  const re = new RegExp(`${start}[\\s\\S]*?${end}`);
-  text = re.test(text) ? text.replace(re, block) : `${text.trimEnd()}\n\n${block}\n`;
-  writeFileSync(RESULTS, text);
+async function startBerth(prefix: string, dir: string): Promise<{ d: BenchBerthd; guests: string[] }> {
+  const d = await startBenchBerthd({
+    prefix,
+    dir,
+    networks:
+      '[{name: bench, subnet: 10.90.0.0/24, gateway: 10.90.0.1, dns: [10.90.0.1], mtu: 1500, domain: bench.test}]',
+  });
+  const made = await createNetnsInstances(d, 'bench', N);
+  return { d, guests: made.map((i) => i.netns as string) };
 }
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:dhcp needs root (bridges, namespaces, nftables)');
   const prefix = uniquePrefix();
+  // The dnsmasq side has a prefix of its own: berthd sweeps namespaces under its prefix.
+  const peerPrefix = uniquePrefix();
   const dir = mkdtempSync(join(tmpdir(), 'bench-dhcp-'));
   const procs: ChildProcess[] = [];
-  const cleanup = () => {
-    for (const p of procs) p.kill('SIGKILL');
+  let berthd: BenchBerthd | undefined;
+  const cleanup = async () => {
+    await stopAll(procs);
+    await berthd?.stop();
     removePrefixed(prefix);
+    removePrefixed(peerPrefix);
     rmSync(dir, { recursive: true, force: true });
   };
-  process.on('SIGINT', () => {
-    cleanup();
-    process.exit(130);
-  });
+  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
-    const load = loadavg()[0]?.toFixed(1);
-    console.log(`setting up ${N} berth guests and ${N} dnsmasq guests (prefix ${prefix})`);
+    console.log(`setting up ${N} berth guests and ${N} dnsmasq guests (prefixes ${prefix}, ${peerPrefix})`);
     const berth = await startBerth(prefix, dir);
-    procs.push(berth.proc);
-    const dnsmasq = startDnsmasq(prefix, dir);
-    procs.push(dnsmasq.proc);
+    berthd = berth.d;
+    const peer = createPeerNet(peerPrefix, 91, N);
+    const dnsmasqProc = startDnsmasq(peer, dir, { mtu: 1500, domain: 'bench.test' });
+    procs.push(dnsmasqProc);
+    const dnsmasq = { proc: dnsmasqProc, guests: peer.guests.map((g) => g.netns) };
     await sleep(1000);
 
     const r = {
@@ -195,7 +95,7 @@ async function main(): Promise<void> {
     const failed = { berth: 0, dnsmasq: 0 };
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, side] of [
-        ['berth', berth],
+        ['berth', { proc: berth.d.proc, guests: berth.guests }],
         ['dnsmasq', dnsmasq],
       ] as const) {
         const l = await rate(side.guests);
@@ -230,23 +130,31 @@ async function main(): Promise<void> {
       `${N}-guest time: berth ${bStorm.toFixed(2)} s, dnsmasq ${dStorm.toFixed(2)} s, ratio ${stormRatio.toFixed(2)} (bar <= 1.25)`,
     );
     const dnsmasqVersion = sh('dnsmasq', ['--version']).split('\n')[0];
+    const bars: Bar[] = [
+      barAtLeast('DHCP leases/s, berth / dnsmasq', rateRatio, 0.8, '×', 2),
+      barAtMost(`DHCP ${N} guests all leased, berth / dnsmasq time`, stormRatio, 1.25, '×', 2),
+    ];
     updateResults(
+      'dhcp',
       [
         '## DHCP: berth vs dnsmasq (`npm run bench:dhcp`)',
         '',
-        `Measured ${new Date().toISOString().slice(0, 10)} on this host (${process.version}, ${dnsmasqVersion}); median of ${ROUNDS} rounds, servers alternating.`,
+        provenance(),
+        '',
+        `${dnsmasqVersion}; median of ${ROUNDS} rounds, servers alternating.`,
         `Client: busybox udhcpc in netns guests (process start included, for both). leases/s: ${LOAD_GUESTS} guests x ${PER_GUEST} back-to-back DORA exchanges.`,
-        `Load average at the start: ${load}; with a shared host and client process starts in the figures, rounds vary by about ±20 %.`,
+        'With a shared host and client process starts in the figures, rounds vary by about ±20 %.',
         `Measurements with any failed client are left out of the medians: berth ${failed.berth}, dnsmasq ${failed.dnsmasq}.`,
         '',
         '| figure | berth | dnsmasq | ratio | bar |',
         '| --- | --- | --- | --- | --- |',
-        `| leases/s | ${bRate.toFixed(1)} | ${dRate.toFixed(1)} | ${rateRatio.toFixed(2)} | >= 0.8 ${rateRatio >= 0.8 ? 'met' : 'NOT met'} |`,
-        `| ${N} guests, all leased (s) | ${bStorm.toFixed(2)} | ${dStorm.toFixed(2)} | ${stormRatio.toFixed(2)} | <= 1.25 ${stormRatio <= 1.25 ? 'met' : 'NOT met'} |`,
+        `| leases/s | ${bRate.toFixed(1)} | ${dRate.toFixed(1)} | ${rateRatio.toFixed(2)} | >= 0.8 ${bars[0]?.pass ? 'met' : 'NOT met'} |`,
+        `| ${N} guests, all leased (s) | ${bStorm.toFixed(2)} | ${dStorm.toFixed(2)} | ${stormRatio.toFixed(2)} | <= 1.25 ${bars[1]?.pass ? 'met' : 'NOT met'} |`,
       ].join('\n'),
+      bars,
     );
   } finally {
-    cleanup();
+    await cleanup();
   }
 }
 

@@ -11,6 +11,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c, unmaskCrc } from './crc32c.js';
+import { fileNumber, liveFiles } from './leveldb-manifest.js';
 import { tableDamage } from './leveldb-table-check.js';
 
 const BLOCK = 32768;
@@ -73,12 +74,17 @@ function tableFooterOk(table: Buffer): boolean {
 
 /** What is wrong with the store's files, as "<file>: <reason>", or undefined when nothing is. */
 export async function checkLevelFiles(dbPath: string): Promise<string | undefined> {
+  // A missing or unreadable manifest is LevelDB's to report when it opens; then every file is checked.
+  const live = await liveFiles(dbPath).catch(() => undefined);
   for (const name of (await readdir(dbPath)).sort()) {
     const path = join(dbPath, name);
+    const n = fileNumber(name);
     if (name.endsWith('.log')) {
+      if (live && n < live.minLog && n !== live.prevLog) continue; // retired, deleted at open
       const damage = firstDamage(await readFile(path));
       if (damage) return `${name}: ${damage.reason} at offset ${damage.offset}`;
     } else if (name.endsWith('.ldb') || name.endsWith('.sst')) {
+      if (live && !live.tables.has(n)) continue; // not in the manifest: a cut-short compaction's
       const table = await readFile(path);
       if (!tableFooterOk(table)) return `${name}: the table is truncated or its footer is damaged`;
       const damage = tableDamage(table);

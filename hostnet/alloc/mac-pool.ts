@@ -1,7 +1,7 @@
 // Guest MACs from the configured prefixes: unicast, locally administered.
 
 import type { Store } from '../../agent/store/store.js';
-import { intToMac, macToInt } from '../ipv4.js';
+import { macToInt } from '../ipv4.js';
 import { Allocator, type Owner, type Reservation, type Usage } from './allocator.js';
 
 export interface MacPoolOptions {
@@ -13,6 +13,12 @@ export interface MacPoolOptions {
 }
 
 export const MAC_KEY_PREFIX = 'mac/';
+
+/** The last three bytes of a MAC ("0c:0f:ff"), from the value below its prefix; on every reserve. */
+function suffixOf(n: number): string {
+  const hex = (n & 0xffffff).toString(16).padStart(6, '0');
+  return `${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4)}`;
+}
 
 export class MacPool {
   private constructor(private readonly pools: { prefix: string; alloc: Allocator }[]) {}
@@ -28,7 +34,7 @@ export class MacPool {
           // :00:00:00 is skipped so no guest MAC looks like a prefix placeholder.
           first: 1,
           last: 0xffffff,
-          format: (n) => intToMac(base + n).slice(9),
+          format: suffixOf,
           parse: (text) => macToInt(`${prefix}:${text}`) - base,
           quarantineMs: options.quarantineSeconds * 1000,
           ...(options.conflicts
@@ -48,7 +54,7 @@ export class MacPool {
     for (const { prefix, alloc } of this.pools) {
       try {
         const r = alloc.reserve(owner);
-        return { ...r, mac: `${prefix}:${intToMac(r.value).slice(9)}` };
+        return { ...r, mac: `${prefix}:${suffixOf(r.value)}` };
       } catch (err) {
         lastError = err;
       }

@@ -2,13 +2,14 @@
 // truncated table is refused with every file left as it was, while what a
 // crash leaves (a torn or zero-filled tail) still opens.
 import { createHash } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { crc32c, unmaskCrc } from '../../agent/store/crc32c.js';
 import { LevelStore } from '../../agent/store/level-store.js';
-import { firstDamage } from '../../agent/store/leveldb-check.js';
+import { checkLevelFiles, firstDamage } from '../../agent/store/leveldb-check.js';
+import { liveFiles } from '../../agent/store/leveldb-manifest.js';
 import { tableDamage, unsnappy } from '../../agent/store/leveldb-table-check.js';
 import { fileHashes, filesEnding, garble, truncateTo } from '../helpers/store_files.js';
 
@@ -170,3 +171,22 @@ t.test('zeros in the middle of the log are lost records, not padding', async (t)
     message: /zeros where records should be at offset 0/,
   });
 });
+
+t.test(
+  "a table the manifest does not list (a compaction cut short) is LevelDB's to delete, not damage",
+  async (t) => {
+    const dir = await seeded(t, 'table');
+    const db = join(dir, 'db');
+    const [table] = await filesEnding(db, '.ldb');
+    const live = await liveFiles(db);
+    t.ok(live?.tables.has(Number.parseInt(table as string, 10)), `the manifest lists ${table}`);
+    // A half-written output of a compaction: a number above every live file, garbage inside.
+    const stray = join(db, '999999.ldb');
+    await copyFile(join(db, table as string), stray);
+    await truncateTo(stray, 0.5);
+    t.equal(await checkLevelFiles(db), undefined, 'the unlisted table is not checked');
+    t.equal(await count(dir), RECORDS, 'and the store opens with every record');
+    await garble(join(db, table as string), 100, 16);
+    t.match(await checkLevelFiles(db), /checksum mismatch/, 'a listed table is still checked');
+  },
+);
