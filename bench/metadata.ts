@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, removePrefixed, uniquePrefix } from '../test/helpers/berthd.js';
 import { startBenchBerthd } from './lib/berthd.js';
+import { nginxIn } from './lib/netns-peer.js';
 import { sh, sleep, stopAll } from './lib/proc.js';
 import { barAtLeast, barAtMost, median, provenance, updateResults } from './lib/results.js';
 import { pacingScript, type WrkResult, wrk } from './lib/wrk.js';
@@ -47,24 +48,10 @@ await app.listen({ host: '169.254.169.254', port: 8080 });
   const www = join(dir, 'www');
   mkdirSync(join(www, 'latest/meta-data'), { recursive: true });
   writeFileSync(join(www, PATH), body);
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes 1;
-user root;
-daemon off;
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'nginx.err')} warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 1000000;
-  server { listen 169.254.169.254:8081; root ${www}; }
-}
-`,
-  );
-  return [spawnIn(endpoint, [process.execPath, bare]), spawnIn(endpoint, ['nginx', '-c', conf])];
+  return [
+    spawnIn(endpoint, [process.execPath, bare]),
+    nginxIn(endpoint, dir, `server { listen 169.254.169.254:8081; root ${www}; }`),
+  ];
 }
 
 function spawnIn(netns: string, argv: string[]): ChildProcess {

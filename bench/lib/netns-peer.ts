@@ -106,12 +106,11 @@ export function startDnsmasq(
 }
 
 /**
- * nginx on 169.254.169.254:80 in the server namespace, one worker (berth's
- * endpoint is one process too), serving `${www}/<client IP>/...`: per guest
- * bytes chosen by source address, the nearest a static server gets to
- * answering "who is calling". A directory answers with its `_index` file.
+ * nginx in netns with one worker (berth's endpoint is one process too), no
+ * access log and keep-alive without a request cap, serving `server` (an nginx
+ * server block); its config, pid and error log go in dir.
  */
-export function startNginx(peer: PeerNet, dir: string, www: string): ChildProcess {
+export function nginxIn(netns: string, dir: string, server: string): ChildProcess {
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
@@ -124,13 +123,28 @@ events { worker_connections 4096; }
 http {
   access_log off;
   default_type text/plain;
-  server { listen 169.254.169.254:80; root ${www}/$remote_addr; index _index; }
+  keepalive_requests 1000000;
+  ${server}
 }
 `,
   );
-  return spawn('ip', ['netns', 'exec', peer.server, 'nginx', '-c', conf], {
+  return spawn('ip', ['netns', 'exec', netns, 'nginx', '-c', conf], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+}
+
+/**
+ * nginx on 169.254.169.254:80 in the peer's server namespace, serving
+ * `${www}/<client IP>/...`: per guest bytes chosen by source address, the
+ * nearest a static server gets to answering "who is calling". A directory
+ * answers with its `_index` file.
+ */
+export function startNginx(peer: PeerNet, dir: string, www: string): ChildProcess {
+  return nginxIn(
+    peer.server,
+    dir,
+    `server { listen 169.254.169.254:80; root ${www}/$remote_addr; index _index; }`,
+  );
 }
 
 /**
