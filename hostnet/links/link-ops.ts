@@ -3,6 +3,7 @@
 // `ip -j`, so the logic above can compare observed state before it writes.
 import { BerthError, couldNot } from '../../agent/errors.js';
 import { CommandError, type CommandResult, type CommandRunner, osCommandRunner } from '../command.js';
+import { NetnsEtc } from './netns-etc.js';
 
 export interface Ipv4Address {
   address: string;
@@ -82,9 +83,11 @@ export interface LinkOps {
   /** `ip route replace <dst> dev <dev> scope link`. */
   replaceDeviceRoute(dst: string, dev: string, netns?: string): Promise<void>;
   listNetns(): Promise<string[]>;
-  /** Succeeds when the namespace already exists. */
+  /** Succeeds when the namespace already exists. Gives it its own resolver file (netns-etc.ts). */
   addNetns(name: string): Promise<void>;
-  /** Succeeds when the namespace is already gone. */
+  /** The namespace's own resolver file, for a namespace made before berth gave it one. */
+  ensureNetnsEtc(name: string): Promise<void>;
+  /** Succeeds when the namespace is already gone; its /etc/netns folder goes too. */
   deleteNetns(name: string): Promise<void>;
   execInNetns(
     netns: string,
@@ -162,7 +165,10 @@ function sysctlPath(key: string): string {
 }
 
 export class IpLinkOps implements LinkOps {
-  constructor(private readonly runner: CommandRunner = osCommandRunner) {}
+  constructor(
+    private readonly runner: CommandRunner = osCommandRunner,
+    private readonly etc: NetnsEtc = new NetnsEtc(),
+  ) {}
 
   private ip(netns: string | undefined, args: string[]): string[] {
     return netns === undefined ? ['ip', ...args] : ['ip', '-n', netns, ...args];
@@ -284,10 +290,24 @@ export class IpLinkOps implements LinkOps {
 
   async addNetns(name: string) {
     await this.run(['create', 'network namespace', name], ['ip', 'netns', 'add', name], EXISTS);
+    await this.ensureNetnsEtc(name);
+  }
+
+  async ensureNetnsEtc(name: string) {
+    try {
+      await this.etc.ensure(name);
+    } catch (err) {
+      throw couldNot('BERTH_ERR_HOST_OP', 'create', 'resolver file of network namespace', name, err);
+    }
   }
 
   async deleteNetns(name: string) {
     await this.run(['delete', 'network namespace', name], ['ip', 'netns', 'del', name], NOT_FOUND);
+    try {
+      await this.etc.remove(name);
+    } catch (err) {
+      throw couldNot('BERTH_ERR_HOST_OP', 'remove', 'resolver file of network namespace', name, err);
+    }
   }
 
   async execInNetns(netns: string, argv: string[], options?: { input?: string; timeoutMs?: number }) {

@@ -8,7 +8,10 @@ import type { LinkInfo, LinkOps } from './link-ops.js';
 import { setPortVlan } from './vlan.js';
 
 export async function ensureNetns(ops: LinkOps, r: Reverter, netns: string): Promise<void> {
-  if ((await ops.listNetns()).includes(netns)) return;
+  if ((await ops.listNetns()).includes(netns)) {
+    await ops.ensureNetnsEtc(netns);
+    return;
+  }
   await ops.addNetns(netns);
   r.add(`network namespace "${netns}"`, () => ops.deleteNetns(netns));
 }

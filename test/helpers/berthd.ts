@@ -1,11 +1,13 @@
 // Starts the built berthd (dist/) as a real child process for integration tests.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { BerthClient } from '../../agent/client/client.js';
+import { NETNS_ETC_ROOT } from '../../hostnet/links/netns-etc.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const BERTHD = join(ROOT, 'dist/agent/daemon/main.js');
@@ -71,6 +73,10 @@ export function removePrefixed(prefix: string): void {
     if (link.ifname.startsWith(prefix)) sh('ip', ['link', 'delete', link.ifname]);
   }
   sh('nft', ['delete', 'table', 'bridge', `${prefix}_guard`]);
+  // The namespaces' own resolver folders (hostnet/links/netns-etc.ts).
+  for (const dir of existsSync(NETNS_ETC_ROOT) ? readdirSync(NETNS_ETC_ROOT) : []) {
+    if (dir.startsWith(`${prefix}-`)) rmSync(join(NETNS_ETC_ROOT, dir), { recursive: true, force: true });
+  }
 }
 
 /** A config file for a test berthd: its own prefix and, unless given, no networks. */

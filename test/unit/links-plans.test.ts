@@ -1,5 +1,8 @@
 // Link logic against a small in-memory kernel behind the CommandRunner seam:
 // the argv the real adapter would run, recorded and compared with golden lists.
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { BerthError } from '../../agent/errors.js';
 import { CommandError, type CommandResult, type CommandRunner } from '../../hostnet/command.js';
@@ -7,6 +10,7 @@ import { bridgeMac, ensureBridge } from '../../hostnet/links/bridge.js';
 import { ensureEndpoint, removeEndpoint } from '../../hostnet/links/endpoint.js';
 import { HostLinks } from '../../hostnet/links/index.js';
 import { IpLinkOps } from '../../hostnet/links/link-ops.js';
+import { NetnsEtc } from '../../hostnet/links/netns-etc.js';
 import { ensureNetnsGuest } from '../../hostnet/links/netns-guest.js';
 import { sweepOrphans } from '../../hostnet/links/sweep.js';
 import { applyVlanPlan, chooseVlanMode, planVlanNetwork, setPortVlan } from '../../hostnet/links/vlan.js';
@@ -24,6 +28,8 @@ interface FakeLink {
 }
 
 const ROOT = '';
+// Namespaces' resolver folders go to a scratch root, never the host's /etc/netns.
+const etc = new NetnsEtc(mkdtempSync(join(tmpdir(), 'berth-netns-etc-')));
 
 /** Enough of ip/bridge/sysctl to drive the link logic; every argv is recorded. */
 class FakeKernel implements CommandRunner {
@@ -227,7 +233,7 @@ t.test('bridge MAC is pinned, deterministic and locally administered', async (t)
 
 t.test('ensureBridge creates once, and a second call issues no writes', async (t) => {
   const k = new FakeKernel();
-  const ops = new IpLinkOps(k);
+  const ops = new IpLinkOps(k, etc);
   const br = names.bridge('net-a');
   await ensureBridge(ops, br, { mtu: 1450 });
   t.same(k.writes(), [
@@ -253,7 +259,7 @@ t.test('ensureBridge converges only what differs', async (t) => {
     addr_info: [{ family: 'inet', local: '10.9.0.1', prefixlen: 24 }],
   });
   k.sysctls.set(`:net/ipv6/conf/${br}/disable_ipv6`, '1');
-  await ensureBridge(new IpLinkOps(k), br, { mtu: 1500 });
+  await ensureBridge(new IpLinkOps(k, etc), br, { mtu: 1500 });
   t.same(k.writes(), [
     `ip link set ${br} type bridge stp_state 0 forward_delay 0`,
     `ip link set ${br} address ${bridgeMac(br)}`,
@@ -264,7 +270,7 @@ t.test('ensureBridge converges only what differs', async (t) => {
 t.test('ensureBridge refuses a name taken by another kind', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'lkbtaken', 'veth');
-  await t.rejects(ensureBridge(new IpLinkOps(k), 'lkbtaken', { mtu: 1500 }), {
+  await t.rejects(ensureBridge(new IpLinkOps(k, etc), 'lkbtaken', { mtu: 1500 }), {
     code: 'BERTH_ERR_CONFLICT',
     message: '"lkbtaken" already exists but is not a bridge (it is a veth)',
   });
@@ -278,7 +284,7 @@ t.test('filtering mode: golden argv for a VLAN network', async (t) => {
   const trunk = names.trunkBridge('up0');
   t.equal(plan.bridge, trunk);
   t.equal(plan.portVid, 100);
-  await applyVlanPlan(new IpLinkOps(k), plan, allVlan);
+  await applyVlanPlan(new IpLinkOps(k, etc), plan, allVlan);
   t.same(k.writes(), [
     `ip link add ${trunk} address ${bridgeMac(trunk)} mtu 1500 type bridge stp_state 0 forward_delay 0 vlan_filtering 1 vlan_default_pvid 0`,
     `sysctl -qw net/ipv6/conf/${trunk}/disable_ipv6=1`,
@@ -288,15 +294,15 @@ t.test('filtering mode: golden argv for a VLAN network', async (t) => {
     'ip link set up0 up',
   ]);
   k.calls = [];
-  await applyVlanPlan(new IpLinkOps(k), plan, allVlan);
+  await applyVlanPlan(new IpLinkOps(k, etc), plan, allVlan);
   t.same(k.writes(), [], 'reapplying the plan changes nothing');
 
   k.calls = [];
   k.add(ROOT, 'lkpport0001', 'veth');
-  await setPortVlan(new IpLinkOps(k), 'lkpport0001', 100);
+  await setPortVlan(new IpLinkOps(k, etc), 'lkpport0001', 100);
   t.same(k.writes(), ['bridge vlan add dev lkpport0001 vid 100 pvid untagged']);
   k.calls = [];
-  await setPortVlan(new IpLinkOps(k), 'lkpport0001', 200);
+  await setPortVlan(new IpLinkOps(k, etc), 'lkpport0001', 200);
   t.same(
     k.writes(),
     ['bridge vlan add dev lkpport0001 vid 200 pvid untagged', 'bridge vlan del dev lkpport0001 vid 100'],
@@ -311,7 +317,7 @@ t.test('subinterface mode: golden argv for a VLAN network', async (t) => {
   const br = names.bridge('net-v');
   const sub = names.vlanSubinterface('up0', 100);
   t.equal(plan.portVid, undefined);
-  await applyVlanPlan(new IpLinkOps(k), plan, { dot1q: true, vlanFiltering: false });
+  await applyVlanPlan(new IpLinkOps(k, etc), plan, { dot1q: true, vlanFiltering: false });
   t.same(k.writes(), [
     `ip link add link up0 name ${sub} type vlan id 100`,
     `ip link add ${br} address ${bridgeMac(br)} mtu 1400 type bridge stp_state 0 forward_delay 0`,
@@ -326,7 +332,7 @@ t.test('subinterface mode: golden argv for a VLAN network', async (t) => {
 t.test('a kernel without the feature fails naming it, before any write', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'up0');
-  const ops = new IpLinkOps(k);
+  const ops = new IpLinkOps(k, etc);
   await t.rejects(applyVlanPlan(ops, planVlanNetwork(names, 'filtering', 'n1', 'up0', 5), noVlan), {
     code: 'BERTH_ERR_KERNEL_FEATURE',
     message: /could not create VLAN network "n1": .*"bridge vlan_filtering"/,
@@ -355,7 +361,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   };
   const k = new FakeKernel();
   k.add(ROOT, spec.bridge, 'bridge');
-  const ops = new IpLinkOps(k);
+  const ops = new IpLinkOps(k, etc);
   await ensureEndpoint(ops, spec);
   const ns = spec.netns;
   t.same(k.writes(), [
@@ -414,7 +420,7 @@ t.test('netns guest: golden argv with a pvid, and a half pair is rebuilt', async
     mtu: 1500,
     vid: 7,
   };
-  await ensureNetnsGuest(new IpLinkOps(k), spec);
+  await ensureNetnsGuest(new IpLinkOps(k, etc), spec);
   t.same(k.writes(), [
     `ip netns add ${spec.netns}`,
     `ip link add ${spec.port} mtu 1500 type veth peer name eth0 mtu 1500 address 0a:b7:e7:00:00:05 netns ${spec.netns}`,
@@ -427,7 +433,7 @@ t.test('netns guest: golden argv with a pvid, and a half pair is rebuilt', async
   ]);
   k.links.get(spec.netns)?.delete('eth0');
   k.calls = [];
-  await ensureNetnsGuest(new IpLinkOps(k), spec);
+  await ensureNetnsGuest(new IpLinkOps(k, etc), spec);
   t.same(k.writes().slice(0, 2), [
     `ip link del ${spec.port}`,
     `ip link add ${spec.port} mtu 1500 type veth peer name eth0 mtu 1500 address 0a:b7:e7:00:00:05 netns ${spec.netns}`,
@@ -440,9 +446,10 @@ t.test('sweepOrphans removes owned leftovers only and gathers failures', async (
     k.add(ROOT, n, 'veth');
   for (const n of ['lk-ep-a', 'lk-g-old', 'zz-lk-keep']) k.netns.add(n);
   k.failOn = (a) => a === 'ip link del lkpfail00001';
-  const err = await sweepOrphans(new IpLinkOps(k), names, { links: ['lkb000001'], netns: ['lk-ep-a'] }).catch(
-    (e) => e,
-  );
+  const err = await sweepOrphans(new IpLinkOps(k, etc), names, {
+    links: ['lkb000001'],
+    netns: ['lk-ep-a'],
+  }).catch((e) => e);
   t.type(err, AggregateError);
   t.equal(err.errors.length, 1);
   t.match(
@@ -452,7 +459,7 @@ t.test('sweepOrphans removes owned leftovers only and gathers failures', async (
   t.same([...k.netns].sort(), ['lk-ep-a', 'zz-lk-keep']);
   t.same([...(k.links.get(ROOT)?.keys() ?? [])].sort(), ['eth0', 'lkb000001', 'lkpfail00001', 'lkxkeep']);
   k.failOn = undefined;
-  const ok = await sweepOrphans(new IpLinkOps(k), names, { links: ['lkb000001'], netns: ['lk-ep-a'] });
+  const ok = await sweepOrphans(new IpLinkOps(k, etc), names, { links: ['lkb000001'], netns: ['lk-ep-a'] });
   t.same(ok, { removedLinks: ['lkpfail00001'], removedNetns: [] });
   t.ok(BerthError);
 });
@@ -462,7 +469,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
   k.netns.add('lk-ep-x');
   k.add(ROOT, 'lkex', 'veth');
   k.failOn = (a) => a.startsWith('ip link del') || a.startsWith('ip netns del');
-  const err = await removeEndpoint(new IpLinkOps(k), { netns: 'lk-ep-x', veth: 'lkex' }).catch((e) => e);
+  const err = await removeEndpoint(new IpLinkOps(k, etc), { netns: 'lk-ep-x', veth: 'lkex' }).catch((e) => e);
   t.type(err, AggregateError);
   t.equal(err.errors.length, 2, 'both parts were tried');
   t.match(err.message, /could not remove veth "lkex", network namespace "lk-ep-x"/);
@@ -488,7 +495,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
 t.test('HostLinks binds one LinkOps and one prefix', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'up0');
-  const links = new HostLinks(names, new IpLinkOps(k));
+  const links = new HostLinks(names, new IpLinkOps(k, etc));
   const br = names.bridge('h');
   await links.ensureBridge(br, { mtu: 1500 });
   const plan = links.planVlanNetwork('subinterface', 'h', 'up0', 3);
@@ -523,16 +530,20 @@ t.test('the real adapter speaks plain iproute2 argv', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'lkpm');
   k.netns.add('lk-g-m');
-  const ops = new IpLinkOps(k);
+  const ops = new IpLinkOps(k, etc);
   await ops.moveToNetns('lkpm', 'lk-g-m', 'eth0');
   await ops.addAddress('eth0', '10.0.0.5/24', 'lk-g-m');
   await ops.addNetns('lk-g-m');
+  t.match(readFileSync(join(etc.root, 'lk-g-m', 'resolv.conf'), 'utf8'), /own resolver file/);
+  await ops.deleteNetns('lk-g-m');
+  t.notOk(existsSync(join(etc.root, 'lk-g-m')), 'the folder goes with the namespace');
   await ops.deleteNetns('lk-g-none');
   await ops.deleteLink('lk-none');
   t.same(k.calls, [
     'ip link set lkpm netns lk-g-m name eth0',
     'ip -n lk-g-m addr add 10.0.0.5/24 dev eth0',
     'ip netns add lk-g-m',
+    'ip netns del lk-g-m',
     'ip netns del lk-g-none',
     'ip link del lk-none',
   ]);
