@@ -385,7 +385,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   const k2 = new FakeKernel();
   k2.add(ROOT, spec.bridge, 'bridge');
   k2.failOn = (a) => a === `ip -n ${ns} link set ep0 up`;
-  await t.rejects(ensureEndpoint(new IpLinkOps(k2), spec), {
+  await t.rejects(ensureEndpoint(new IpLinkOps(k2, etc), spec), {
     code: 'BERTH_ERR_HOST_OP',
     message: /could not bring up link "ep0": .*Operation not permitted/,
   });
@@ -399,7 +399,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   k3.netns.add(ns);
   k3.add(ns, 'lo', undefined, { flags: ['LOOPBACK'] });
   k3.failOn = (a) => a.includes('master');
-  await t.rejects(ensureEndpoint(new IpLinkOps(k3), spec), { code: 'BERTH_ERR_HOST_OP' });
+  await t.rejects(ensureEndpoint(new IpLinkOps(k3, etc), spec), { code: 'BERTH_ERR_HOST_OP' });
   t.same(k3.writes().slice(-1), [`ip link del ${spec.veth}`]);
   t.ok(k3.netns.has(ns), 'a namespace this call did not create survives');
 
@@ -478,7 +478,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
   k2.add(ROOT, 'lkbx', 'bridge');
   k2.failOn = (a) => a === 'ip -n lk-g-x link set lo up' || a.startsWith('ip link del');
   await t.rejects(
-    ensureNetnsGuest(new IpLinkOps(k2), {
+    ensureNetnsGuest(new IpLinkOps(k2, etc), {
       netns: 'lk-g-x',
       port: 'lkpx',
       bridge: 'lkbx',
