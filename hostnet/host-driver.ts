@@ -16,6 +16,7 @@ import { Guard } from './guard/guard.js';
 import type { GuardEndpoint, GuardPort } from './guard/render.js';
 import { parseCidr } from './ipv4.js';
 import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
+import { SnapshotLinkOps } from './links/snapshot-ops.js';
 import type { Names } from './names.js';
 
 /** Netns guests checked at once during reconcile. */
@@ -138,9 +139,9 @@ export class HostDriver implements NetworkDriver {
     await this.guard.removePort(ifname);
   }
 
-  async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec): Promise<void> {
+  async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec, links = this.links): Promise<void> {
     const plan = await this.vlanPlan(net);
-    await this.links.ensureNetnsGuest({
+    await links.ensureNetnsGuest({
       netns: guest.netns,
       port: guest.port.ifname,
       bridge: this.placement(net).bridge,
@@ -195,15 +196,16 @@ export class HostDriver implements NetworkDriver {
     for (const port of desired.ports) this.ports.set(port.ifname, this.guardPortOf(port));
     // Guard first: a netns guest recreated below must never exist unguarded.
     await attempt('guard', () => this.applyGuard());
-    // Guests are independent of each other and each check is a few `ip`
-    // processes; a few at once keeps both cores busy on a restart with
-    // hundreds of guests instead of waiting on one process at a time.
+    // One pass reads the root namespace once and each guest's namespace once
+    // (SnapshotLinkOps). Guests are independent, so a few are checked at once:
+    // that keeps both cores busy instead of waiting on one process at a time.
+    const pass = new HostLinks(this.names, new SnapshotLinkOps(this.links.ops));
     const guests = [...desired.netnsGuests];
     const worker = async () => {
       for (let guest = guests.shift(); guest; guest = guests.shift()) {
         const net = byName.get(guest.port.network);
         const g = guest;
-        if (net) await attempt(`netns guest ${g.netns}`, () => this.ensureNetnsGuest(g, net));
+        if (net) await attempt(`netns guest ${g.netns}`, () => this.ensureNetnsGuest(g, net, pass));
       }
     };
     await Promise.all(Array.from({ length: GUEST_CHECKS_AT_ONCE }, worker));
@@ -216,7 +218,7 @@ export class HostDriver implements NetworkDriver {
       for (const step of this.plans.get(net.name)?.steps ?? [])
         if (step.op === 'ensureVlanSubinterface') links.add(step.name);
     }
-    await attempt('orphan sweep', () => this.links.sweepOrphans({ links, netns }));
+    await attempt('orphan sweep', () => pass.sweepOrphans({ links, netns }));
     if (errors.length > 0)
       throw new AggregateError(
         errors,

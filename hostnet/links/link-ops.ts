@@ -4,6 +4,7 @@
 import { BerthError, couldNot } from '../../agent/errors.js';
 import { CommandError, type CommandResult, type CommandRunner, osCommandRunner } from '../command.js';
 import { NetnsEtc } from './netns-etc.js';
+import { ProcSysctl, type SysctlFiles } from './proc-sysctl.js';
 
 export interface Ipv4Address {
   address: string;
@@ -168,6 +169,7 @@ export class IpLinkOps implements LinkOps {
   constructor(
     private readonly runner: CommandRunner = osCommandRunner,
     private readonly etc: NetnsEtc = new NetnsEtc(),
+    private readonly rootSysctl: SysctlFiles = new ProcSysctl(),
   ) {}
 
   private ip(netns: string | undefined, args: string[]): string[] {
@@ -318,19 +320,34 @@ export class IpLinkOps implements LinkOps {
     }
   }
 
-  private sysctl(netns: string | undefined, args: string[]): string[] {
-    return netns === undefined ? ['sysctl', ...args] : ['ip', 'netns', 'exec', netns, 'sysctl', ...args];
+  private sysctl(netns: string, args: string[]): string[] {
+    return ['ip', 'netns', 'exec', netns, 'sysctl', ...args];
   }
 
   async readSysctl(keys: string[], netns?: string): Promise<string[]> {
+    if (netns === undefined) {
+      try {
+        return await this.rootSysctl.read(keys.map(sysctlPath));
+      } catch (err) {
+        throw couldNot('BERTH_ERR_HOST_OP', 'read', 'sysctls in', 'root', err);
+      }
+    }
     const argv = this.sysctl(netns, ['-n', ...keys.map(sysctlPath)]);
-    const { stdout } = await this.run(['read', 'sysctls in', netns ?? 'root'], argv);
+    const { stdout } = await this.run(['read', 'sysctls in', netns], argv);
     return stdout.trimEnd().split('\n');
   }
 
   async writeSysctl(values: Record<string, string>, netns?: string) {
+    if (netns === undefined) {
+      for (const k of Object.keys(values)) sysctlPath(k);
+      try {
+        return await this.rootSysctl.write(values);
+      } catch (err) {
+        throw couldNot('BERTH_ERR_HOST_OP', 'write', 'sysctls in', 'root', err);
+      }
+    }
     const pairs = Object.entries(values).map(([k, v]) => `${sysctlPath(k)}=${v}`);
-    await this.run(['write', 'sysctls in', netns ?? 'root'], this.sysctl(netns, ['-qw', ...pairs]));
+    await this.run(['write', 'sysctls in', netns], this.sysctl(netns, ['-qw', ...pairs]));
   }
 
   async listPortVlans(dev: string): Promise<PortVlan[]> {

@@ -1,222 +1,17 @@
 // Link logic against a small in-memory kernel behind the CommandRunner seam:
 // the argv the real adapter would run, recorded and compared with golden lists.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BerthError } from '../../agent/errors.js';
-import { CommandError, type CommandResult, type CommandRunner } from '../../hostnet/command.js';
 import { bridgeMac, ensureBridge } from '../../hostnet/links/bridge.js';
 import { ensureEndpoint, removeEndpoint } from '../../hostnet/links/endpoint.js';
 import { HostLinks } from '../../hostnet/links/index.js';
-import { IpLinkOps } from '../../hostnet/links/link-ops.js';
-import { NetnsEtc } from '../../hostnet/links/netns-etc.js';
 import { ensureNetnsGuest } from '../../hostnet/links/netns-guest.js';
 import { sweepOrphans } from '../../hostnet/links/sweep.js';
 import { applyVlanPlan, chooseVlanMode, planVlanNetwork, setPortVlan } from '../../hostnet/links/vlan.js';
 import { Names } from '../../hostnet/names.js';
-
-interface FakeLink {
-  ifindex: number;
-  ifname: string;
-  flags: string[];
-  mtu: number;
-  address: string;
-  master?: string;
-  linkinfo?: { info_kind: string; info_data?: Record<string, number> };
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
-
-const ROOT = '';
-// Namespaces' resolver folders go to a scratch root, never the host's /etc/netns.
-const etc = new NetnsEtc(mkdtempSync(join(tmpdir(), 'berth-netns-etc-')));
-
-/** Enough of ip/bridge/sysctl to drive the link logic; every argv is recorded. */
-class FakeKernel implements CommandRunner {
-  calls: string[] = [];
-  netns = new Set<string>();
-  links = new Map<string, Map<string, FakeLink>>([[ROOT, new Map()]]);
-  sysctls = new Map<string, string>();
-  vlans = new Map<string, string[]>();
-  routes = new Map<string, { dst: string; dev: string }[]>();
-  failOn: ((argv: string) => boolean) | undefined;
-  private next = 10;
-
-  ns(name: string): Map<string, FakeLink> {
-    let m = this.links.get(name);
-    if (m) return m;
-    m = new Map();
-    this.links.set(name, m);
-    return m;
-  }
-
-  add(ns: string, name: string, kind?: string, extra: Partial<FakeLink> = {}): FakeLink {
-    const link: FakeLink = {
-      ifindex: this.next++,
-      ifname: name,
-      flags: ['BROADCAST'],
-      mtu: 1500,
-      address: '0a:00:00:00:00:01',
-      addr_info: [],
-      ...(kind ? { linkinfo: { info_kind: kind } } : {}),
-      ...extra,
-    };
-    this.ns(ns).set(name, link);
-    return link;
-  }
-
-  writes(): string[] {
-    return this.calls.filter((c) => !/ -j |^sysctl -n|sysctl -n /.test(c));
-  }
-
-  async run(argv: string[]): Promise<CommandResult> {
-    const line = argv.join(' ');
-    this.calls.push(line);
-    if (this.failOn?.(line)) throw new CommandError(argv, 2, 'RTNETLINK answers: Operation not permitted');
-    return { stdout: this.exec(argv) ?? '', stderr: '' };
-  }
-
-  private fail(argv: string[], stderr: string): never {
-    throw new CommandError(argv, 1, stderr);
-  }
-
-  private exec(full: string[]): string | undefined {
-    let argv = [...full];
-    let ns = ROOT;
-    if (argv[0] === 'ip' && argv[1] === 'netns' && argv[2] === 'exec') {
-      ns = argv[3] as string;
-      argv = argv.slice(4);
-    } else if (argv[0] === 'ip' && argv[1] === '-n') {
-      ns = argv[2] as string;
-      argv = ['ip', ...argv.slice(3)];
-    }
-    const links = this.ns(ns);
-    const get = (name: string) => links.get(name) ?? this.fail(full, `Cannot find device "${name}"`);
-    const a = argv.join(' ');
-    let m: RegExpMatchArray | null;
-    if (argv[0] === 'sysctl') {
-      if (argv[1] === '-n')
-        return `${argv
-          .slice(2)
-          .map((k) => this.sysctls.get(`${ns}:${k}`) ?? '0')
-          .join('\n')}\n`;
-      for (const kv of argv.slice(2)) {
-        const [k, v] = kv.split('=') as [string, string];
-        this.sysctls.set(`${ns}:${k}`, v);
-      }
-      return;
-    }
-    m = a.match(/^ip -j -d addr show dev (\S+)$/);
-    if (m) {
-      const l = links.get(m[1] as string);
-      return l ? JSON.stringify([l]) : this.fail(full, `Device "${m[1]}" does not exist.`);
-    }
-    if (a === 'ip -j -d addr show') return JSON.stringify([...links.values()]);
-    if (a === 'ip -j netns list') return JSON.stringify([...this.netns].map((name) => ({ name })));
-    m = a.match(/^ip netns (add|del) (\S+)$/);
-    if (m) {
-      if (m[1] === 'add') {
-        if (this.netns.has(m[2] as string)) this.fail(full, 'Cannot create namespace file: File exists');
-        this.netns.add(m[2] as string);
-        this.add(m[2] as string, 'lo', undefined, { flags: ['LOOPBACK'] });
-      } else {
-        if (!this.netns.delete(m[2] as string))
-          this.fail(full, 'Cannot remove namespace file: No such file or directory');
-        this.links.delete(m[2] as string);
-      }
-      return;
-    }
-    m = a.match(/^ip link add (\S+)(?: address (\S+))?(?: mtu (\d+))? type bridge(.*)$/);
-    if (m) {
-      const data: Record<string, number> = { stp_state: 1, forward_delay: 1500, vlan_filtering: 0 };
-      const opts = (m[4] as string).trim().split(' ');
-      for (let i = 0; i + 1 < opts.length; i += 2) data[opts[i] as string] = Number(opts[i + 1]);
-      this.add(ns, m[1] as string, 'bridge', {
-        address: m[2] ?? '0a:00:00:00:00:09',
-        mtu: Number(m[3] ?? 1500),
-        linkinfo: { info_kind: 'bridge', info_data: data },
-      });
-      return;
-    }
-    m = a.match(/^ip link add link (\S+) name (\S+) type vlan id (\d+)$/);
-    if (m) {
-      get(m[1] as string);
-      this.add(ns, m[2] as string, 'vlan');
-      return;
-    }
-    m = a.match(
-      /^ip link add (\S+)(?: mtu (\d+))? type veth peer name (\S+)(?: mtu \d+)?(?: address (\S+))?(?: netns (\S+))?$/,
-    );
-    if (m) {
-      this.add(ns, m[1] as string, 'veth', { mtu: Number(m[2] ?? 1500) });
-      this.add(m[5] ?? ns, m[3] as string, 'veth', {
-        mtu: Number(m[2] ?? 1500),
-        ...(m[4] ? { address: m[4] } : {}),
-      });
-      return;
-    }
-    m = a.match(/^ip link set (\S+) netns (\S+) name (\S+)$/);
-    if (m) {
-      const l = get(m[1] as string);
-      links.delete(l.ifname);
-      this.ns(m[2] as string).set(m[3] as string, { ...l, ifname: m[3] as string });
-      return;
-    }
-    m = a.match(/^ip link set (\S+) (.*)$/);
-    if (m) {
-      const l = get(m[1] as string);
-      const rest = (m[2] as string).split(' ');
-      if (rest[0] === 'up') l.flags = [...l.flags, 'UP'];
-      else if (rest[0] === 'master') l.master = get(rest[1] as string).ifname;
-      else if (rest[0] === 'address') l.address = rest[1] as string;
-      else if (rest[0] === 'mtu') l.mtu = Number(rest[1]);
-      else if (rest[0] === 'type') {
-        const data = l.linkinfo?.info_data ?? {};
-        for (let i = 2; i + 1 < rest.length; i += 2) data[rest[i] as string] = Number(rest[i + 1]);
-      }
-      return;
-    }
-    m = a.match(/^ip link del (\S+)$/);
-    if (m) {
-      if (!links.delete(m[1] as string)) this.fail(full, `Cannot find device "${m[1]}"`);
-      return;
-    }
-    m = a.match(/^ip addr (add|del) (\S+)\/(\d+) dev (\S+)$/);
-    if (m) {
-      const l = get(m[4] as string);
-      const entry = { family: 'inet', local: m[2] as string, prefixlen: Number(m[3]) };
-      if (m[1] === 'add') l.addr_info.push(entry);
-      else l.addr_info = l.addr_info.filter((x) => x.local !== entry.local);
-      return;
-    }
-    if (a === 'ip -j route show') return JSON.stringify(this.routes.get(ns) ?? []);
-    m = a.match(/^ip route replace (\S+) dev (\S+) scope link$/);
-    if (m) {
-      this.routes.set(ns, [...(this.routes.get(ns) ?? []), { dst: m[1] as string, dev: m[2] as string }]);
-      return;
-    }
-    m = a.match(/^bridge -j vlan show dev (\S+)$/);
-    if (m) {
-      const vids = this.vlans.get(m[1] as string) ?? [];
-      return JSON.stringify([{ ifname: m[1], vlans: vids.map((v) => JSON.parse(v)) }]);
-    }
-    m = a.match(/^bridge vlan (add|del) dev (\S+) vid (\d+)(.*)$/);
-    if (m) {
-      const flags = (m[4] as string).includes('pvid') ? ['PVID', 'Egress Untagged'] : [];
-      const rest = (this.vlans.get(m[2] as string) ?? []).filter((v) => JSON.parse(v).vid !== Number(m?.[3]));
-      this.vlans.set(
-        m[2] as string,
-        m[1] === 'add' ? [...rest, JSON.stringify({ vid: Number(m[3]), flags })] : rest,
-      );
-      return;
-    }
-    throw new Error(`fake kernel does not know: ${line(full)}`);
-  }
-}
-
-function line(argv: string[]): string {
-  return argv.join(' ');
-}
+import { FakeKernel, fakeEtc, fakeOps, ROOT } from '../helpers/fake_kernel.js';
 
 const names = new Names('lk');
 const noVlan = { dot1q: false, vlanFiltering: false };
@@ -233,7 +28,7 @@ t.test('bridge MAC is pinned, deterministic and locally administered', async (t)
 
 t.test('ensureBridge creates once, and a second call issues no writes', async (t) => {
   const k = new FakeKernel();
-  const ops = new IpLinkOps(k, etc);
+  const ops = fakeOps(k);
   const br = names.bridge('net-a');
   await ensureBridge(ops, br, { mtu: 1450 });
   t.same(k.writes(), [
@@ -259,7 +54,7 @@ t.test('ensureBridge converges only what differs', async (t) => {
     addr_info: [{ family: 'inet', local: '10.9.0.1', prefixlen: 24 }],
   });
   k.sysctls.set(`:net/ipv6/conf/${br}/disable_ipv6`, '1');
-  await ensureBridge(new IpLinkOps(k, etc), br, { mtu: 1500 });
+  await ensureBridge(fakeOps(k), br, { mtu: 1500 });
   t.same(k.writes(), [
     `ip link set ${br} type bridge stp_state 0 forward_delay 0`,
     `ip link set ${br} address ${bridgeMac(br)}`,
@@ -270,7 +65,7 @@ t.test('ensureBridge converges only what differs', async (t) => {
 t.test('ensureBridge refuses a name taken by another kind', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'lkbtaken', 'veth');
-  await t.rejects(ensureBridge(new IpLinkOps(k, etc), 'lkbtaken', { mtu: 1500 }), {
+  await t.rejects(ensureBridge(fakeOps(k), 'lkbtaken', { mtu: 1500 }), {
     code: 'BERTH_ERR_CONFLICT',
     message: '"lkbtaken" already exists but is not a bridge (it is a veth)',
   });
@@ -284,7 +79,7 @@ t.test('filtering mode: golden argv for a VLAN network', async (t) => {
   const trunk = names.trunkBridge('up0');
   t.equal(plan.bridge, trunk);
   t.equal(plan.portVid, 100);
-  await applyVlanPlan(new IpLinkOps(k, etc), plan, allVlan);
+  await applyVlanPlan(fakeOps(k), plan, allVlan);
   t.same(k.writes(), [
     `ip link add ${trunk} address ${bridgeMac(trunk)} mtu 1500 type bridge stp_state 0 forward_delay 0 vlan_filtering 1 vlan_default_pvid 0`,
     `sysctl -qw net/ipv6/conf/${trunk}/disable_ipv6=1`,
@@ -294,15 +89,15 @@ t.test('filtering mode: golden argv for a VLAN network', async (t) => {
     'ip link set up0 up',
   ]);
   k.calls = [];
-  await applyVlanPlan(new IpLinkOps(k, etc), plan, allVlan);
+  await applyVlanPlan(fakeOps(k), plan, allVlan);
   t.same(k.writes(), [], 'reapplying the plan changes nothing');
 
   k.calls = [];
   k.add(ROOT, 'lkpport0001', 'veth');
-  await setPortVlan(new IpLinkOps(k, etc), 'lkpport0001', 100);
+  await setPortVlan(fakeOps(k), 'lkpport0001', 100);
   t.same(k.writes(), ['bridge vlan add dev lkpport0001 vid 100 pvid untagged']);
   k.calls = [];
-  await setPortVlan(new IpLinkOps(k, etc), 'lkpport0001', 200);
+  await setPortVlan(fakeOps(k), 'lkpport0001', 200);
   t.same(
     k.writes(),
     ['bridge vlan add dev lkpport0001 vid 200 pvid untagged', 'bridge vlan del dev lkpport0001 vid 100'],
@@ -317,7 +112,7 @@ t.test('subinterface mode: golden argv for a VLAN network', async (t) => {
   const br = names.bridge('net-v');
   const sub = names.vlanSubinterface('up0', 100);
   t.equal(plan.portVid, undefined);
-  await applyVlanPlan(new IpLinkOps(k, etc), plan, { dot1q: true, vlanFiltering: false });
+  await applyVlanPlan(fakeOps(k), plan, { dot1q: true, vlanFiltering: false });
   t.same(k.writes(), [
     `ip link add link up0 name ${sub} type vlan id 100`,
     `ip link add ${br} address ${bridgeMac(br)} mtu 1400 type bridge stp_state 0 forward_delay 0`,
@@ -332,7 +127,7 @@ t.test('subinterface mode: golden argv for a VLAN network', async (t) => {
 t.test('a kernel without the feature fails naming it, before any write', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'up0');
-  const ops = new IpLinkOps(k, etc);
+  const ops = fakeOps(k);
   await t.rejects(applyVlanPlan(ops, planVlanNetwork(names, 'filtering', 'n1', 'up0', 5), noVlan), {
     code: 'BERTH_ERR_KERNEL_FEATURE',
     message: /could not create VLAN network "n1": .*"bridge vlan_filtering"/,
@@ -361,7 +156,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   };
   const k = new FakeKernel();
   k.add(ROOT, spec.bridge, 'bridge');
-  const ops = new IpLinkOps(k, etc);
+  const ops = fakeOps(k);
   await ensureEndpoint(ops, spec);
   const ns = spec.netns;
   t.same(k.writes(), [
@@ -385,7 +180,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   const k2 = new FakeKernel();
   k2.add(ROOT, spec.bridge, 'bridge');
   k2.failOn = (a) => a === `ip -n ${ns} link set ep0 up`;
-  await t.rejects(ensureEndpoint(new IpLinkOps(k2, etc), spec), {
+  await t.rejects(ensureEndpoint(fakeOps(k2), spec), {
     code: 'BERTH_ERR_HOST_OP',
     message: /could not bring up link "ep0": .*Operation not permitted/,
   });
@@ -399,7 +194,7 @@ t.test('endpoint: golden argv, idempotent, and rollback when a step fails', asyn
   k3.netns.add(ns);
   k3.add(ns, 'lo', undefined, { flags: ['LOOPBACK'] });
   k3.failOn = (a) => a.includes('master');
-  await t.rejects(ensureEndpoint(new IpLinkOps(k3, etc), spec), { code: 'BERTH_ERR_HOST_OP' });
+  await t.rejects(ensureEndpoint(fakeOps(k3), spec), { code: 'BERTH_ERR_HOST_OP' });
   t.same(k3.writes().slice(-1), [`ip link del ${spec.veth}`]);
   t.ok(k3.netns.has(ns), 'a namespace this call did not create survives');
 
@@ -420,7 +215,7 @@ t.test('netns guest: golden argv with a pvid, and a half pair is rebuilt', async
     mtu: 1500,
     vid: 7,
   };
-  await ensureNetnsGuest(new IpLinkOps(k, etc), spec);
+  await ensureNetnsGuest(fakeOps(k), spec);
   t.same(k.writes(), [
     `ip netns add ${spec.netns}`,
     `ip link add ${spec.port} mtu 1500 type veth peer name eth0 mtu 1500 address 0a:b7:e7:00:00:05 netns ${spec.netns}`,
@@ -433,7 +228,7 @@ t.test('netns guest: golden argv with a pvid, and a half pair is rebuilt', async
   ]);
   k.links.get(spec.netns)?.delete('eth0');
   k.calls = [];
-  await ensureNetnsGuest(new IpLinkOps(k, etc), spec);
+  await ensureNetnsGuest(fakeOps(k), spec);
   t.same(k.writes().slice(0, 2), [
     `ip link del ${spec.port}`,
     `ip link add ${spec.port} mtu 1500 type veth peer name eth0 mtu 1500 address 0a:b7:e7:00:00:05 netns ${spec.netns}`,
@@ -446,7 +241,7 @@ t.test('sweepOrphans removes owned leftovers only and gathers failures', async (
     k.add(ROOT, n, 'veth');
   for (const n of ['lk-ep-a', 'lk-g-old', 'zz-lk-keep']) k.netns.add(n);
   k.failOn = (a) => a === 'ip link del lkpfail00001';
-  const err = await sweepOrphans(new IpLinkOps(k, etc), names, {
+  const err = await sweepOrphans(fakeOps(k), names, {
     links: ['lkb000001'],
     netns: ['lk-ep-a'],
   }).catch((e) => e);
@@ -459,7 +254,10 @@ t.test('sweepOrphans removes owned leftovers only and gathers failures', async (
   t.same([...k.netns].sort(), ['lk-ep-a', 'zz-lk-keep']);
   t.same([...(k.links.get(ROOT)?.keys() ?? [])].sort(), ['eth0', 'lkb000001', 'lkpfail00001', 'lkxkeep']);
   k.failOn = undefined;
-  const ok = await sweepOrphans(new IpLinkOps(k, etc), names, { links: ['lkb000001'], netns: ['lk-ep-a'] });
+  const ok = await sweepOrphans(fakeOps(k), names, {
+    links: ['lkb000001'],
+    netns: ['lk-ep-a'],
+  });
   t.same(ok, { removedLinks: ['lkpfail00001'], removedNetns: [] });
   t.ok(BerthError);
 });
@@ -469,7 +267,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
   k.netns.add('lk-ep-x');
   k.add(ROOT, 'lkex', 'veth');
   k.failOn = (a) => a.startsWith('ip link del') || a.startsWith('ip netns del');
-  const err = await removeEndpoint(new IpLinkOps(k, etc), { netns: 'lk-ep-x', veth: 'lkex' }).catch((e) => e);
+  const err = await removeEndpoint(fakeOps(k), { netns: 'lk-ep-x', veth: 'lkex' }).catch((e) => e);
   t.type(err, AggregateError);
   t.equal(err.errors.length, 2, 'both parts were tried');
   t.match(err.message, /could not remove veth "lkex", network namespace "lk-ep-x"/);
@@ -478,7 +276,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
   k2.add(ROOT, 'lkbx', 'bridge');
   k2.failOn = (a) => a === 'ip -n lk-g-x link set lo up' || a.startsWith('ip link del');
   await t.rejects(
-    ensureNetnsGuest(new IpLinkOps(k2, etc), {
+    ensureNetnsGuest(fakeOps(k2), {
       netns: 'lk-g-x',
       port: 'lkpx',
       bridge: 'lkbx',
@@ -495,7 +293,7 @@ t.test('remove gathers failures; a failing undo is reported with the cause', asy
 t.test('HostLinks binds one LinkOps and one prefix', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'up0');
-  const links = new HostLinks(names, new IpLinkOps(k, etc));
+  const links = new HostLinks(names, fakeOps(k));
   const br = names.bridge('h');
   await links.ensureBridge(br, { mtu: 1500 });
   const plan = links.planVlanNetwork('subinterface', 'h', 'up0', 3);
@@ -530,13 +328,13 @@ t.test('the real adapter speaks plain iproute2 argv', async (t) => {
   const k = new FakeKernel();
   k.add(ROOT, 'lkpm');
   k.netns.add('lk-g-m');
-  const ops = new IpLinkOps(k, etc);
+  const ops = fakeOps(k);
   await ops.moveToNetns('lkpm', 'lk-g-m', 'eth0');
   await ops.addAddress('eth0', '10.0.0.5/24', 'lk-g-m');
   await ops.addNetns('lk-g-m');
-  t.match(readFileSync(join(etc.root, 'lk-g-m', 'resolv.conf'), 'utf8'), /own resolver file/);
+  t.match(readFileSync(join(fakeEtc.root, 'lk-g-m', 'resolv.conf'), 'utf8'), /own resolver file/);
   await ops.deleteNetns('lk-g-m');
-  t.notOk(existsSync(join(etc.root, 'lk-g-m')), 'the folder goes with the namespace');
+  t.notOk(existsSync(join(fakeEtc.root, 'lk-g-m')), 'the folder goes with the namespace');
   await ops.deleteNetns('lk-g-none');
   await ops.deleteLink('lk-none');
   t.same(k.calls, [
