@@ -42,7 +42,17 @@ export function ttlProblem(raw: string | string[] | undefined): string | undefin
 
 export type TokenCheck = { ok: true } | { ok: false; reason: string };
 
+/** Tokens remembered as checked, per authority; a guest holds one or two at a time. */
+const CHECKED_LIMIT = 64;
+
 export class TokenAuthority {
+  /**
+   * Tokens that already authenticated, with their expiry and the identity
+   * they were bound to. A guest sends the same token with every request;
+   * a cipher context per request was the token path's main cost.
+   */
+  private readonly checked = new Map<string, { aad: string; expiry: number }>();
+
   constructor(
     private readonly key: Buffer,
     private readonly now: () => number = Date.now,
@@ -62,18 +72,28 @@ export class TokenAuthority {
 
   check(token: string, who: TokenIdentity): TokenCheck {
     if (token.length > TOKEN_LENGTH_LIMIT) return { ok: false, reason: 'token too long' };
+    const aad = tokenAad(who);
+    const seen = this.checked.get(token);
+    if (seen && seen.aad === aad.toString('latin1')) {
+      if (seen.expiry > this.now()) return { ok: true };
+      this.checked.delete(token);
+      return { ok: false, reason: 'token expired' };
+    }
     const raw = Buffer.from(token, 'base64url');
     if (raw.length !== IV_BYTES + BODY_BYTES + TAG_BYTES) return { ok: false, reason: 'token malformed' };
     try {
       const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, IV_BYTES));
-      decipher.setAAD(tokenAad(who));
+      decipher.setAAD(aad);
       decipher.setAuthTag(raw.subarray(IV_BYTES + BODY_BYTES));
       const body = Buffer.concat([
         decipher.update(raw.subarray(IV_BYTES, IV_BYTES + BODY_BYTES)),
         decipher.final(),
       ]);
       const expiry = Number(body.readBigUInt64BE());
-      return expiry > this.now() ? { ok: true } : { ok: false, reason: 'token expired' };
+      if (expiry <= this.now()) return { ok: false, reason: 'token expired' };
+      if (this.checked.size >= CHECKED_LIMIT) this.checked.clear();
+      this.checked.set(token, { aad: aad.toString('latin1'), expiry });
+      return { ok: true };
     } catch {
       return { ok: false, reason: 'token not issued to this instance' };
     }

@@ -43,7 +43,7 @@ export interface IdentityObserverOptions {
   logger?: ObserveLogger;
   /** Full dumps repair what the event stream missed; default 30 s. */
   resyncMs?: number;
-  /** How long resolve() waits for a missing neighbour or FDB entry to arrive; default 100 ms. */
+  /** How long resolve() waits for a missing neighbour or FDB entry to arrive before dumping the tables; default 100 ms. */
   missWaitMs?: number;
   settleMs?: number;
   backoff?: { initialMs: number; maxMs: number };
@@ -249,11 +249,24 @@ export class IdentityObserver {
           if (now.ok || !TRANSIENT_REASONS.has(now.reason) || !this.started) finish(now);
         },
       };
+      // No event in time: the monitor may trail a busy kernel or a busy
+      // berthd. One full dump of the tables, shared by every caller missing
+      // at that moment, settles it before the guest is refused.
       const timer = setTimeout(() => {
-        finish(this.networks.has(network) ? compute() : first);
+        if (!this.networks.has(network)) return finish(first);
+        this.refreshFor(network)
+          .catch(() => undefined)
+          .then(() => finish(this.networks.has(network) ? compute() : first));
       }, waitMs);
       waiters.add(waiter);
     });
+  }
+
+  /** Dumps the FDB and the network's neighbours again (concurrent calls share the dumps). */
+  private async refreshFor(network: string): Promise<void> {
+    const net = this.networks.get(network);
+    const neigh = net ? this.neigh.get(net.netns) : undefined;
+    await Promise.all([this.fdbFeed.resync(), neigh?.feed.resync()]);
   }
 
   /** Sizes of the views, for status pages and tests. */

@@ -187,8 +187,10 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
   await waitFor(() => observer.resolveNow(net, guests.b.ip).ok);
   t.equal(observer.resolveNow(net, guests.b.ip).ok, true);
 
-  t.same(await observer.resolve(net, '10.99.0.99', { waitMs: 50 }), { ok: false, reason: 'no-neighbour' });
   t.same(runner.dumps.length, dumpsAtStart, 'no dump ran after start: events alone fed the views');
+  // A stranger nobody has seen: after the wait, one dump of each table, then refused.
+  t.same(await observer.resolve(net, '10.99.0.99', { waitMs: 50 }), { ok: false, reason: 'no-neighbour' });
+  t.equal(runner.dumps.length, dumpsAtStart + 2, 'the FDB and the neighbours dumped once each');
   t.same(warnings, []);
 
   observer.stop();

@@ -256,8 +256,13 @@ t.test('IMDSv2 tokens', async (t) => {
   const who = { network: 'n', instance: 'i', mac: 'm', port: 'p' };
   const tk = auth.issue(who, 1);
   t.same(auth.check(tk, who), { ok: true });
+  // Remembered as checked, still bound: another identity with the same token fails.
+  t.same(auth.check(tk, who), { ok: true });
+  t.same(auth.check(tk, { ...who, mac: 'm2' }), { ok: false, reason: 'token not issued to this instance' });
+  t.same(auth.check(tk, { ...who, port: 'p2' }), { ok: false, reason: 'token not issued to this instance' });
   now += 1001;
   t.same(auth.check(tk, who), { ok: false, reason: 'token expired' });
+  t.same(auth.check(tk, who), { ok: false, reason: 'token expired' }, 'and stays expired');
   t.ok(stats.refused > 0, 'refusals are counted');
 });
 
