@@ -6,13 +6,16 @@ import type { Names } from '../names.js';
 import { CommandNftApplier, isNotFound, type NftApplier } from './nft.js';
 import { type ObservedGuard, observeGuard } from './observe.js';
 import { planGuard } from './plan.js';
+import { freshPortScript, type PortPresence, readPortPresence, removalScript } from './port-presence.js';
 import {
   DROP_REASONS,
   type DropReason,
+  endpointFor,
   type GuardEndpoint,
   type GuardPort,
   type GuardState,
   TABLE_COUNTERS,
+  validateState,
 } from './render.js';
 
 export interface GuardDrop {
@@ -28,6 +31,12 @@ export class Guard {
   /** Endpoints from the last apply(); addPort needs them to steer the port's DHCP. */
   private endpoints: readonly GuardEndpoint[] | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * True once a whole-table reconcile in this process left the skeleton as
+   * this version writes it; only then may one port change without reading
+   * the whole table (port-presence.ts).
+   */
+  private skeletonKnown = false;
 
   constructor(
     private readonly names: Names,
@@ -39,8 +48,10 @@ export class Guard {
   /** Reconciles the whole table; resolves true when a transaction ran, false when nothing differed. */
   apply(desired: GuardState): Promise<boolean> {
     return this.serial(async () => {
+      this.skeletonKnown = false;
       const changed = await this.reconcile(desired, undefined);
       this.endpoints = [...desired.endpoints];
+      this.skeletonKnown = true;
       return changed;
     });
   }
@@ -54,13 +65,51 @@ export class Guard {
           `could not add port "${port.ifname}" to guard table "${this.table}": the guard does not know the network endpoints yet; call apply() first`,
         );
       }
-      return this.reconcile({ ports: [port], endpoints: this.endpoints }, port.ifname);
+      const desired = { ports: [port], endpoints: this.endpoints };
+      const [valid] = validateState(this.names, desired).ports as [GuardPort];
+      const fast = await this.quickly(
+        async (presence) =>
+          freshPortScript(this.names, presence, valid, endpointFor(valid, desired.endpoints)),
+        valid.ifname,
+      );
+      return fast ?? this.reconcile(desired, port.ifname);
     });
   }
 
   /** Removes one port's chain, elements and counters; a port that is not there is already removed. */
   removePort(ifname: string): Promise<boolean> {
-    return this.serial(() => this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname));
+    return this.serial(async () => {
+      const fast = await this.quickly(
+        async (presence) => removalScript(this.names, presence, ifname),
+        ifname,
+      );
+      return fast ?? this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname);
+    });
+  }
+
+  /**
+   * The one-port fast path: true when its script ran, undefined when the
+   * port is in a state only the full reconcile handles, or nft refused the
+   * script (one transaction: nothing of it applied).
+   */
+  private async quickly(
+    plan: (presence: PortPresence) => Promise<string | undefined>,
+    ifname: string,
+  ): Promise<true | undefined> {
+    if (!this.skeletonKnown) return undefined;
+    let script: string | undefined;
+    try {
+      script = await plan(await readPortPresence(this.nft, this.table, ifname));
+    } catch {
+      return undefined;
+    }
+    if (script === undefined) return undefined;
+    try {
+      await this.nft.run(script);
+      return true;
+    } catch {
+      return undefined;
+    }
   }
 
   async drops(): Promise<GuardDrop[]> {
@@ -87,6 +136,7 @@ export class Guard {
     return this.serial(async () => {
       try {
         if ((await this.nft.listTable('bridge', this.table)) === undefined) return;
+        this.skeletonKnown = false;
         await this.nft.run(`delete table bridge ${this.table}\n`);
       } catch (err) {
         if (!isNotFound(err)) throw couldNot('BERTH_ERR_HOST_OP', 'delete', 'guard table', this.table, err);

@@ -7,6 +7,8 @@ export interface NftApplier {
   run(script: string): Promise<void>;
   /** `nft -j list table` output (handles included), or undefined when the table does not exist. */
   listTable(family: string, name: string): Promise<unknown>;
+  /** `nft -j list <what…>` (`chains bridge`, `map bridge T ports`), or undefined when it does not exist. */
+  list(what: string[]): Promise<unknown>;
 }
 
 export function isNotFound(err: unknown): boolean {
@@ -20,9 +22,13 @@ export class CommandNftApplier implements NftApplier {
     await this.runner.run(['nft', '-f', '-'], { input: script });
   }
 
-  async listTable(family: string, name: string): Promise<unknown> {
+  listTable(family: string, name: string): Promise<unknown> {
+    return this.list(['table', family, name]);
+  }
+
+  async list(what: string[]): Promise<unknown> {
     try {
-      const { stdout } = await this.runner.run(['nft', '-j', 'list', 'table', family, name]);
+      const { stdout } = await this.runner.run(['nft', '-j', 'list', ...what]);
       return JSON.parse(stdout) as unknown;
     } catch (err) {
       if (isNotFound(err)) return undefined;

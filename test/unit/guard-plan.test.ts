@@ -63,7 +63,7 @@ function listing(state: GuardState, skeleton = skeletonFingerprint(names), packe
     set: { name: 'dhcp_replies', handle: ++handle, ...(replies.length ? { elem: replies } : {}) },
   });
   for (const c of ['prerouting', 'forward', ...state.ports.map((p) => `port_${p.ifname}`)]) {
-    items.push({ chain: { name: c, handle: ++handle } });
+    items.push({ chain: { table: 'ga_guard', name: c, handle: ++handle } });
   }
   items.push({
     rule: { chain: 'prerouting', handle: ++handle, comment: `berth guard ${skeleton}`, expr: [] },
@@ -79,12 +79,24 @@ function listing(state: GuardState, skeleton = skeletonFingerprint(names), packe
 
 class RecordingNft implements NftApplier {
   readonly scripts: string[] = [];
+  /** Whole-table listings read, the cost the one-port path avoids. */
+  tableReads = 0;
   constructor(public table: unknown) {}
   async run(script: string): Promise<void> {
     this.scripts.push(script);
   }
   async listTable(): Promise<unknown> {
+    this.tableReads += 1;
     return this.table;
+  }
+  /** `chains bridge`, or one map or set by name, cut from the table listing. */
+  async list(what: string[]): Promise<unknown> {
+    const items = (this.table as { nftables?: Record<string, { name?: string }>[] } | undefined)?.nftables;
+    if (!items) return what[0] === 'chains' ? { nftables: [] } : undefined;
+    const [kind, , , name] = what as [string, string, string?, string?];
+    if (kind === 'chains') return { nftables: items.filter((i) => i.chain) };
+    const hit = items.filter((i) => i[kind]?.name === name);
+    return hit.length > 0 ? { nftables: hit } : undefined;
   }
 }
 
@@ -158,13 +170,23 @@ t.test('addPort and removePort leave other ports alone', async (t) => {
   const guard = new Guard(names, nft);
   await t.rejects(guard.addPort(B), { code: 'BERTH_ERR_CONFLICT', message: /call apply\(\) first/ });
   t.equal(await guard.apply({ ports: [A], endpoints: [EP] }), false);
+  const reads = nft.tableReads;
   t.equal(await guard.addPort(B), true, 'addPort does not remove A although A is not in its argument');
   t.same(lines(nft.scripts[0]), addPortCommands(names, B, 'gae1'));
+  t.equal(nft.tableReads, reads, 'a port wholly absent is added without listing the whole table');
   nft.table = listing(both);
   t.equal(await guard.addPort(B), false);
+  t.equal(nft.tableReads, reads + 1, 'a port already there is compared against the whole table');
   t.equal(await guard.removePort('gapa'), true);
   t.notMatch(nft.scripts[1], /gapb/);
-  t.match(nft.scripts[1], /delete chain bridge ga_guard port_gapa/);
+  t.same(lines(nft.scripts[1]), [
+    `delete element ${T} ports { "gapa" }`,
+    `delete element ${T} dhcp_paths { "gapa" . "gae1" }`,
+    `delete element ${T} dhcp_replies { "gapa" . 0x02000000000a }`,
+    `delete chain ${T} port_gapa`,
+    ...DROP_REASONS.map((r) => `delete counter ${T} gapa.${r}`),
+  ]);
+  t.equal(nft.tableReads, reads + 1, 'a port wholly there is removed without listing the whole table');
   t.equal(await guard.removePort('gapz'), false, 'an unknown port is already removed');
   nft.table = undefined;
   t.equal(await guard.removePort('gapa'), false, 'no table is created just to remove a port');
@@ -192,6 +214,7 @@ t.test('failures name the table and keep the cause', async (t) => {
       throw new CommandError(['nft', '-f', '-'], 1, 'Error: Could not process rule: Operation not supported');
     },
     listTable: async () => undefined,
+    list: async () => undefined,
   };
   await t.rejects(new Guard(names, failing).apply(both), {
     code: 'BERTH_ERR_HOST_OP',
@@ -250,4 +273,20 @@ t.test('observe reads single elements and handles by position', async (t) => {
     ['rule port_gapa[0]', 21],
     ['rule port_gapa[1]', 22],
   ]);
+});
+
+t.test('a one-port script nft refuses falls back to the whole-table reconcile', async (t) => {
+  const nft = new RecordingNft(listing({ ports: [A], endpoints: [EP] }));
+  const guard = new Guard(names, nft);
+  await guard.apply({ ports: [A], endpoints: [EP] });
+  let refusals = 1;
+  const run = nft.run.bind(nft);
+  nft.run = async (script) => {
+    if (refusals-- > 0) throw new CommandError(['nft', '-f', '-'], 1, 'Error: Could not process rule: File exists');
+    return run(script);
+  };
+  const reads = nft.tableReads;
+  t.equal(await guard.addPort(B), true);
+  t.equal(nft.tableReads, reads + 1, 'the whole table was read after the refusal');
+  t.same(lines(nft.scripts.at(-1)), addPortCommands(names, B, 'gae1'));
 });
