@@ -73,7 +73,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
-    const d = await startBenchBerthd({ prefix, dir, networks: '[{name: mdb, subnet: 10.92.0.0/24}]' });
+    // One guest is the whole load here, so its rate limit is raised out of the
+    // way; the limiter still runs on every request and its cost is measured.
+    const d = await startBenchBerthd({
+      prefix,
+      dir,
+      networks: '[{name: mdb, subnet: 10.92.0.0/24}]',
+      metadata: '{rate_limit: {per_second: 1000000, burst: 1000000}}',
+    });
     procs.push(d.proc);
     const inst = await d.client.createInstance({ name: 'b0', network: 'mdb', runtime: 'netns' });
     const nic = inst.nics[0];
@@ -156,7 +163,7 @@ async function main(): Promise<void> {
       '## Metadata: berth vs a bare fastify route vs nginx (`bench/metadata.ts`)',
       '',
       provenance(),
-      `Client: wrk -t1 -c${CONNECTIONS} inside a netns guest, through the bridge and the guard, to \`${PATH}\` (the same ${body.length} bytes from every server); it shares the 2 cores with the servers. Median of ${ROUNDS} rounds of ${SECONDS} s per mode, servers alternating. Saturated: each connection sends again as soon as it is answered. Paced: each connection waits ${PACE_MS} ms after every answer (wrk's \`delay()\` hook), so the load offered stays below every server's capacity.`,
+      `Client: wrk -t1 -c${CONNECTIONS} inside a netns guest, through the bridge and the guard, to \`${PATH}\` (the same ${body.length} bytes from every server); it shares the 2 cores with the servers. Median of ${ROUNDS} rounds of ${SECONDS} s per mode, servers alternating. Saturated: each connection sends again as soon as it is answered. Paced: each connection waits ${PACE_MS} ms after every answer (wrk's \`delay()\` hook), so the load offered stays below every server's capacity. berth's per-guest rate limit (default 200 requests/s, burst 400) is raised to 1,000,000/s for this guest, since it is the whole load; the limiter still runs on every request.`,
       '',
       '| server | saturated req/s | vs fastify | p50 ms | p99 ms | paced req/s | paced p50 ms | paced p99 ms | errors |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',

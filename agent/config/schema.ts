@@ -56,6 +56,23 @@ export const ConfigSchema = Type.Object(
       ),
     ),
     networks: Type.Optional(Type.Array(NetworkConfig)),
+    metadata: Type.Optional(
+      Type.Object(
+        {
+          /** Per guest (source address): requests a second, and the burst a quiet guest may send. */
+          rate_limit: Type.Optional(
+            Type.Object(
+              {
+                per_second: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+                burst: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     metrics: Type.Optional(
       Type.Object(
         {
@@ -85,6 +102,8 @@ export interface Config {
   mac_pools: { prefix: string }[];
   quarantine: { mac_seconds: number; ip_seconds: number };
   networks: NetworkConfig[];
+  /** The metadata service's per-guest rate limit. */
+  metadata: { rate_limit: { per_second: number; burst: number } };
   /** Prometheus metrics listener; `listen` is HOST:PORT or "" for none. */
   metrics: { listen: string };
 }
@@ -106,5 +125,6 @@ export const EMBEDDED_DEFAULT: Config = {
   mac_pools: [{ prefix: '0a:b7:e7' }],
   quarantine: { mac_seconds: 3600, ip_seconds: 600 },
   networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],
+  metadata: { rate_limit: { per_second: 200, burst: 400 } },
   metrics: { listen: '127.0.0.1:9477' },
 };

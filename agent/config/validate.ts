@@ -121,6 +121,11 @@ export function validateConfig(raw: unknown): Config {
   if (listen !== '' && !parseListen(listen))
     throw configError('metrics.listen', `"${listen}" is not HOST:PORT (e.g. 127.0.0.1:9477) or ""`);
 
+  const rate = {
+    per_second: cfg.metadata?.rate_limit?.per_second ?? EMBEDDED_DEFAULT.metadata.rate_limit.per_second,
+    burst: cfg.metadata?.rate_limit?.burst ?? EMBEDDED_DEFAULT.metadata.rate_limit.burst,
+  };
+
   return {
     state_dir: cfg.state_dir ?? EMBEDDED_DEFAULT.state_dir,
     socket: cfg.socket ?? EMBEDDED_DEFAULT.socket,
@@ -135,6 +140,7 @@ export function validateConfig(raw: unknown): Config {
       ip_seconds: cfg.quarantine?.ip_seconds ?? EMBEDDED_DEFAULT.quarantine.ip_seconds,
     },
     networks,
+    metadata: { rate_limit: rate },
     metrics: { listen },
   };
 }

@@ -114,7 +114,15 @@ export class Daemon {
     );
     metadata.attach(endpoints);
     this.endpoints = endpoints;
-    const ensure = (net: NetworkRecord) => ensureEndpoint(services, endpoints, net, cfg.log_level, log);
+    const rate = cfg.metadata.rate_limit;
+    const ensure = (net: NetworkRecord) =>
+      ensureEndpoint(
+        services,
+        endpoints,
+        net,
+        { logLevel: cfg.log_level, metadataRate: { perSecond: rate.per_second, burst: rate.burst } },
+        log,
+      );
     services.networkHooks.realised.push(ensure);
     services.networkHooks.removed.push((net) => endpoints.stop(net.name));
     // Not awaited: existing endpoints are adopted, new ones start, while the API already answers.

@@ -3,7 +3,7 @@
 // and identity changes invalidate the endpoints' caches.
 import type { Logger } from 'pino';
 import { serviceAddress } from '../../hostnet/alloc/ipam.js';
-import { METADATA_IP } from '../endpoint/protocol.js';
+import { type EndpointConfig, METADATA_IP } from '../endpoint/protocol.js';
 import { EndpointSupervisor, type SupervisorOptions } from '../endpoint/supervisor.js';
 import { BerthError } from '../errors.js';
 import type { NetworkRecord } from '../services/networks.js';
@@ -69,7 +69,7 @@ export async function ensureEndpoint(
   s: Services,
   supervisor: EndpointSupervisor,
   net: NetworkRecord,
-  logLevel: string,
+  opts: { logLevel: string; metadataRate: EndpointConfig['metadataRate'] },
   log?: Logger,
 ): Promise<void> {
   const place = s.driver.placement(net);
@@ -79,7 +79,8 @@ export async function ensureEndpoint(
     metadataIp: METADATA_IP,
     metadataPort: 80,
     dhcpPort: 67,
-    logLevel,
+    logLevel: opts.logLevel,
+    metadataRate: opts.metadataRate,
   });
   if (!(await supervisor.ready(net.name, ENDPOINT_READY_MS)))
     log?.warn(

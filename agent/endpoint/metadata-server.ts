@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { EndpointCache } from '../metadata/endpoint-cache.js';
 import { buildMetadataApp } from '../metadata/http.js';
+import { CallerRateLimit } from '../metadata/rate-limit.js';
 import type { EndpointConfig, Notice } from './protocol.js';
 import type { RpcClient } from './rpc-client.js';
 
@@ -35,7 +36,9 @@ export async function startMetadataServer(
 ): Promise<number> {
   if (config.metadataPort === 80) await linkLocalTtl(log);
   const cache = new EndpointCache(config.network, (method, params) => rpc.call(method, params));
-  const { app, stats } = buildMetadataApp(cache);
+  const { app, stats, flushLimited } = buildMetadataApp(cache, new CallerRateLimit(config.metadataRate));
+  // Refusals over the rate limit that were only counted, for guests that went quiet.
+  setInterval(() => void flushLimited(), 1000).unref();
   notices.onNotice((msg) => {
     if (msg.t === 'invalidate') {
       if (msg.all) cache.invalidate();

@@ -13,6 +13,8 @@ export interface EndpointConfig {
   metadataPort: number;
   dhcpPort: number;
   logLevel: string;
+  /** The metadata service's limit per guest (source address). */
+  metadataRate: { perSecond: number; burst: number };
 }
 
 /** A request from the endpoint to berthd. */

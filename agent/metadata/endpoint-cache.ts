@@ -131,6 +131,7 @@ export class EndpointCache implements MetadataBackend {
       status: r.status,
       reason: r.reason,
       path: r.path,
+      ...(r.count !== undefined ? { count: r.count } : {}),
       ...(r.view
         ? { mac: r.view.mac, port: r.view.port, instance: r.view.instance, identity: r.view.identity }
         : {}),

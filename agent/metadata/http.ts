@@ -5,6 +5,7 @@
 // OpenStack password, a Host allow-list against DNS rebinding.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import { CallerRateLimit } from './rate-limit.js';
 import {
   MAX_TTL_SECONDS,
   TOKEN_HEADERS,
@@ -47,6 +48,8 @@ export interface Refusal {
   ip: string;
   path: string;
   view?: CallerView;
+  /** How many refused requests this one record stands for (rate limit); 1 when absent. */
+  count?: number;
 }
 
 export interface MetadataBackend {
@@ -86,7 +89,10 @@ function tokenOf(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
-export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstance; stats: MetadataStats } {
+export function buildMetadataApp(
+  backend: MetadataBackend,
+  limit: CallerRateLimit = new CallerRateLimit(),
+): { app: FastifyInstance; stats: MetadataStats; flushLimited(): Promise<void> } {
   const stats: MetadataStats = {
     served: 0,
     refused: 0,
@@ -147,6 +153,16 @@ export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstan
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const where = `${req.method} ${path}`;
+    const verdict = limit.check(ip);
+    if (!verdict.ok) {
+      stats.refused += 1;
+      const r = verdict.record;
+      if (r !== undefined)
+        await backend
+          .refuse({ status: 429, reason: r.reason, count: r.count, ip, path: where })
+          .catch(() => undefined);
+      return text(reply, 429, 'refused: over the metadata rate limit', { 'retry-after': '1' });
+    }
     let found: Lookup;
     try {
       found = await backend.lookup(ip);
@@ -250,5 +266,9 @@ export function buildMetadataApp(backend: MetadataBackend): { app: FastifyInstan
   };
 
   app.all('*', handle);
-  return { app, stats };
+  const flushLimited = async () => {
+    for (const { ip, reason, count } of limit.drain())
+      await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
+  };
+  return { app, stats, flushLimited };
 }

@@ -47,12 +47,14 @@ export interface RefusalReport {
   port?: string;
   instance?: string;
   identity?: string;
+  /** How many refused requests the record stands for (the endpoint's rate limit). */
+  count?: number;
 }
 
 export interface MetadataServiceOptions {
   store: Store;
   audit: AuditLog;
-  observer: Pick<Observer, 'resolve'>;
+  observer: Pick<Observer, 'resolve' | 'resolveNow'>;
   instances: InstanceService;
   networks: NetworkService;
   policies: PolicyService;
@@ -161,7 +163,24 @@ export class MetadataService {
   }
 
   async refused(network: string, r: RefusalReport): Promise<void> {
-    await this.audit({
+    // Refused before any lookup (the rate limit): name the guest from what the
+    // host sees at that address now, so the record says to whom it happened.
+    if (r.port === undefined) {
+      try {
+        const who = this.o.observer.resolveNow(network, r.ip);
+        if (who.ok) r = { ...r, mac: who.mac, port: who.port, instance: who.instance };
+      } catch {
+        // The network is gone: the record keeps the address alone.
+      }
+    }
+    const count = Number.isSafeInteger(r.count) && (r.count as number) > 0 ? r.count : undefined;
+    // A rate-limit record already stands for a second of one caller's
+    // refusals; throttled again here it would be counted as one.
+    const append =
+      count === undefined
+        ? (i: AuditInput & { network: string }) => this.audit(i)
+        : (i: AuditInput) => this.o.audit.append(i).then(() => undefined);
+    await append({
       event: 'metadata.request',
       outcome: 'refused',
       reason: r.reason,
@@ -172,7 +191,7 @@ export class MetadataService {
       ...(r.port ? { port: r.port } : {}),
       ...(r.instance ? { instance: r.instance } : {}),
       ...(r.identity ? { identity: r.identity } : {}),
-      detail: { status: r.status },
+      detail: { status: r.status, ...(count !== undefined ? { count } : {}) },
     });
   }
 

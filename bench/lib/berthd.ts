@@ -33,6 +33,8 @@ export interface BenchBerthdOptions {
   metrics?: string;
   /** How long to wait for the admin API; a cold start with 1000 guests to build is slow. */
   readyTimeoutS?: number;
+  /** YAML for `metadata:` (a flow mapping); the embedded default when absent. */
+  metadata?: string;
 }
 
 /** Every berthd a benchmark started and has not stopped yet. */
@@ -61,7 +63,7 @@ export function writeBenchConfig(o: BenchBerthdOptions): { config: string; state
   const config = join(o.dir, 'berthd.yaml');
   writeFileSync(
     config,
-    `name_prefix: ${o.prefix}\nlog_level: ${o.logLevel ?? 'warn'}\nmetrics: {listen: "${o.metrics ?? ''}"}\nnetworks: ${o.networks}\n`,
+    `name_prefix: ${o.prefix}\nlog_level: ${o.logLevel ?? 'warn'}\nmetrics: {listen: "${o.metrics ?? ''}"}\nnetworks: ${o.networks}\n${o.metadata ? `metadata: ${o.metadata}\n` : ''}`,
   );
   return { config, stateDir: join(o.dir, 'state') };
 }

@@ -54,6 +54,7 @@ const config = {
   metadataPort: 0,
   dhcpPort: 0,
   logLevel: 'info',
+  metadataRate: { perSecond: 200, burst: 400 },
 };
 
 function waitReady(sup: EndpointSupervisor): Promise<void> {

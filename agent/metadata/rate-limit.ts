@@ -1,0 +1,84 @@
+// A rate limit per caller on the metadata service, as Firecracker's MMDS and
+// EC2's IMDS have one: a token bucket per source address. The guard makes the
+// source address the port's own, so one bucket is one guest, and a guest that
+// floods the service is answered 429 without a lookup in berthd, without
+// costing its neighbours their answers. Refusals are audited at most once a
+// second per caller, each record carrying how many it stands for.
+import { PortRateLimiter } from '../../hostnet/dhcp/server-limits.js';
+
+export interface RateLimitOptions {
+  /** Requests a second a caller may keep up. */
+  perSecond: number;
+  /** Requests a quiet caller may send at once (a cloud-init crawl). */
+  burst: number;
+}
+
+export const DEFAULT_METADATA_RATE: RateLimitOptions = { perSecond: 200, burst: 400 };
+
+/** How often one caller's refusals are written as one audit record. */
+const RECORD_EVERY_MS = 1000;
+
+interface Pending {
+  count: number;
+  recordedAt: number;
+}
+
+/** One audit record for `count` refusals of one caller. */
+export interface LimitRecord {
+  reason: string;
+  count: number;
+}
+
+export type LimitVerdict =
+  | { ok: true }
+  /** record: what to write now; undefined when this refusal is only counted. */
+  | { ok: false; record: LimitRecord | undefined };
+
+export class CallerRateLimit {
+  private readonly buckets: PortRateLimiter;
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(
+    readonly options: RateLimitOptions = DEFAULT_METADATA_RATE,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.buckets = new PortRateLimiter({ rate: options.perSecond, burst: options.burst });
+  }
+
+  check(ip: string): LimitVerdict {
+    const now = this.now();
+    if (this.buckets.take(ip, now)) return { ok: true };
+    let p = this.pending.get(ip);
+    if (!p) {
+      p = { count: 0, recordedAt: -Infinity };
+      this.pending.set(ip, p);
+    }
+    p.count += 1;
+    if (now - p.recordedAt < RECORD_EVERY_MS) return { ok: false, record: undefined };
+    const record = { reason: this.reason(), count: p.count };
+    p.count = 0;
+    p.recordedAt = now;
+    return { ok: false, record };
+  }
+
+  /** Records for the refusals only counted so far, one per caller, for callers that went quiet. */
+  drain(): (LimitRecord & { ip: string })[] {
+    const out: (LimitRecord & { ip: string })[] = [];
+    const now = this.now();
+    for (const [ip, p] of this.pending) {
+      if (p.count > 0 && now - p.recordedAt >= RECORD_EVERY_MS) {
+        out.push({ ip, reason: this.reason(), count: p.count });
+        p.count = 0;
+        p.recordedAt = now;
+      } else if (p.count === 0 && now - p.recordedAt >= 60_000) {
+        this.pending.delete(ip);
+      }
+    }
+    return out;
+  }
+
+  private reason(): string {
+    const { perSecond, burst } = this.options;
+    return `over the metadata rate limit of ${perSecond} requests/s (burst ${burst})`;
+  }
+}
