@@ -68,7 +68,10 @@ t.test('a bad config names the key and the reason', async (t) => {
     'config: mac_pools[0].prefix: "0b:00:00" is a multicast prefix; guest MACs must be unicast',
   );
   t.equal(reject([1, 2]), 'config: the top level must be a mapping');
-  t.match(reject({ metadata: { rate_limit: { per_second: 0 } } }), /^config: metadata\.rate_limit\.per_second: .*1/);
+  t.match(
+    reject({ metadata: { rate_limit: { per_second: 0 } } }),
+    /^config: metadata\.rate_limit\.per_second: .*1/,
+  );
   t.match(reject({ metadata: { rate_limit: { burst: 2.5 } } }), /^config: metadata\.rate_limit\.burst: /);
   t.same(validateConfig({ metadata: { rate_limit: { per_second: 50 } } }).metadata, {
     rate_limit: { per_second: 50, burst: 400 },

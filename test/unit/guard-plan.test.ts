@@ -282,7 +282,8 @@ t.test('a one-port script nft refuses falls back to the whole-table reconcile', 
   let refusals = 1;
   const run = nft.run.bind(nft);
   nft.run = async (script) => {
-    if (refusals-- > 0) throw new CommandError(['nft', '-f', '-'], 1, 'Error: Could not process rule: File exists');
+    if (refusals-- > 0)
+      throw new CommandError(['nft', '-f', '-'], 1, 'Error: Could not process rule: File exists');
     return run(script);
   };
   const reads = nft.tableReads;
