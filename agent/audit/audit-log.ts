@@ -44,6 +44,12 @@ export function auditKey(seq: number): string {
 
 export class AuditLog {
   private readonly events = new EventEmitter();
+  private readonly queue: {
+    input: AuditInput;
+    resolve: (r: AuditRecord) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
+  private writing = false;
 
   private constructor(
     private readonly store: Store,
@@ -59,20 +65,53 @@ export class AuditLog {
     return this.seq;
   }
 
-  async append(input: AuditInput): Promise<AuditRecord> {
-    this.seq += 1;
-    const record: AuditRecord = { seq: this.seq, time: new Date().toISOString(), ...input };
-    const ops: Parameters<Store['batch']>[0] = [
-      { type: 'put', key: auditKey(record.seq), value: record },
-      { type: 'put', key: SEQ_KEY, value: record.seq },
-    ];
-    // Oldest records fall off one per append once the log is full.
-    if (record.seq > this.retain) ops.push({ type: 'del', key: auditKey(record.seq - this.retain) });
-    // Not fsynced: an audit burst (a DHCP flood) must not queue behind disk
-    // flushes. The record is in the kernel when this returns, so kill -9 keeps it.
-    await this.store.batch(ops, { durable: false });
-    this.events.emit('record', record);
-    return record;
+  /**
+   * Appends queue up and are written in groups, one batch per group, so a
+   * burst costs one store write and the sequence has no holes: a group that
+   * fails to land takes none of the numbers it was given, and the next one
+   * reuses them.
+   */
+  append(input: AuditInput): Promise<AuditRecord> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ input, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      for (let group = this.queue.splice(0); group.length > 0; group = this.queue.splice(0)) {
+        const time = new Date().toISOString();
+        const records: AuditRecord[] = group.map((g, i) => ({ seq: this.seq + 1 + i, time, ...g.input }));
+        const last = this.seq + records.length;
+        const ops: Parameters<Store['batch']>[0] = records.map((r) => ({
+          type: 'put' as const,
+          key: auditKey(r.seq),
+          value: r,
+        }));
+        ops.push({ type: 'put', key: SEQ_KEY, value: last });
+        // Oldest records fall off one per append once the log is full.
+        for (const r of records)
+          if (r.seq > this.retain) ops.push({ type: 'del', key: auditKey(r.seq - this.retain) });
+        try {
+          // Not fsynced: an audit burst (a DHCP flood) must not queue behind disk
+          // flushes. The records are in the kernel when this returns, so kill -9 keeps them.
+          await this.store.batch(ops, { durable: false });
+        } catch (err) {
+          for (const g of group) g.reject(err);
+          continue;
+        }
+        this.seq = last;
+        records.forEach((r, i) => {
+          this.events.emit('record', r);
+          group[i]?.resolve(r);
+        });
+      }
+    } finally {
+      this.writing = false;
+    }
   }
 
   async query(query: AuditQuery = {}): Promise<AuditRecord[]> {

@@ -67,3 +67,39 @@ t.test('follow sees new records until unsubscribed', async (t) => {
   await log.append({ event: 'e', outcome: 'info', reason: 'b' });
   t.same(seen, [1]);
 });
+
+t.test('a write that fails leaves no hole in the sequence', async (t) => {
+  const store = new MemoryStore();
+  const log = await AuditLog.open(store);
+  await log.append({ event: 'dhcp.discover', outcome: 'refused', reason: 'one' });
+  const batch = store.batch.bind(store);
+  let failures = 1;
+  store.batch = async (ops, opts) => {
+    if (failures-- > 0) throw new Error('No space left on device');
+    return batch(ops, opts);
+  };
+  // Three appends at once: the first write (holding "two") fails, the next lands.
+  const settled = await Promise.allSettled(
+    ['two', 'three', 'four'].map((reason) =>
+      log.append({ event: 'dhcp.discover', outcome: 'refused', reason }),
+    ),
+  );
+  t.same(
+    settled.map((r) => (r.status === 'fulfilled' ? r.value.seq : 'refused')),
+    ['refused', 2, 3],
+    'the failed record took no number; the ones after it follow on',
+  );
+  t.equal(log.lastSeq, 3);
+  const next = await log.append({ event: 'dhcp.discover', outcome: 'refused', reason: 'five' });
+  t.equal(next.seq, 4);
+  const again = await AuditLog.open(store);
+  t.same(
+    (await again.query()).map((r) => [r.seq, r.reason]),
+    [
+      [1, 'one'],
+      [2, 'three'],
+      [3, 'four'],
+      [4, 'five'],
+    ],
+  );
+});
