@@ -122,6 +122,9 @@ export async function startBerthd(
       await exited;
     }
   });
+  // A prefix made here is no caller's to clean up: even with no networks,
+  // berthd leaves its (empty) guard table behind.
+  if (opts.prefix === undefined) t.teardown(() => removePrefixed(prefix));
   const client = new BerthClient(socket, 5000);
   // Generous: a loaded 2-core CI machine running QEMU guests beside this can be slow to start Node.
   const deadline = Date.now() + 60_000;
