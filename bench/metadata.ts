@@ -10,6 +10,9 @@
 //   instance id, in the endpoint's namespace on 169.254.169.254:8080.
 // - nginx: a static file with the same bytes, 1 worker (berth's endpoint is one
 //   process too), same namespace, on 169.254.169.254:8081.
+// - node:http: the same bytes from a bare node:http handler on :8082: no
+//   framework at all, so its p99 is the floor any Node server has on this
+//   machine in this run.
 //
 // wrk -t1 -c50 runs in the guest, twice per server and round: saturated
 // (throughput; latency there is mostly the queue of 50 connections on 2
@@ -34,7 +37,7 @@ const PACE_MS = 10;
 const PATH = '/latest/meta-data/instance-id';
 const MD = 'http://169.254.169.254';
 
-/** The two peers, in the endpoint's namespace, serving body at PATH. */
+/** The three peers, in the endpoint's namespace, serving body at PATH. */
 function startPeers(endpoint: string, dir: string, body: string): ChildProcess[] {
   const bare = join(dir, 'bare.mjs');
   writeFileSync(
@@ -45,11 +48,23 @@ app.get(${JSON.stringify(PATH)}, async (_req, reply) => reply.header('content-ty
 await app.listen({ host: '169.254.169.254', port: 8080 });
 `,
   );
+  const raw = join(dir, 'raw.mjs');
+  writeFileSync(
+    raw,
+    `import { createServer } from 'node:http';
+const body = Buffer.from(${JSON.stringify(body)});
+createServer((_req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.end(body);
+}).listen(8082, '169.254.169.254');
+`,
+  );
   const www = join(dir, 'www');
   mkdirSync(join(www, 'latest/meta-data'), { recursive: true });
   writeFileSync(join(www, PATH), body);
   return [
     spawnIn(endpoint, [process.execPath, bare]),
+    spawnIn(endpoint, [process.execPath, raw]),
     nginxIn(endpoint, dir, `server { listen 169.254.169.254:8081; root ${www}; }`),
   ];
 }
@@ -58,7 +73,7 @@ function spawnIn(netns: string, argv: string[]): ChildProcess {
   return spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-type Side = 'berth' | 'berth+token' | 'fastify' | 'nginx';
+type Side = 'berth' | 'berth+token' | 'fastify' | 'node:http' | 'nginx';
 const fmt = (x: number) => x.toFixed(2);
 
 async function main(): Promise<void> {
@@ -102,7 +117,7 @@ async function main(): Promise<void> {
       'X-aws-ec2-metadata-token-ttl-seconds: 21600',
       `${MD}/latest/api/token`,
     ]);
-    for (const port of [80, 8080, 8081]) {
+    for (const port of [80, 8080, 8081, 8082]) {
       const got = curl([`${MD}:${port}${PATH}`]);
       if (got !== body) throw new Error(`port ${port} answered "${got}", not "${body}"`);
     }
@@ -111,13 +126,21 @@ async function main(): Promise<void> {
       berth: `${MD}${PATH}`,
       'berth+token': `${MD}${PATH}`,
       fastify: `${MD}:8080${PATH}`,
+      'node:http': `${MD}:8082${PATH}`,
       nginx: `${MD}:8081${PATH}`,
     };
     const headers = (s: Side) => (s === 'berth+token' ? [`X-aws-ec2-metadata-token: ${token}`] : []);
     const script = pacingScript(dir, PACE_MS);
     const base = { netns: guest, connections: CONNECTIONS, seconds: SECONDS };
-    const sat: Record<Side, WrkResult[]> = { berth: [], 'berth+token': [], fastify: [], nginx: [] };
-    const paced: Record<Side, WrkResult[]> = { berth: [], 'berth+token': [], fastify: [], nginx: [] };
+    const empty = (): Record<Side, WrkResult[]> => ({
+      berth: [],
+      'berth+token': [],
+      fastify: [],
+      'node:http': [],
+      nginx: [],
+    });
+    const sat = empty();
+    const paced = empty();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const side of Object.keys(sat) as Side[]) {
         const s = wrk({ ...base, url: url[side], headers: headers(side) });
@@ -160,7 +183,7 @@ async function main(): Promise<void> {
     // nginx -v writes to stderr.
     const nginxVersion = spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim();
     const section = [
-      '## Metadata: berth vs a bare fastify route vs nginx (`bench/metadata.ts`)',
+      '## Metadata: berth vs a bare fastify route, bare node:http and nginx (`bench/metadata.ts`)',
       '',
       provenance(),
       `Client: wrk -t1 -c${CONNECTIONS} inside a netns guest, through the bridge and the guard, to \`${PATH}\` (the same ${body.length} bytes from every server); it shares the 2 cores with the servers. Median of ${ROUNDS} rounds of ${SECONDS} s per mode, servers alternating. Saturated: each connection sends again as soon as it is answered. Paced: each connection waits ${PACE_MS} ms after every answer (wrk's \`delay()\` hook), so the load offered stays below every server's capacity. berth's per-guest rate limit (default 200 requests/s, burst 400) is raised to 1,000,000/s for this guest, since it is the whole load; the limiter still runs on every request.`,
@@ -169,7 +192,7 @@ async function main(): Promise<void> {
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows,
       '',
-      `Throughput ratio: medians ${fmt(berth.rps / fastify.rps)}×, median of per-round ratios ${fmt(paired)}×. Saturated p99 is the queue of 50 connections on 2 shared cores more than the server: compare it across servers in the same run. ${nginxVersion}.`,
+      `Throughput ratio: medians ${fmt(berth.rps / fastify.rps)}×, median of per-round ratios ${fmt(paired)}×. Saturated p99 is the queue of 50 connections on 2 shared cores more than the server: compare it across servers in the same run. node:http is a bare handler with no framework: its p99 is what any Node process gets on this machine in this run, the floor under berth's and fastify's. ${nginxVersion}.`,
     ].join('\n');
     updateResults('metadata', section, bars);
     for (const b of bars)
