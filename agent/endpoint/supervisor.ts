@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { buildId } from './build-id.js';
 import { connectEndpoint, type EndpointLink } from './endpoint-link.js';
@@ -307,7 +308,7 @@ function sameNamespace(netns: string, inode: number): boolean {
   }
 }
 
+/** Deep: the config carries nested values (the metadata rate limit). */
 function sameConfig(a: EndpointConfig, b: EndpointConfig): boolean {
-  const keys = Object.keys(a) as (keyof EndpointConfig)[];
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+  return isDeepStrictEqual(a, b);
 }
