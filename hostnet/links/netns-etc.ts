@@ -4,7 +4,7 @@
 // dhclient-script) rewrites the guest's resolver file. Without it the script
 // writes the host's /etc/resolv.conf: a netns guest could take the
 // hypervisor's DNS away (seen here: an empty lease emptied the host file).
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const NETNS_ETC_ROOT = '/etc/netns';
@@ -12,7 +12,10 @@ export const NETNS_ETC_ROOT = '/etc/netns';
 const RESOLV_HEADER = "# berth: this namespace's own resolver file; its DHCP client writes here.\n";
 
 export class NetnsEtc {
-  constructor(readonly root: string = NETNS_ETC_ROOT) {}
+  constructor(
+    readonly root: string = NETNS_ETC_ROOT,
+    private readonly hostResolv = '/etc/resolv.conf',
+  ) {}
 
   dir(netns: string): string {
     if (!/^[\w.-]+$/.test(netns) || netns === '.' || netns === '..')
@@ -20,9 +23,18 @@ export class NetnsEtc {
     return join(this.root, netns);
   }
 
-  /** Creates the namespace's resolver file; one that exists (a guest's lease) is kept. */
+  /**
+   * Creates the namespace's resolver file; one that exists (a guest's lease)
+   * is kept. A host without /etc/resolv.conf gets none: iproute2 binds over
+   * the host file, and with nothing to bind over every `ip -n` would warn.
+   */
   async ensure(netns: string): Promise<void> {
     const dir = this.dir(netns);
+    try {
+      await access(this.hostResolv);
+    } catch {
+      return;
+    }
     await mkdir(dir, { recursive: true, mode: 0o755 });
     try {
       await writeFile(join(dir, 'resolv.conf'), RESOLV_HEADER, { flag: 'wx', mode: 0o644 });
