@@ -1,6 +1,6 @@
 // An in-memory kernel behind the CommandRunner seam: enough of ip, bridge
 // and sysctl to drive berth's link logic in unit tests, every argv recorded.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandError, type CommandResult, type CommandRunner } from '../../hostnet/command.js';
@@ -21,7 +21,9 @@ export interface FakeLink {
 
 export const ROOT = '';
 // Namespaces' resolver folders go to a scratch root, never the host's /etc/netns.
-export const fakeEtc = new NetnsEtc(mkdtempSync(join(tmpdir(), 'berth-netns-etc-')));
+const scratch = mkdtempSync(join(tmpdir(), 'berth-netns-etc-'));
+process.once('exit', () => rmSync(scratch, { recursive: true, force: true }));
+export const fakeEtc = new NetnsEtc(scratch);
 
 /** Enough of ip/bridge/sysctl to drive the link logic; every argv is recorded. */
 export class FakeKernel implements CommandRunner {

@@ -8,6 +8,7 @@ import t from 'tap';
 import { groupId } from '../../agent/api/unix-socket.js';
 import {
   berthctl,
+  removePrefixed,
   spawnBerthd,
   startBerthd,
   tempDir,
@@ -134,6 +135,7 @@ t.test('SIGHUP reloads the config; a bad one is refused and the old one kept', a
   const file = join(dir, 'berthd.yaml');
   await writeFile(file, 'log_level: info\nnetworks: []\nname_prefix: zhup\n');
   const d = await startBerthd(t, { args: ['--config', file] });
+  t.teardown(() => removePrefixed('zhup'));
   await writeFile(file, 'log_level: loud\n');
   d.proc.kill('SIGHUP');
   await waitFor(() => /config reload refused/.test(d.stderr()));

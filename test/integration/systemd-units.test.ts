@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { BerthClient } from '../../agent/client/client.js';
-import { ROOT, tempDir, uniquePrefix, writeTestConfig } from '../helpers/berthd.js';
+import { ROOT, removePrefixed, tempDir, uniquePrefix, writeTestConfig } from '../helpers/berthd.js';
 
 const run = promisify(execFile);
 const UNIT = join(ROOT, 'systemd/berthd.service');
@@ -134,7 +134,9 @@ t.test('install-service.sh with DESTDIR lays out the package, idempotently', asy
   t.test('the installed tree runs berthd with production dependencies only', async (t) => {
     const base = await tempDir(t, 'op-run');
     const socket = join(base, 's.sock');
-    const config = await writeTestConfig(base, uniquePrefix(), 'networks: []\nmetrics:\n  listen: ""\n');
+    const prefix = uniquePrefix();
+    t.teardown(() => removePrefixed(prefix));
+    const config = await writeTestConfig(base, prefix, 'networks: []\nmetrics:\n  listen: ""\n');
     const { spawn } = await import('node:child_process');
     const proc = spawn(
       process.execPath,

@@ -2,13 +2,21 @@
 // guest's lease lands there), removed with the namespace, and not made at all
 // on a host without /etc/resolv.conf, where iproute2 would have nothing to
 // bind it over.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { NetnsEtc } from '../../hostnet/links/netns-etc.js';
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'berth-netns-etc-test-'));
+const dirs: string[] = [];
+const scratch = () => {
+  const d = mkdtempSync(join(tmpdir(), 'berth-netns-etc-test-'));
+  dirs.push(d);
+  return d;
+};
+t.teardown(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 t.test('made once, kept, removed', async (t) => {
   const host = join(scratch(), 'resolv.conf');
