@@ -212,6 +212,18 @@ export class IpLinkOps implements LinkOps {
     }
   }
 
+  listNetnsEtc(): Promise<string[]> {
+    return this.etc.list();
+  }
+
+  async removeNetnsEtc(name: string) {
+    try {
+      await this.etc.remove(name);
+    } catch (err) {
+      throw couldNot('BERTH_ERR_HOST_OP', 'remove', 'resolver file of network namespace', name, err);
+    }
+  }
+
   async deleteNetns(name: string) {
     await this.run(['delete', 'network namespace', name], ['ip', 'netns', 'del', name], NOT_FOUND);
     try {

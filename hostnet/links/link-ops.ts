@@ -86,6 +86,10 @@ export interface LinkOps {
   addNetns(name: string): Promise<void>;
   /** The namespace's own resolver file, for a namespace made before berth gave it one. */
   ensureNetnsEtc(name: string): Promise<void>;
+  /** Names with an /etc/netns folder, whether or not the namespace still exists. */
+  listNetnsEtc(): Promise<string[]>;
+  /** Removes a folder left by a namespace deleted behind berth's back. */
+  removeNetnsEtc(name: string): Promise<void>;
   /** Succeeds when the namespace is already gone; its /etc/netns folder goes too. */
   deleteNetns(name: string): Promise<void>;
   execInNetns(

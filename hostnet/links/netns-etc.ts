@@ -4,7 +4,7 @@
 // dhclient-script) rewrites the guest's resolver file. Without it the script
 // writes the host's /etc/resolv.conf: a netns guest could take the
 // hypervisor's DNS away (seen here: an empty lease emptied the host file).
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const NETNS_ETC_ROOT = '/etc/netns';
@@ -40,6 +40,18 @@ export class NetnsEtc {
       await writeFile(join(dir, 'resolv.conf'), RESOLV_HEADER, { flag: 'wx', mode: 0o644 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+
+  /** The namespaces that have a folder here; none when the root does not exist. */
+  async list(): Promise<string[]> {
+    try {
+      return (await readdir(this.root, { withFileTypes: true }))
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
     }
   }
 

@@ -79,6 +79,14 @@ export class SnapshotLinkOps implements LinkOps {
     return this.ops.ensureNetnsEtc(name);
   }
 
+  listNetnsEtc(): Promise<string[]> {
+    return this.ops.listNetnsEtc();
+  }
+
+  removeNetnsEtc(name: string): Promise<void> {
+    return this.ops.removeNetnsEtc(name);
+  }
+
   async createBridge(name: string, opts?: Parameters<LinkOps['createBridge']>[1]): Promise<void> {
     await this.write([[name]], () => this.ops.createBridge(name, opts));
   }

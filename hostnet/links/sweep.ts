@@ -53,6 +53,15 @@ export async function sweepOrphans(ops: LinkOps, names: Names, desired: Desired)
       () => result.removedNetns.push(ns),
     );
   }
+  // Resolver folders of owned namespaces deleted behind berth's back (deleteNetns takes its own).
+  await attempt(
+    async () => {
+      const live = new Set(await ops.listNetns());
+      for (const ns of await ops.listNetnsEtc())
+        if (names.ownsNetns(ns) && !live.has(ns)) await ops.removeNetnsEtc(ns);
+    },
+    () => undefined,
+  );
   // A root end whose namespace just went may already be gone: deleteLink takes that as success.
   for (const link of owned.links.filter((l) => !wantLinks.has(l.name))) {
     await attempt(

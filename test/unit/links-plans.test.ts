@@ -262,6 +262,16 @@ t.test('sweepOrphans removes owned leftovers only and gathers failures', async (
   t.ok(BerthError);
 });
 
+t.test('sweepOrphans removes resolver folders of owned namespaces that are gone', async (t) => {
+  const k = new FakeKernel();
+  k.netns.add('lk-g-live');
+  for (const n of ['lk-g-live', 'lk-g-gone', 'zz-g-foreign']) await fakeEtc.ensure(n);
+  await sweepOrphans(fakeOps(k), names, { links: [], netns: ['lk-g-live'] });
+  const left = (await fakeEtc.list()).filter((n) => ['lk-g-live', 'lk-g-gone', 'zz-g-foreign'].includes(n));
+  t.same(left.sort(), ['lk-g-live', 'zz-g-foreign'], 'the live one and the foreign one stay');
+  for (const n of left) await fakeEtc.remove(n);
+});
+
 t.test('remove gathers failures; a failing undo is reported with the cause', async (t) => {
   const k = new FakeKernel();
   k.netns.add('lk-ep-x');
