@@ -55,10 +55,7 @@ export class CallerRateLimit {
     }
     p.count += 1;
     if (now - p.recordedAt < RECORD_EVERY_MS) return { ok: false, record: undefined };
-    const record = { reason: this.reason(), count: p.count };
-    p.count = 0;
-    p.recordedAt = now;
-    return { ok: false, record };
+    return { ok: false, record: this.record(p, now) };
   }
 
   /** Records for the refusals only counted so far, one per caller, for callers that went quiet. */
@@ -67,9 +64,7 @@ export class CallerRateLimit {
     const now = this.now();
     for (const [ip, p] of this.pending) {
       if (p.count > 0 && now - p.recordedAt >= RECORD_EVERY_MS) {
-        out.push({ ip, reason: this.reason(), count: p.count });
-        p.count = 0;
-        p.recordedAt = now;
+        out.push({ ip, ...this.record(p, now) });
       } else if (p.count === 0 && now - p.recordedAt >= 60_000) {
         this.pending.delete(ip);
       }
@@ -77,8 +72,15 @@ export class CallerRateLimit {
     return out;
   }
 
-  private reason(): string {
+  /** The caller's counted refusals as one record; counting starts again. */
+  private record(p: Pending, now: number): LimitRecord {
     const { perSecond, burst } = this.options;
-    return `over the metadata rate limit of ${perSecond} requests/s (burst ${burst})`;
+    const record = {
+      reason: `over the metadata rate limit of ${perSecond} requests/s (burst ${burst})`,
+      count: p.count,
+    };
+    p.count = 0;
+    p.recordedAt = now;
+    return record;
   }
 }

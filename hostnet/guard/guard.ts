@@ -67,11 +67,8 @@ export class Guard {
       }
       const desired = { ports: [port], endpoints: this.endpoints };
       const [valid] = validateState(this.names, desired).ports as [GuardPort];
-      const fast = await this.quickly(
-        async (presence) =>
-          freshPortScript(this.names, presence, valid, endpointFor(valid, desired.endpoints)),
-        valid.ifname,
-      );
+      const endpoint = endpointFor(valid, desired.endpoints);
+      const fast = await this.quickly(valid.ifname, (p) => freshPortScript(this.names, p, valid, endpoint));
       return fast ?? this.reconcile(desired, port.ifname);
     });
   }
@@ -79,10 +76,7 @@ export class Guard {
   /** Removes one port's chain, elements and counters; a port that is not there is already removed. */
   removePort(ifname: string): Promise<boolean> {
     return this.serial(async () => {
-      const fast = await this.quickly(
-        async (presence) => removalScript(this.names, presence, ifname),
-        ifname,
-      );
+      const fast = await this.quickly(ifname, (p) => removalScript(this.names, p, ifname));
       return fast ?? this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname);
     });
   }
@@ -93,18 +87,13 @@ export class Guard {
    * script (one transaction: nothing of it applied).
    */
   private async quickly(
-    plan: (presence: PortPresence) => Promise<string | undefined>,
     ifname: string,
+    plan: (presence: PortPresence) => string | undefined,
   ): Promise<true | undefined> {
     if (!this.skeletonKnown) return undefined;
-    let script: string | undefined;
     try {
-      script = await plan(await readPortPresence(this.nft, this.table, ifname));
-    } catch {
-      return undefined;
-    }
-    if (script === undefined) return undefined;
-    try {
+      const script = plan(await readPortPresence(this.nft, this.table, ifname));
+      if (script === undefined) return undefined;
       await this.nft.run(script);
       return true;
     } catch {
