@@ -1,37 +1,14 @@
 // What a netns guest does when it "boots" in a storm: busybox udhcpc takes a
-// lease (the script configures the address and option 121 routes, as Alpine's
-// does), then curl reads the EC2 meta-data listing and every key in it over
-// one connection. The same script runs against berth and against the peer.
+// lease (test/helpers/dhcp_lab.ts's script configures the address and option
+// 121 routes, as Alpine's does), then curl reads the EC2 meta-data listing
+// and every key in it over one connection. The same script runs against berth and against the peer.
 // udhcpc asks for option 121 (-O staticroutes), as cloud images' clients do:
 // dnsmasq sends only the options a client asks for.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { UDHCPC_SCRIPT } from '../../test/helpers/dhcp_lab.js';
 import { timed } from './proc.js';
 import { percentile } from './results.js';
-
-const UDHCPC_SCRIPT = `#!/bin/sh
-case "$1" in
-deconfig)
-  ip link set "$interface" up
-  ip -4 addr flush dev "$interface"
-  ;;
-bound|renew)
-  ip -4 addr replace "$ip/$mask" dev "$interface"
-  [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-  if [ -n "$staticroutes" ]; then
-    set -- $staticroutes
-    while [ $# -ge 2 ]; do
-      if [ "$2" = 0.0.0.0 ]; then ip route replace "$1" dev "$interface" scope link
-      else ip route replace "$1" via "$2" dev "$interface"; fi
-      shift 2
-    done
-  elif [ -n "$router" ]; then
-    ip route replace default via "\${router%% *}" dev "$interface"
-  fi
-  ;;
-esac
-exit 0
-`;
 
 // Exit codes say which step failed: 10 DHCP, 11 the listing, 12 a key. A
 // failed step prints why: curl's own exit code (28 a timeout, 7 no

@@ -35,8 +35,9 @@ export async function startDhcpLab(
 
 // What an Alpine or OpenWrt udhcpc script does with option 121 (Debian's
 // default.script ignores it and writes /etc/resolv.conf): routes from
-// $staticroutes, else the default route from $router.
-const UDHCPC_SCRIPT = `#!/bin/sh
+// $staticroutes, else the default route from $router. It prints what udhcpc
+// handed it, for tests; the storm benchmark runs it too, output discarded.
+export const UDHCPC_SCRIPT = `#!/bin/sh
 case "$1" in
 deconfig)
   ip link set "$interface" up
