@@ -30,19 +30,34 @@ function tableRows(): { n: number; row: string; expected: string; refused: strin
     });
 }
 
-t.test('the attack table lists every row of the matrix, in order, as npm run attacks writes it', async (t) => {
-  const rows = tableRows();
-  t.equal(rows.length, MATRIX.length, 'one table row per attack (rerun `npm run attacks` after adding one)');
-  MATRIX.forEach((attack, i) => {
-    const r = rows[i];
-    t.equal(r?.n, i + 1, `row ${i + 1} is numbered ${i + 1}`);
-    t.equal(r?.row, attack.row, `row ${i + 1} names "${attack.row}"`);
-    t.equal(r?.expected, attack.expected, `row ${i + 1} ("${attack.row}") states the expectation the code checks`);
-    t.equal(r?.refused, 'yes', `row ${i + 1} ("${attack.row}") was refused when the table was written`);
-  });
-  const summary = new RegExp(`(\\d+) of ${MATRIX.length} attacks refused`).exec(DOC);
-  t.equal(summary?.[1], String(MATRIX.length), `the summary says ${MATRIX.length} of ${MATRIX.length} refused`);
-});
+t.test(
+  'the attack table lists every row of the matrix, in order, as npm run attacks writes it',
+  async (t) => {
+    const rows = tableRows();
+    t.equal(
+      rows.length,
+      MATRIX.length,
+      'one table row per attack (rerun `npm run attacks` after adding one)',
+    );
+    MATRIX.forEach((attack, i) => {
+      const r = rows[i];
+      t.equal(r?.n, i + 1, `row ${i + 1} is numbered ${i + 1}`);
+      t.equal(r?.row, attack.row, `row ${i + 1} names "${attack.row}"`);
+      t.equal(
+        r?.expected,
+        attack.expected,
+        `row ${i + 1} ("${attack.row}") states the expectation the code checks`,
+      );
+      t.equal(r?.refused, 'yes', `row ${i + 1} ("${attack.row}") was refused when the table was written`);
+    });
+    const summary = new RegExp(`(\\d+) of ${MATRIX.length} attacks refused`).exec(DOC);
+    t.equal(
+      summary?.[1],
+      String(MATRIX.length),
+      `the summary says ${MATRIX.length} of ${MATRIX.length} refused`,
+    );
+  },
+);
 
 t.test('the prose says what each row proves, one item per row', async (t) => {
   const proves = DOC.slice(DOC.indexOf('What each row proves'), DOC.indexOf('<!-- attacks:start -->'));
