@@ -98,7 +98,11 @@ export async function buildServices(
   // Instances exist before any lookup can arrive; the directory is late-bound.
   observer = makeObserver(
     names,
-    { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
+    {
+      portByMac: (m) => instances?.portByMac(m),
+      portByIfname: (i) => instances?.portByIfname(i),
+      portByIp: (n, ip) => instances?.portByIp(n, ip),
+    },
     log,
   );
   const observe = async (rec: { name: string; vlan?: number; uplink?: string }) => {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
+import { ipKey } from '../../hostnet/observe/resolve.js';
 import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
 import { BerthError, causeText, couldNot } from '../errors.js';
@@ -42,6 +43,8 @@ export class InstanceService {
   private readonly idByName = new Map<string, string>();
   private readonly portsByIfname = new Map<string, PortEntry>();
   private readonly portsByMac = new Map<string, PortEntry>();
+  /** By ipKey(network, ip): resolve() starts from the caller's source IP. */
+  private readonly portsByIp = new Map<string, PortEntry>();
 
   private readonly lock: HostLock;
 
@@ -66,6 +69,7 @@ export class InstanceService {
       };
       this.portsByIfname.set(nic.port, entry);
       this.portsByMac.set(nic.mac, entry);
+      this.portsByIp.set(ipKey(nic.network, nic.ip), entry);
     }
   }
 
@@ -75,6 +79,8 @@ export class InstanceService {
     for (const nic of rec.nics) {
       this.portsByIfname.delete(nic.port);
       this.portsByMac.delete(nic.mac);
+      if (this.portsByIp.get(ipKey(nic.network, nic.ip))?.instance === rec.id)
+        this.portsByIp.delete(ipKey(nic.network, nic.ip));
     }
   }
 
@@ -107,6 +113,10 @@ export class InstanceService {
 
   portByIfname(ifname: string): PortEntry | undefined {
     return this.portsByIfname.get(ifname);
+  }
+
+  portByIp(network: string, ip: string): PortEntry | undefined {
+    return this.portsByIp.get(ipKey(network, ip));
   }
 
   guestOf(rec: InstanceRecord): NetnsGuestSpec | undefined {

@@ -10,7 +10,7 @@ import { MemoryStore } from '../../agent/store/memory-store.js';
 import { decode, encodePacket, MessageType, OPT } from '../../hostnet/dhcp/codec.js';
 import type { Lease } from '../../hostnet/dhcp/server.js';
 import { AuditThrottle, PortRateLimiter } from '../../hostnet/dhcp/server-limits.js';
-import { MemoryPortDirectory, decide as resolveDecide } from '../../hostnet/observe/resolve.js';
+import { MemoryPortDirectory, decideMac as resolveDecide } from '../../hostnet/observe/resolve.js';
 
 const NET: NetworkRecord = {
   name: 'a',

@@ -12,7 +12,7 @@ import {
   type IdentityObserverOptions,
   type ObserveChange,
 } from '../../hostnet/observe/observer.js';
-import { decide, MemoryPortDirectory } from '../../hostnet/observe/resolve.js';
+import { decideMac as decide, MemoryPortDirectory } from '../../hostnet/observe/resolve.js';
 
 export class FakeChild {
   killed = false;
