@@ -224,6 +224,8 @@ export class InstanceService {
       if (boot && this.opts.libvirt) {
         const nic = { bridge: this.opts.driver.placement(network).bridge, mtu: network.mtu };
         await this.opts.libvirt.instantiate(rec, boot.image, nic, reverter);
+        // The tap exists once the domain runs: pin the guest's MAC to it.
+        await this.opts.driver.bindPort(port);
       } else {
         const guest = this.guestOf(rec) as NetnsGuestSpec;
         await this.opts.driver.ensureNetnsGuest(guest, toSpec(network));
