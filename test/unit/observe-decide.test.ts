@@ -78,7 +78,11 @@ t.test('every combination of IP, neighbour entry and FDB port', async (t) => {
     }
   }
   t.equal(rows, 3 * 7 * 4);
-  t.equal(accepted, 1, 'exactly one combination names a caller: X from its IP, pinned, on its port');
+  t.equal(
+    accepted,
+    2,
+    'one combination per guest names a caller: its own IP, pinned to its MAC, on its port',
+  );
   for (const r of [
     'ip-not-assigned',
     'no-neighbour',
