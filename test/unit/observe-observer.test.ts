@@ -384,7 +384,7 @@ t.test('a monitor that dies is restarted with backoff and resynced', async (t) =
   await sleep(60);
   const second = spawner.latest('neigh');
   t.not(second, first, 'a new child was spawned');
-  t.equal(observer.resolveNow('net1', '10.99.0.11').reason, 'no-neighbour', 'and the view resynced');
+  t.equal((observer.resolveNow('net1', '10.99.0.11') as { reason?: string }).reason, 'no-neighbour', 'and the view resynced');
   t.equal(observer.resolveNow('net1', '10.99.0.12').ok, true);
   t.match(warnings, [{ what: 'neighbours of namespace "ob-ep-1"', reason: /Cannot send dump request/ }]);
   // Children that die soon after they start double the wait up to the cap; one
