@@ -265,8 +265,7 @@ export class HostDriver implements NetworkDriver {
         },
         pass.ops,
       );
-      if (failed.length > 0)
-        throw new AggregateError(failed, failed.map((e) => e.message).join('; '));
+      if (failed.length > 0) throw new AggregateError(failed, failed.map((e) => e.message).join('; '));
     });
     const links = new Set<string>([...desired.ports.map((p) => p.ifname)]);
     const netns = new Set<string>(desired.netnsGuests.map((g) => g.netns));

@@ -117,7 +117,8 @@ export class DhcpService {
     if (!this.rejections.record(result)) return;
     // giaddr is ignored: every guest berth answers is on a local port, so the
     // reply goes to it as to a local client, never toward a relay address.
-    const packet = result.packet.giaddr === '0.0.0.0' ? result.packet : { ...result.packet, giaddr: '0.0.0.0' };
+    const packet =
+      result.packet.giaddr === '0.0.0.0' ? result.packet : { ...result.packet, giaddr: '0.0.0.0' };
     if (packet.op !== BOOTREQUEST || !isClientMessage(packet.messageType) || packet.hlen !== 6) {
       bump(this.refused, 'not-a-client-request');
       bump(this.messages, `${(messageTypeName(packet.messageType) ?? 'unknown').toLowerCase()} refused`);

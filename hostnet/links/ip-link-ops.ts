@@ -330,7 +330,10 @@ export class IpLinkOps implements LinkOps {
   }
 
   async listFdb(bridge: string): Promise<FdbInfo[]> {
-    const { stdout } = await this.run(['list', 'FDB of bridge', bridge], ['bridge', '-j', 'fdb', 'show', 'br', bridge]);
+    const { stdout } = await this.run(
+      ['list', 'FDB of bridge', bridge],
+      ['bridge', '-j', 'fdb', 'show', 'br', bridge],
+    );
     return parseFdbDump(stdout);
   }
 

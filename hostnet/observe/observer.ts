@@ -19,13 +19,7 @@ import {
   parseNeighLine,
   plainIPv4,
 } from './parse.js';
-import {
-  decideIp,
-  decideMac,
-  type PortDirectory,
-  type ResolveResult,
-  TRANSIENT_REASONS,
-} from './resolve.js';
+import { decideIp, decideMac, type PortDirectory, type ResolveResult, TRANSIENT_REASONS } from './resolve.js';
 import { type FdbChange, FdbView, type NeighChange, NeighView } from './views.js';
 
 export interface ObservedNetwork {

@@ -26,7 +26,7 @@ export interface NeighChange {
   permanent: boolean;
 }
 
-const pinned = (r: FdbRecord | undefined) => r !== undefined && r.static && r.sticky;
+const pinned = (r: FdbRecord | undefined) => r?.static === true && r.sticky;
 
 function fdbKey(bridge: string, mac: string, vlan: number | undefined): string {
   return vlan === undefined ? `${bridge}|${mac}` : `${bridge}|${mac}|${vlan}`;

@@ -132,7 +132,9 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
 
   // Guest A speaks before its entry is pinned: the endpoint learns A by ARP, and that never decides.
   await ping(guests.a.ns, '10.99.0.2');
-  await waitFor(() => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason !== 'no-neighbour');
+  await waitFor(
+    () => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason !== 'no-neighbour',
+  );
   t.same(
     observer.resolveNow(net, guests.a.ip),
     { ok: false, reason: 'neighbour-not-pinned', mac: guests.a.mac, port: guests.a.port, instance: 'inst-a' },
@@ -140,7 +142,9 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
   );
   await run('ip', '-n', epNs, 'neigh', 'flush', 'dev', 'eth0');
   await run('bridge', 'fdb', 'del', guests.a.mac, 'dev', guests.a.port, 'master').catch(() => undefined);
-  await waitFor(() => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason === 'no-neighbour');
+  await waitFor(
+    () => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason === 'no-neighbour',
+  );
 
   for (const g of Object.values(guests)) {
     t.same(

@@ -339,7 +339,8 @@ t.test('an event the monitor never delivered is found by the dump after the wait
   runner.tables.get(FDB_DUMP)?.push(...LOST.map((g) => fdbRow(g.mac, g.ifname, 'obb1')));
   const calls = runner.calls.length;
   const found = await Promise.all(LOST.map((g) => observer.resolve('net1', g.ip, { waitMs: 20 })));
-  LOST.forEach((g, i) => t.same(found[i], { ok: true, mac: g.mac, port: g.ifname, instance: g.instance }));
+  for (const [i, g] of LOST.entries())
+    t.same(found[i], { ok: true, mac: g.mac, port: g.ifname, instance: g.instance });
   // Misses at the same moment share dumps: one running, at most one more queued, per table.
   const dumps = runner.calls.slice(calls);
   t.ok(dumps.length >= 2 && dumps.length <= 4, `${dumps.length} dumps for ${LOST.length} misses`);
@@ -384,7 +385,11 @@ t.test('a monitor that dies is restarted with backoff and resynced', async (t) =
   await sleep(60);
   const second = spawner.latest('neigh');
   t.not(second, first, 'a new child was spawned');
-  t.equal((observer.resolveNow('net1', '10.99.0.11') as { reason?: string }).reason, 'no-neighbour', 'and the view resynced');
+  t.equal(
+    (observer.resolveNow('net1', '10.99.0.11') as { reason?: string }).reason,
+    'no-neighbour',
+    'and the view resynced',
+  );
   t.equal(observer.resolveNow('net1', '10.99.0.12').ok, true);
   t.match(warnings, [{ what: 'neighbours of namespace "ob-ep-1"', reason: /Cannot send dump request/ }]);
   // Children that die soon after they start double the wait up to the cap; one
