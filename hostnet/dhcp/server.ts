@@ -28,7 +28,7 @@ export interface ServedNetwork {
   /**
    * How long after an ACK for a new binding a DECLINE is believed (RFC 2131
    * §4.4.1: the client probes the address it was just given, then declines).
-   * Default 60 s.
+   * Default DECLINE_WINDOW_SECONDS.
    */
   declineWindowSeconds?: number;
 }
@@ -86,6 +86,12 @@ export const REFUSED_REASONS: ReadonlySet<string> = new Set<SilentReason>([
   'decline-without-fresh-ack',
 ]);
 
+/**
+ * RFC 5227's probes end within PROBE_WAIT + PROBE_NUM × PROBE_MAX +
+ * ANNOUNCE_WAIT = 9 s of the ACK; 15 s leaves room for a slow guest.
+ */
+export const DECLINE_WINDOW_SECONDS = 15;
+
 export interface Destination {
   address: string;
   port: number;
@@ -136,15 +142,27 @@ export const ALWAYS_SENT: readonly number[] = [
 ];
 
 /**
- * RFC 2131 §4.1: a NAK, and anything for a client without an address, by
- * broadcast; a client with ciaddr set is reachable there. giaddr is ignored:
- * every guest berth answers sits on a local port of this bridge (the chaddr
- * was just seen there), so a relay address in the request is one the sender
- * made up, and answering toward it would send a guest's lease elsewhere.
+ * RFC 2131 §4.1, with berth's one difference. An OFFER or ACK for a client
+ * without an address goes to its assigned address, not to 255.255.255.255:
+ * the endpoint's PERMANENT neighbour entry turns that into a frame for the
+ * assigned MAC, which the bridge FDB pins to the guest's own port. A
+ * broadcast would reach every port of the bridge, including a foreign one
+ * that sent the request with the guest's MAC in chaddr, and hand it the
+ * guest's lease. The broadcast flag is the sender's to set, so it does not
+ * change this; every common client reads DHCP from a raw socket before it
+ * has an address. A NAK carries nothing worth stealing and is broadcast. A
+ * client with ciaddr set is reachable there. giaddr is ignored: every guest
+ * berth answers sits on a local port, so a relay address in the request is
+ * one the sender made up, and answering toward it would send a lease elsewhere.
  */
-export function destination(request: DhcpPacket, type: 'OFFER' | 'ACK' | 'NAK'): Destination {
-  if (type === 'NAK' || request.ciaddr === ZERO) return { address: BROADCAST, port: CLIENT_PORT };
-  return { address: request.ciaddr, port: CLIENT_PORT };
+export function destination(
+  request: DhcpPacket,
+  type: 'OFFER' | 'ACK' | 'NAK',
+  assigned?: string,
+): Destination {
+  if (type === 'NAK') return { address: BROADCAST, port: CLIENT_PORT };
+  if (request.ciaddr !== ZERO) return { address: request.ciaddr, port: CLIENT_PORT };
+  return { address: assigned ?? BROADCAST, port: CLIENT_PORT };
 }
 
 export function inSubnet(net: ServedNetwork, ip: string): boolean {
@@ -223,7 +241,8 @@ function bound(input: DecideInput, fresh: boolean): Lease {
 
 function ack(input: DecideInput, fresh: boolean): Decision {
   const spec = grant(input, 'ACK');
-  return { reply: { spec, to: destination(input.packet, 'ACK') }, lease: bound(input, fresh) };
+  const to = destination(input.packet, 'ACK', input.binding.ip);
+  return { reply: { spec, to }, lease: bound(input, fresh) };
 }
 
 function nak(input: DecideInput, why: string): Decision {
@@ -241,7 +260,7 @@ function discover(input: DecideInput): Decision {
   // RFC 4039: with rapid commit the DISCOVER is answered by the ACK itself.
   if (input.packet.options.rapidCommit) return ack(input, true);
   const spec = grant(input, 'OFFER');
-  return { reply: { spec, to: destination(input.packet, 'OFFER') } };
+  return { reply: { spec, to: destination(input.packet, 'OFFER', input.binding.ip) } };
 }
 
 function request(input: DecideInput): Decision {
@@ -289,7 +308,7 @@ function decline(input: DecideInput): Decision {
   if (input.source !== ZERO || packet.ciaddr !== ZERO) return { reason: 'decline-not-from-unbound-client' };
   if (opts.requestedIp !== binding.ip) return { reason: 'decline-not-ours' };
   const boundAt = input.lease?.bound_at === undefined ? Number.NaN : Date.parse(input.lease.bound_at);
-  const window = (network.declineWindowSeconds ?? 60) * 1000;
+  const window = (network.declineWindowSeconds ?? DECLINE_WINDOW_SECONDS) * 1000;
   if (!(now - boundAt >= 0 && now - boundAt <= window)) return { reason: 'decline-without-fresh-ack' };
   // The address is in use by someone else on the segment; offering it again at
   // once would loop. Hold it back for a while and let the audit say why.

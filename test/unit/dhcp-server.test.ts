@@ -88,11 +88,11 @@ const bound = (expires = NOW + 3_600_000, boundAt = NOW - 1_000): Lease => ({
 });
 
 t.test(
-  'DISCOVER gets an OFFER of the fixed IP with every option, broadcast, and stores nothing',
+  'DISCOVER gets an OFFER of the fixed IP with every option, to the assigned address (its pinned MAC), and stores nothing',
   async (t) => {
     const d = run({ type: MessageType.DISCOVER });
     t.equal(d.lease, undefined, 'an OFFER writes no lease');
-    t.same(d.reply?.to, { address: '255.255.255.255', port: 68 });
+    t.same(d.reply?.to, { address: GUEST.ip, port: 68 });
     const p = wire(d);
     t.equal(p.messageType, MessageType.OFFER);
     t.equal(p.yiaddr, '10.61.0.5');
@@ -136,7 +136,7 @@ t.test('REQUEST in SELECTING: ours is ACKed, another server is ignored, a wrong 
   const ok = run({ type: MessageType.REQUEST, server: NET.serverId, requested: GUEST.ip });
   t.equal(wire(ok).messageType, MessageType.ACK);
   t.equal(wire(ok).yiaddr, GUEST.ip);
-  t.same(ok.reply?.to, { address: '255.255.255.255', port: 68 });
+  t.same(ok.reply?.to, { address: GUEST.ip, port: 68 });
   t.same(ok.lease, bound(undefined, NOW), 'the ACK binds the lease for lease time');
 
   const other = run({ type: MessageType.REQUEST, server: '10.61.0.2', requested: GUEST.ip });
@@ -192,7 +192,7 @@ t.test('REQUEST in RENEWING/REBINDING: unicast ACK to ciaddr; a foreign ciaddr i
 
 t.test('giaddr is ignored: replies go to the local client, never toward a relay address', async (t) => {
   const d = run({ type: MessageType.DISCOVER, giaddr: '10.61.0.1' });
-  t.same(d.reply?.to, { address: '255.255.255.255', port: 68 });
+  t.same(d.reply?.to, { address: GUEST.ip, port: 68 });
   const renew = run({ type: MessageType.REQUEST, ciaddr: GUEST.ip, giaddr: '192.0.2.9' }, bound());
   t.same(renew.reply?.to, { address: GUEST.ip, port: 68 });
   const nak = run({ type: MessageType.REQUEST, requested: '10.61.0.9', giaddr: '192.0.2.9' });
@@ -271,7 +271,7 @@ t.test('a DECLINE that does not hold together as the guest’s own probe changes
     [
       'long after the ACK (a running guest)',
       { type: MessageType.DECLINE, requested: GUEST.ip },
-      bound(NOW + 3_600_000, NOW - 61_000),
+      bound(NOW + 3_600_000, NOW - 16_000),
       NOW,
       'decline-without-fresh-ack',
     ],
@@ -297,7 +297,7 @@ t.test('a DECLINE that does not hold together as the guest’s own probe changes
     t.ok(REFUSED_REASONS.has(reason), `${name}: audited as a refusal`);
   }
   t.equal(
-    run({ type: MessageType.DECLINE, requested: GUEST.ip }, bound(undefined, NOW - 60_000)).lease?.state,
+    run({ type: MessageType.DECLINE, requested: GUEST.ip }, bound(undefined, NOW - 15_000)).lease?.state,
     'declined',
     'at the window’s edge it holds',
   );
@@ -363,3 +363,19 @@ t.test('a bound lease past its end reads as expired', async (t) => {
   t.equal(leaseStatus(bound(NOW), NOW), 'expired');
   t.equal(leaseStatus({ ...bound(NOW - 5), state: 'released' }, NOW), 'released');
 });
+
+t.test(
+  'the broadcast flag does not make an OFFER or ACK a broadcast: it is the sender’s to set',
+  async (t) => {
+    const offer = run({ type: MessageType.DISCOVER, flags: BROADCAST_FLAG });
+    t.same(offer.reply?.to, { address: GUEST.ip, port: 68 });
+    const ack = run({
+      type: MessageType.REQUEST,
+      server: NET.serverId,
+      requested: GUEST.ip,
+      flags: BROADCAST_FLAG,
+    });
+    t.same(ack.reply?.to, { address: GUEST.ip, port: 68 });
+    t.equal(wire(ack).flags & BROADCAST_FLAG, BROADCAST_FLAG, 'the flag is echoed as RFC 2131 asks');
+  },
+);

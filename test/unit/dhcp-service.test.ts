@@ -89,7 +89,7 @@ t.test('a guest on its own port gets OFFER then ACK; the lease is stored and lis
   t.equal(lastReply(sent).messageType, MessageType.OFFER);
   t.equal(lastReply(sent).yiaddr, A.ip);
   t.equal(lastReply(sent).options.hostname, 'alpha');
-  t.equal(sent[0]?.address, '255.255.255.255');
+  t.equal(sent[0]?.address, A.ip, 'to the assigned address: the pinned MAC on its own port, never a broadcast');
   t.equal(await store.get(leaseKey('a', A.mac)), undefined, 'an OFFER stores nothing');
   const request = msg(A.mac, MessageType.REQUEST, [
     [OPT.SERVER_ID, ip('10.61.0.254')],
@@ -334,8 +334,8 @@ t.test('giaddr is ignored: a guest on a local port is answered as a local client
   await svc.handle('a', relayed, '0.0.0.0', 68, send);
   t.same(
     sent.map((s) => [s.address, s.port]),
-    [['255.255.255.255', 68]],
-    'broadcast to the client port, never to the relay address',
+    [[A.ip, 68]],
+    'to the client at its assigned address, never to the relay address',
   );
   t.equal(lastReply(sent).giaddr, '0.0.0.0', 'and the reply names no relay');
   t.equal(lastReply(sent).yiaddr, A.ip);
