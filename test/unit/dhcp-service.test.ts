@@ -89,7 +89,11 @@ t.test('a guest on its own port gets OFFER then ACK; the lease is stored and lis
   t.equal(lastReply(sent).messageType, MessageType.OFFER);
   t.equal(lastReply(sent).yiaddr, A.ip);
   t.equal(lastReply(sent).options.hostname, 'alpha');
-  t.equal(sent[0]?.address, A.ip, 'to the assigned address: the pinned MAC on its own port, never a broadcast');
+  t.equal(
+    sent[0]?.address,
+    A.ip,
+    'to the assigned address: the pinned MAC on its own port, never a broadcast',
+  );
   t.equal(await store.get(leaseKey('a', A.mac)), undefined, 'an OFFER stores nothing');
   const request = msg(A.mac, MessageType.REQUEST, [
     [OPT.SERVER_ID, ip('10.61.0.254')],
