@@ -6,7 +6,6 @@ import type { Logger } from 'pino';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
-import { ipKey } from '../../hostnet/observe/resolve.js';
 import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
 import { BerthError, causeText, couldNot } from '../errors.js';
@@ -43,8 +42,8 @@ export class InstanceService {
   private readonly idByName = new Map<string, string>();
   private readonly portsByIfname = new Map<string, PortEntry>();
   private readonly portsByMac = new Map<string, PortEntry>();
-  /** By ipKey(network, ip): resolve() starts from the caller's source IP. */
-  private readonly portsByIp = new Map<string, PortEntry>();
+  /** network -> ip: resolve() starts from the caller's source IP, and builds no key string for it. */
+  private readonly portsByIp = new Map<string, Map<string, PortEntry>>();
 
   private readonly lock: HostLock;
 
@@ -69,7 +68,12 @@ export class InstanceService {
       };
       this.portsByIfname.set(nic.port, entry);
       this.portsByMac.set(nic.mac, entry);
-      this.portsByIp.set(ipKey(nic.network, nic.ip), entry);
+      let ips = this.portsByIp.get(nic.network);
+      if (!ips) {
+        ips = new Map();
+        this.portsByIp.set(nic.network, ips);
+      }
+      ips.set(nic.ip, entry);
     }
   }
 
@@ -79,8 +83,8 @@ export class InstanceService {
     for (const nic of rec.nics) {
       this.portsByIfname.delete(nic.port);
       this.portsByMac.delete(nic.mac);
-      if (this.portsByIp.get(ipKey(nic.network, nic.ip))?.instance === rec.id)
-        this.portsByIp.delete(ipKey(nic.network, nic.ip));
+      const ips = this.portsByIp.get(nic.network);
+      if (ips?.get(nic.ip)?.instance === rec.id) ips.delete(nic.ip);
     }
   }
 
@@ -116,7 +120,7 @@ export class InstanceService {
   }
 
   portByIp(network: string, ip: string): PortEntry | undefined {
-    return this.portsByIp.get(ipKey(network, ip));
+    return this.portsByIp.get(network)?.get(ip);
   }
 
   guestOf(rec: InstanceRecord): NetnsGuestSpec | undefined {

@@ -77,15 +77,16 @@ export function decideIp(
   directory: PortDirectory,
 ): ResolveResult {
   const owner = directory.portByIp(network, ip);
-  const seen = {
+  // What was seen, for a refusal's record; built only on the refusal paths.
+  const seen = () => ({
     ...(neighbour ? { mac: neighbour.mac } : {}),
     ...(port !== undefined ? { port } : {}),
-  };
-  if (!owner || owner.network !== network) return { ok: false, reason: 'ip-not-assigned', ...seen };
+  });
+  if (!owner || owner.network !== network) return { ok: false, reason: 'ip-not-assigned', ...seen() };
   const instance = owner.instance;
   if (!neighbour) return { ok: false, reason: 'no-neighbour', instance };
   if (!neighbour.permanent || neighbour.mac !== owner.mac)
-    return { ok: false, reason: 'neighbour-not-pinned', ...seen, instance };
+    return { ok: false, reason: 'neighbour-not-pinned', ...seen(), instance };
   if (port === undefined) return { ok: false, reason: 'mac-not-on-port', mac: owner.mac, instance };
   if (port !== owner.ifname) return { ok: false, reason: 'mac-wrong-port', mac: owner.mac, port, instance };
   return { ok: true, mac: owner.mac, port, instance };
@@ -116,16 +117,12 @@ export function decideMac(
   return { ok: false, reason: portOwner ? 'mac-wrong-port' : 'port-not-owned', mac, port };
 }
 
-/** The (network, ip) key of the IP index. */
-export function ipKey(network: string, ip: string): string {
-  return `${network}|${ip}`;
-}
-
 /** An in-memory PortDirectory: for tests, labs and the netns runtime. */
 export class MemoryPortDirectory implements PortDirectory {
   private readonly byMac = new Map<string, PortRecord>();
   private readonly byIfname = new Map<string, PortRecord>();
-  private readonly byIp = new Map<string, PortRecord>();
+  /** network -> ip -> record: no key string is built per lookup. */
+  private readonly byIp = new Map<string, Map<string, PortRecord>>();
 
   set(record: PortRecord): void {
     this.delete(record.ifname);
@@ -134,7 +131,14 @@ export class MemoryPortDirectory implements PortDirectory {
     if (clash) this.delete(clash.ifname);
     this.byMac.set(r.mac, r);
     this.byIfname.set(r.ifname, r);
-    if (r.ip !== undefined) this.byIp.set(ipKey(r.network, r.ip), r);
+    if (r.ip !== undefined) {
+      let ips = this.byIp.get(r.network);
+      if (!ips) {
+        ips = new Map();
+        this.byIp.set(r.network, ips);
+      }
+      ips.set(r.ip, r);
+    }
   }
 
   delete(ifname: string): void {
@@ -142,8 +146,8 @@ export class MemoryPortDirectory implements PortDirectory {
     if (!r) return;
     this.byIfname.delete(ifname);
     if (this.byMac.get(r.mac) === r) this.byMac.delete(r.mac);
-    if (r.ip !== undefined && this.byIp.get(ipKey(r.network, r.ip)) === r)
-      this.byIp.delete(ipKey(r.network, r.ip));
+    const ips = this.byIp.get(r.network);
+    if (r.ip !== undefined && ips?.get(r.ip) === r) ips.delete(r.ip);
   }
 
   portByMac(mac: string): PortRecord | undefined {
@@ -155,6 +159,6 @@ export class MemoryPortDirectory implements PortDirectory {
   }
 
   portByIp(network: string, ip: string): PortRecord | undefined {
-    return this.byIp.get(ipKey(network, ip));
+    return this.byIp.get(network)?.get(ip);
   }
 }
