@@ -66,9 +66,15 @@ export interface NetworkDriver {
   /** Bridge, VLAN plumbing and endpoint namespace; safe to call again, never flaps what exists. */
   ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement>;
   removeNetwork(net: NetworkSpec): Promise<void>;
-  /** Installs the port's guard; the port itself may not exist yet. */
+  /**
+   * Installs the port's guard and the endpoint's PERMANENT neighbour entry for
+   * its IP; the port itself may not exist yet.
+   */
   guardPort(port: PortSpec): Promise<void>;
+  /** Removes the guard, the neighbour entry and the FDB pin. */
   unguardPort(ifname: string): Promise<void>;
+  /** The port now exists: pins its MAC to it in the bridge FDB (static sticky). */
+  bindPort(port: PortSpec): Promise<void>;
   ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec): Promise<void>;
   removeNetnsGuest(guest: NetnsGuestSpec): Promise<void>;
   execInNetns(netns: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;

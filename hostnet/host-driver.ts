@@ -15,6 +15,7 @@ import type {
 import { Guard } from './guard/guard.js';
 import type { GuardEndpoint, GuardPort } from './guard/render.js';
 import { parseCidr } from './ipv4.js';
+import { type BindingWarn, type PortBinding, PortBindings } from './links/bindings.js';
 import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
 import { SnapshotLinkOps } from './links/snapshot-ops.js';
 import type { Names } from './names.js';
@@ -26,6 +27,8 @@ export interface HostDriverOptions {
   links?: HostLinks;
   guard?: Guard;
   runner?: CommandRunner;
+  /** Told when a kernel feature is missing and berth falls back (sticky FDB entries). */
+  warn?: BindingWarn;
 }
 
 export class HostDriver implements NetworkDriver {
@@ -37,6 +40,9 @@ export class HostDriver implements NetworkDriver {
   private readonly endpoints = new Map<string, GuardEndpoint>();
   private readonly ports = new Map<string, GuardPort>();
   private readonly plans = new Map<string, VlanPlan>();
+  private readonly bindings: PortBindings;
+  /** Every port berth guards, with what it was bound with: unguardPort gets only the name. */
+  private readonly specs = new Map<string, PortSpec>();
 
   constructor(
     private readonly names: Names,
@@ -46,6 +52,7 @@ export class HostDriver implements NetworkDriver {
     this.guard = options.guard ?? new Guard(names);
     this.runner = options.runner ?? osCommandRunner;
     this.vlanMode = options.vlanMode ?? 'auto';
+    this.bindings = new PortBindings(this.links.ops, options.warn);
   }
 
   features(): Promise<KernelFeatures> {
@@ -128,18 +135,53 @@ export class HostDriver implements NetworkDriver {
     return { ifname: port.ifname, mac: port.mac, ipv4: port.ip, network: port.network, bridge };
   }
 
+  private bindingOf(port: PortSpec): PortBinding {
+    const place = this.placement({ name: port.network });
+    return {
+      ifname: port.ifname,
+      mac: port.mac,
+      ip: port.ip,
+      netns: place.endpointNetns,
+      bridge: place.bridge,
+      ...(place.fdbVlan !== undefined ? { vlan: place.fdbVlan } : {}),
+    };
+  }
+
+  /** Guard first, then the neighbour entry: both exist before the port does. */
   async guardPort(port: PortSpec): Promise<void> {
     const g = this.guardPortOf(port);
     this.ports.set(port.ifname, g);
+    this.specs.set(port.ifname, port);
     await this.guard.addPort(g);
+    await this.bindings.pinNeighbour(this.bindingOf(port));
   }
 
   async unguardPort(ifname: string): Promise<void> {
+    const spec = this.specs.get(ifname);
     this.ports.delete(ifname);
+    this.specs.delete(ifname);
+    const errors: unknown[] = [];
+    if (spec) {
+      const b = this.bindingOf(spec);
+      // The port is usually gone already, and its FDB entries with it.
+      await this.bindings.unpinFdb(b).catch((err) => errors.push(err));
+      await this.bindings.unpinNeighbour(b).catch((err) => errors.push(err));
+    }
     await this.guard.removePort(ifname);
+    if (errors.length > 0) throw errors[0];
   }
 
-  async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec, links = this.links): Promise<void> {
+  async bindPort(port: PortSpec): Promise<void> {
+    await this.bindings.pinFdb(this.bindingOf(port));
+  }
+
+  async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec): Promise<void> {
+    await this.plugNetnsGuest(guest, net, this.links);
+    await this.bindPort(guest.port);
+  }
+
+  /** The guest's namespace and veth; reconcile pins every port's MAC in one pass afterwards. */
+  private async plugNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec, links: HostLinks): Promise<void> {
     const plan = await this.vlanPlan(net);
     await links.ensureNetnsGuest({
       netns: guest.netns,
@@ -205,10 +247,26 @@ export class HostDriver implements NetworkDriver {
       for (let guest = guests.shift(); guest; guest = guests.shift()) {
         const net = byName.get(guest.port.network);
         const g = guest;
-        if (net) await attempt(`netns guest ${g.netns}`, () => this.ensureNetnsGuest(g, net, pass));
+        if (net) await attempt(`netns guest ${g.netns}`, () => this.plugNetnsGuest(g, net, pass));
       }
     };
     await Promise.all(Array.from({ length: GUEST_CHECKS_AT_ONCE }, worker));
+    this.specs.clear();
+    for (const port of desired.ports) this.specs.set(port.ifname, port);
+    await attempt('port bindings', async () => {
+      const failed = await this.bindings.reconcile(
+        {
+          networks: desired.networks.map((n) => {
+            const place = this.placement(n);
+            return { netns: place.endpointNetns, bridge: place.bridge };
+          }),
+          bindings: desired.ports.filter((p) => byName.has(p.network)).map((p) => this.bindingOf(p)),
+          ownsPort: (ifname) => ifname.startsWith(`${this.names.prefix}p`),
+        },
+        pass.ops,
+      );
+      if (failed.length > 0) throw new AggregateError(failed, failed.map((e) => e.message).join('; '));
+    });
     const links = new Set<string>([...desired.ports.map((p) => p.ifname)]);
     const netns = new Set<string>(desired.netnsGuests.map((g) => g.netns));
     for (const net of desired.networks) {

@@ -253,7 +253,9 @@ export const ResolveAnswer = Type.Object({
   instance: Type.Optional(Type.String()),
   reason: Type.Optional(
     Type.Union([
+      Type.Literal('ip-not-assigned'),
       Type.Literal('no-neighbour'),
+      Type.Literal('neighbour-not-pinned'),
       Type.Literal('mac-not-on-port'),
       Type.Literal('mac-wrong-port'),
       Type.Literal('port-not-owned'),

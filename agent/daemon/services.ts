@@ -40,7 +40,7 @@ export interface Services {
   };
 }
 
-export type DriverFactory = (names: Names, config: Config) => NetworkDriver;
+export type DriverFactory = (names: Names, config: Config, log?: Logger) => NetworkDriver;
 
 /** What berthd uses of the identity observer; tests of the services substitute it. */
 export type Observer = Pick<
@@ -61,8 +61,11 @@ export type ObserverFactory = (names: Names, directory: PortDirectory, log: Logg
 export const defaultObserver: ObserverFactory = (names, directory, log) =>
   new IdentityObserver({ names, directory, logger: log.child({ component: 'observe' }) });
 
-export const defaultDriver: DriverFactory = (names, config) =>
-  new HostDriver(names, { vlanMode: config.vlan_mode });
+export const defaultDriver: DriverFactory = (names, config, log) =>
+  new HostDriver(names, {
+    vlanMode: config.vlan_mode,
+    ...(log ? { warn: (fields, msg) => log.warn(fields, msg) } : {}),
+  });
 
 export async function buildServices(
   store: Store,
@@ -72,7 +75,7 @@ export async function buildServices(
   makeObserver: ObserverFactory = defaultObserver,
 ): Promise<Services> {
   const names = new Names(config.name_prefix);
-  const driver = makeDriver(names, config);
+  const driver = makeDriver(names, config, log.child({ component: 'hostnet' }));
   let observer: Observer | undefined;
   let instances: InstanceService | undefined;
   const images = new ImageStore({
@@ -98,7 +101,11 @@ export async function buildServices(
   // Instances exist before any lookup can arrive; the directory is late-bound.
   observer = makeObserver(
     names,
-    { portByMac: (m) => instances?.portByMac(m), portByIfname: (i) => instances?.portByIfname(i) },
+    {
+      portByMac: (m) => instances?.portByMac(m),
+      portByIfname: (i) => instances?.portByIfname(i),
+      portByIp: (n, ip) => instances?.portByIp(n, ip),
+    },
     log,
   );
   const observe = async (rec: { name: string; vlan?: number; uplink?: string }) => {
@@ -163,8 +170,34 @@ export async function buildServices(
   };
 }
 
+/**
+ * Keeps every guest MAC pinned to its own port between reconcile passes. A
+ * libvirt tap appears when its domain starts (create, start, a libvirtd
+ * restart); the first frame through it, or anyone's frame with that MAC,
+ * shows in the FDB as an entry that is not berth's pin, and is pinned at once.
+ * berth's own pin comes back as an event too, and is left alone.
+ */
+export function pinOnFdbEvents(s: Services, log: Logger): () => void {
+  const inflight = new Set<string>();
+  return s.observer.onChange((change) => {
+    if (change.kind !== 'fdb') return;
+    const owner = s.instances.portByMac(change.mac);
+    if (!owner || (change.pinned && change.port === owner.ifname)) return;
+    // A MAC leaving its own port because the port went: nothing to pin.
+    if (change.port === undefined && change.previousPort !== owner.ifname) return;
+    if (inflight.has(owner.ifname)) return;
+    inflight.add(owner.ifname);
+    s.driver
+      .bindPort(owner)
+      .then(() => log.debug({ port: owner.ifname, mac: owner.mac, seen: change.port }, 'guest MAC pinned'))
+      .catch((err) => log.debug({ port: owner.ifname, err: String(err) }, 'could not pin guest MAC yet'))
+      .finally(() => inflight.delete(owner.ifname));
+  });
+}
+
 /** Starts watching the FDB and every network's endpoint neighbours; after the first reconcile. */
 export async function startObserving(s: Services, log: Logger): Promise<void> {
+  pinOnFdbEvents(s, log);
   await s.observer.start();
   for (const net of s.networks.all()) {
     const place = s.driver.placement(net);

@@ -97,6 +97,8 @@ export class MetadataService {
         ...(who.mac ? { mac: who.mac } : {}),
         ...(who.port ? { port: who.port } : {}),
         ...(path ? { path } : {}),
+        // Whose address the caller used: the refusal was made in that instance's name.
+        ...(who.instance ? { detail: { ip_assigned_to: who.instance } } : {}),
       });
       return { ok: false, reason: who.reason };
     }

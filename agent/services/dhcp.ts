@@ -21,6 +21,7 @@ import {
   decide,
   type Lease,
   leaseStatus,
+  REFUSED_REASONS,
   type ServedNetwork,
 } from '../../hostnet/dhcp/server.js';
 import { AuditThrottle, PortRateLimiter } from '../../hostnet/dhcp/server-limits.js';
@@ -114,7 +115,10 @@ export class DhcpService {
   private async process(network: string, data: Buffer, from: string, reply: SendReply): Promise<void> {
     const result = decode(data);
     if (!this.rejections.record(result)) return;
-    const packet = result.packet;
+    // giaddr is ignored: every guest berth answers is on a local port, so the
+    // reply goes to it as to a local client, never toward a relay address.
+    const packet =
+      result.packet.giaddr === '0.0.0.0' ? result.packet : { ...result.packet, giaddr: '0.0.0.0' };
     if (packet.op !== BOOTREQUEST || !isClientMessage(packet.messageType) || packet.hlen !== 6) {
       bump(this.refused, 'not-a-client-request');
       bump(this.messages, `${(messageTypeName(packet.messageType) ?? 'unknown').toLowerCase()} refused`);
@@ -141,7 +145,7 @@ export class DhcpService {
     };
     const key = leaseKey(network, mac);
     const lease = await this.o.store.get<Lease>(key);
-    const decision = decide({ packet, binding, network: net, lease, now: this.now() });
+    const decision = decide({ packet, source: from, binding, network: net, lease, now: this.now() });
     const type = messageTypeName(packet.messageType).toLowerCase();
     // Not fsynced: the address comes from the instance record, not the lease, so
     // a lease lost to a power cut costs nothing (the next REQUEST is ACKed the
@@ -164,6 +168,14 @@ export class DhcpService {
         network,
         instance: who.instance,
         ip: binding.ip,
+      });
+    }
+    if (!decision.reply && decision.reason !== undefined && REFUSED_REASONS.has(decision.reason)) {
+      // A DECLINE or RELEASE in this instance's name that does not hold together: nothing changed.
+      return this.refuse(network, packet, from, decision.reason, who.port, who.instance, {
+        ciaddr: packet.ciaddr,
+        ...(packet.options.requestedIp !== undefined ? { requested: packet.options.requestedIp } : {}),
+        assigned: binding.ip,
       });
     }
     if (!decision.reply) {
@@ -209,6 +221,7 @@ export class DhcpService {
     reason: string,
     port: string | undefined,
     instance?: string,
+    detail: Record<string, unknown> = {},
   ): void {
     bump(this.refused, reason);
     bump(this.messages, `${messageTypeName(packet.messageType).toLowerCase()} refused`);
@@ -221,7 +234,7 @@ export class DhcpService {
       network,
       ...(instance ? { instance } : {}),
       ...(from !== '0.0.0.0' ? { ip: from } : {}),
-      detail: { xid: packet.xid },
+      detail: { xid: packet.xid, ...detail },
     });
   }
 

@@ -42,6 +42,8 @@ export class InstanceService {
   private readonly idByName = new Map<string, string>();
   private readonly portsByIfname = new Map<string, PortEntry>();
   private readonly portsByMac = new Map<string, PortEntry>();
+  /** network -> ip: resolve() starts from the caller's source IP, and builds no key string for it. */
+  private readonly portsByIp = new Map<string, Map<string, PortEntry>>();
 
   private readonly lock: HostLock;
 
@@ -66,6 +68,12 @@ export class InstanceService {
       };
       this.portsByIfname.set(nic.port, entry);
       this.portsByMac.set(nic.mac, entry);
+      let ips = this.portsByIp.get(nic.network);
+      if (!ips) {
+        ips = new Map();
+        this.portsByIp.set(nic.network, ips);
+      }
+      ips.set(nic.ip, entry);
     }
   }
 
@@ -75,6 +83,8 @@ export class InstanceService {
     for (const nic of rec.nics) {
       this.portsByIfname.delete(nic.port);
       this.portsByMac.delete(nic.mac);
+      const ips = this.portsByIp.get(nic.network);
+      if (ips?.get(nic.ip)?.instance === rec.id) ips.delete(nic.ip);
     }
   }
 
@@ -107,6 +117,10 @@ export class InstanceService {
 
   portByIfname(ifname: string): PortEntry | undefined {
     return this.portsByIfname.get(ifname);
+  }
+
+  portByIp(network: string, ip: string): PortEntry | undefined {
+    return this.portsByIp.get(network)?.get(ip);
   }
 
   guestOf(rec: InstanceRecord): NetnsGuestSpec | undefined {
@@ -214,6 +228,8 @@ export class InstanceService {
       if (boot && this.opts.libvirt) {
         const nic = { bridge: this.opts.driver.placement(network).bridge, mtu: network.mtu };
         await this.opts.libvirt.instantiate(rec, boot.image, nic, reverter);
+        // The tap exists once the domain runs: pin the guest's MAC to it.
+        await this.opts.driver.bindPort(port);
       } else {
         const guest = this.guestOf(rec) as NetnsGuestSpec;
         await this.opts.driver.ensureNetnsGuest(guest, toSpec(network));

@@ -25,6 +25,12 @@ export interface ServedNetwork {
   leaseSeconds: number;
   /** How long a declined address is not offered again (RFC 2131 §4.3.3). */
   declineHoldSeconds: number;
+  /**
+   * How long after an ACK for a new binding a DECLINE is believed (RFC 2131
+   * §4.4.1: the client probes the address it was just given, then declines).
+   * Default DECLINE_WINDOW_SECONDS.
+   */
+  declineWindowSeconds?: number;
 }
 
 /** The guest as berth assigned it; authorization already showed its MAC on its own port. */
@@ -46,6 +52,8 @@ export interface Lease {
   /** ISO time: the end of the lease, of a release (now) or of a decline hold. */
   expires: string;
   state: LeaseState;
+  /** ISO time of the last ACK for a new binding (not a renewal): a DECLINE must follow one. */
+  bound_at?: string;
 }
 
 /** Why a message gets no answer (the server stays silent, as RFC 2131 asks). */
@@ -57,9 +65,32 @@ export type SilentReason =
   | 'inform-without-ciaddr'
   | 'inform-wrong-address'
   | 'release-not-ours'
+  | 'release-not-from-assigned-ip'
+  | 'release-without-lease'
   | 'decline-not-ours'
+  | 'decline-not-from-unbound-client'
+  | 'decline-without-fresh-ack'
   | 'released'
   | 'declined';
+
+/**
+ * A DECLINE or RELEASE that does not hold together as the chaddr's own: it
+ * changes nothing, and is audited as a refusal in that instance's name.
+ */
+export const REFUSED_REASONS: ReadonlySet<string> = new Set<SilentReason>([
+  'release-not-ours',
+  'release-not-from-assigned-ip',
+  'release-without-lease',
+  'decline-not-ours',
+  'decline-not-from-unbound-client',
+  'decline-without-fresh-ack',
+]);
+
+/**
+ * RFC 5227's probes end within PROBE_WAIT + PROBE_NUM × PROBE_MAX +
+ * ANNOUNCE_WAIT = 9 s of the ACK; 15 s leaves room for a slow guest.
+ */
+export const DECLINE_WINDOW_SECONDS = 15;
 
 export interface Destination {
   address: string;
@@ -76,7 +107,6 @@ export interface Decision {
 
 const BROADCAST = '255.255.255.255';
 const CLIENT_PORT = 68;
-const SERVER_PORT = 67;
 const ZERO = '0.0.0.0';
 
 /** The configuration options, the same in every OFFER, ACK and INFORM answer. */
@@ -112,15 +142,27 @@ export const ALWAYS_SENT: readonly number[] = [
 ];
 
 /**
- * RFC 2131 §4.1: through a relay to giaddr:67; a NAK, and anything for a
- * client without an address, by broadcast (the endpoint cannot unicast to an
- * address nobody holds yet, it has no ARP entry to give the kernel); a
- * client with ciaddr set is reachable there.
+ * RFC 2131 §4.1, with berth's one difference. An OFFER or ACK for a client
+ * without an address goes to its assigned address, not to 255.255.255.255:
+ * the endpoint's PERMANENT neighbour entry turns that into a frame for the
+ * assigned MAC, which the bridge FDB pins to the guest's own port. A
+ * broadcast would reach every port of the bridge, including a foreign one
+ * that sent the request with the guest's MAC in chaddr, and hand it the
+ * guest's lease. The broadcast flag is the sender's to set, so it does not
+ * change this; every common client reads DHCP from a raw socket before it
+ * has an address. A NAK carries nothing worth stealing and is broadcast. A
+ * client with ciaddr set is reachable there. giaddr is ignored: every guest
+ * berth answers sits on a local port, so a relay address in the request is
+ * one the sender made up, and answering toward it would send a lease elsewhere.
  */
-export function destination(request: DhcpPacket, type: 'OFFER' | 'ACK' | 'NAK'): Destination {
-  if (request.giaddr !== ZERO) return { address: request.giaddr, port: SERVER_PORT };
-  if (type === 'NAK' || request.ciaddr === ZERO) return { address: BROADCAST, port: CLIENT_PORT };
-  return { address: request.ciaddr, port: CLIENT_PORT };
+export function destination(
+  request: DhcpPacket,
+  type: 'OFFER' | 'ACK' | 'NAK',
+  assigned?: string,
+): Destination {
+  if (type === 'NAK') return { address: BROADCAST, port: CLIENT_PORT };
+  if (request.ciaddr !== ZERO) return { address: request.ciaddr, port: CLIENT_PORT };
+  return { address: assigned ?? BROADCAST, port: CLIENT_PORT };
 }
 
 export function inSubnet(net: ServedNetwork, ip: string): boolean {
@@ -143,6 +185,8 @@ function holdsDecline(lease: Lease | undefined, now: number): boolean {
 
 export interface DecideInput {
   packet: DhcpPacket;
+  /** The datagram's source IP: 0.0.0.0 for a client with no address. */
+  source: string;
   binding: Binding;
   network: ServedNetwork;
   lease: Lease | undefined;
@@ -180,8 +224,10 @@ function grant(input: DecideInput, type: 'OFFER' | 'ACK'): DhcpReplySpec {
   };
 }
 
-function bound(input: DecideInput): Lease {
+/** fresh: the ACK gives a new binding (SELECTING, INIT-REBOOT, rapid commit), after which a client probes. */
+function bound(input: DecideInput, fresh: boolean): Lease {
   const { binding, network, now } = input;
+  const boundAt = fresh ? new Date(now).toISOString() : input.lease?.bound_at;
   return {
     mac: binding.mac,
     ip: binding.ip,
@@ -189,12 +235,14 @@ function bound(input: DecideInput): Lease {
     network: network.name,
     expires: isoAfter(now, network.leaseSeconds),
     state: 'bound',
+    ...(boundAt !== undefined ? { bound_at: boundAt } : {}),
   };
 }
 
-function ack(input: DecideInput): Decision {
+function ack(input: DecideInput, fresh: boolean): Decision {
   const spec = grant(input, 'ACK');
-  return { reply: { spec, to: destination(input.packet, 'ACK') }, lease: bound(input) };
+  const to = destination(input.packet, 'ACK', input.binding.ip);
+  return { reply: { spec, to }, lease: bound(input, fresh) };
 }
 
 function nak(input: DecideInput, why: string): Decision {
@@ -210,9 +258,9 @@ function nak(input: DecideInput, why: string): Decision {
 function discover(input: DecideInput): Decision {
   if (holdsDecline(input.lease, input.now)) return { reason: 'declined-hold' };
   // RFC 4039: with rapid commit the DISCOVER is answered by the ACK itself.
-  if (input.packet.options.rapidCommit) return ack(input);
+  if (input.packet.options.rapidCommit) return ack(input, true);
   const spec = grant(input, 'OFFER');
-  return { reply: { spec, to: destination(input.packet, 'OFFER') } };
+  return { reply: { spec, to: destination(input.packet, 'OFFER', input.binding.ip) } };
 }
 
 function request(input: DecideInput): Decision {
@@ -227,7 +275,7 @@ function request(input: DecideInput): Decision {
     const wanted = requested ?? (packet.ciaddr !== ZERO ? packet.ciaddr : undefined);
     if (wanted !== binding.ip)
       return nak(input, `requested address ${wanted ?? 'none'} is not this client's address`);
-    return ack(input);
+    return ack(input, true);
   }
   if (holdsDecline(input.lease, input.now)) return { reason: 'declined-hold' };
   if (requested !== undefined && packet.ciaddr === ZERO) {
@@ -236,22 +284,32 @@ function request(input: DecideInput): Decision {
       return nak(input, `requested address ${requested} is not on network ${network.subnet}`);
     if (requested !== binding.ip)
       return nak(input, `requested address ${requested} is not this client's address`);
-    return ack(input);
+    return ack(input, true);
   }
   if (packet.ciaddr !== ZERO) {
     // RENEWING (unicast) or REBINDING (broadcast): the client holds ciaddr.
     if (packet.ciaddr !== binding.ip)
       return nak(input, `address ${packet.ciaddr} is not this client's address`);
-    return ack(input);
+    return ack(input, false);
   }
   return { reason: 'request-without-address' };
 }
 
+/**
+ * Believed only when it holds together as the chaddr's own probe result: from
+ * a client with no address (source and ciaddr 0.0.0.0, RFC 2131 table 5),
+ * naming the chaddr's assigned IP, soon after an ACK that gave it. A running
+ * guest's lease cannot be parked by a DECLINE sent in its name later.
+ */
 function decline(input: DecideInput): Decision {
   const { packet, binding, network, now } = input;
   const opts = packet.options;
   if (opts.serverId !== undefined && opts.serverId !== network.serverId) return { reason: 'other-server' };
+  if (input.source !== ZERO || packet.ciaddr !== ZERO) return { reason: 'decline-not-from-unbound-client' };
   if (opts.requestedIp !== binding.ip) return { reason: 'decline-not-ours' };
+  const boundAt = input.lease?.bound_at === undefined ? Number.NaN : Date.parse(input.lease.bound_at);
+  const window = (network.declineWindowSeconds ?? DECLINE_WINDOW_SECONDS) * 1000;
+  if (!(now - boundAt >= 0 && now - boundAt <= window)) return { reason: 'decline-without-fresh-ack' };
   // The address is in use by someone else on the segment; offering it again at
   // once would loop. Hold it back for a while and let the audit say why.
   const lease: Lease = {
@@ -265,11 +323,14 @@ function decline(input: DecideInput): Decision {
   return { reason: 'declined', lease };
 }
 
+/** Only from the assigned address, naming it (RFC 2131 §4.4.6: unicast from the client's own ciaddr). */
 function release(input: DecideInput): Decision {
   const { packet, binding, network, now } = input;
   if (packet.options.serverId !== undefined && packet.options.serverId !== network.serverId)
     return { reason: 'other-server' };
-  if (packet.ciaddr !== binding.ip || input.lease === undefined) return { reason: 'release-not-ours' };
+  if (packet.ciaddr !== binding.ip) return { reason: 'release-not-ours' };
+  if (input.source !== binding.ip) return { reason: 'release-not-from-assigned-ip' };
+  if (input.lease === undefined) return { reason: 'release-without-lease' };
   return {
     reason: 'released',
     lease: { ...input.lease, expires: new Date(now).toISOString(), state: 'released' },

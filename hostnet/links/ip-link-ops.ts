@@ -2,10 +2,13 @@
 // sysctls as /proc/sys files, and each namespace's own /etc/netns folder.
 import { BerthError, couldNot } from '../../agent/errors.js';
 import { CommandError, type CommandRunner, osCommandRunner } from '../command.js';
+import { parseFdbDump, parseNeighDump } from '../observe/parse.js';
 import type {
   BridgeOptions,
+  FdbInfo,
   LinkInfo,
   LinkOps,
+  NeighbourInfo,
   PortVlan,
   RouteInfo,
   VethOptions,
@@ -17,6 +20,9 @@ import { ProcSysctl, type SysctlFiles } from './proc-sysctl.js';
 const NOT_FOUND =
   /Cannot find device|does not exist|No such file or directory|No such device|Cannot remove namespace/;
 const EXISTS = /File exists|already exists|Address already assigned/;
+// iproute2 older than 5.1 calls the unknown word garbage; a kernel without
+// NTF_STICKY refuses the flag with EINVAL.
+const STICKY_REFUSED = /garbage|sticky|Invalid argument|not supported/i;
 
 interface IpAddrJson {
   ifindex: number;
@@ -300,5 +306,53 @@ export class IpLinkOps implements LinkOps {
   async createVlanSubinterface(uplink: string, name: string, vid: number) {
     const argv = ['ip', 'link', 'add', 'link', uplink, 'name', name, 'type', 'vlan', 'id', String(vid)];
     await this.run(['create', 'VLAN subinterface', name], argv);
+  }
+
+  async listNeighbours(netns: string): Promise<NeighbourInfo[]> {
+    const { stdout } = await this.run(
+      ['list', 'neighbours in', netns],
+      this.ip(netns, ['-4', '-j', 'neigh', 'show']),
+    );
+    return parseNeighDump(stdout);
+  }
+
+  async pinNeighbour(ip: string, mac: string, dev: string, netns: string) {
+    const argv = this.ip(netns, ['neigh', 'replace', ip, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
+    await this.run(['pin', 'neighbour', `${ip} in ${netns}`], argv);
+  }
+
+  async deleteNeighbour(ip: string, dev: string, netns: string) {
+    await this.run(
+      ['remove', 'neighbour', `${ip} in ${netns}`],
+      this.ip(netns, ['neigh', 'del', ip, 'dev', dev]),
+      /No such file or directory|Cannot find device|RTNETLINK answers: No such|not found|does not exist/,
+    );
+  }
+
+  async listFdb(bridge: string): Promise<FdbInfo[]> {
+    const { stdout } = await this.run(
+      ['list', 'FDB of bridge', bridge],
+      ['bridge', '-j', 'fdb', 'show', 'br', bridge],
+    );
+    return parseFdbDump(stdout);
+  }
+
+  async pinFdb(mac: string, port: string, opts: { sticky: boolean; vlan?: number }) {
+    const argv = ['bridge', 'fdb', 'replace', mac, 'dev', port, 'master', 'static'];
+    if (opts.sticky) argv.push('sticky');
+    if (opts.vlan !== undefined) argv.push('vlan', String(opts.vlan));
+    try {
+      await this.runner.run(argv);
+    } catch (err) {
+      if (opts.sticky && err instanceof CommandError && STICKY_REFUSED.test(err.stderr))
+        throw couldNot('BERTH_ERR_KERNEL_FEATURE', 'pin', 'FDB entry', `${mac} on ${port}`, err);
+      throw couldNot('BERTH_ERR_HOST_OP', 'pin', 'FDB entry', `${mac} on ${port}`, err);
+    }
+  }
+
+  async deleteFdb(mac: string, port: string, vlan?: number) {
+    const argv = ['bridge', 'fdb', 'del', mac, 'dev', port, 'master'];
+    if (vlan !== undefined) argv.push('vlan', String(vlan));
+    await this.run(['remove', 'FDB entry', `${mac} on ${port}`], argv, NOT_FOUND);
   }
 }

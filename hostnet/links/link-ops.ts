@@ -61,6 +61,25 @@ export interface RouteInfo {
   dev: string | undefined;
 }
 
+/** One IPv4 neighbour entry in a namespace. */
+export interface NeighbourInfo {
+  ip: string;
+  mac: string;
+  dev: string;
+  /** Written by an administrator; ARP never replaces it. */
+  permanent: boolean;
+}
+
+/** One bridge FDB entry behind a port (the ports' own addresses left out). */
+export interface FdbInfo {
+  mac: string;
+  port: string;
+  bridge: string;
+  vlan?: number;
+  static: boolean;
+  sticky: boolean;
+}
+
 export interface LinkOps {
   listLinks(netns?: string): Promise<LinkInfo[]>;
   /** undefined when the link does not exist. */
@@ -105,6 +124,21 @@ export interface LinkOps {
   bridgeVlanAdd(dev: string, vid: number, flags?: VlanFlags): Promise<void>;
   bridgeVlanDel(dev: string, vid: number, flags?: VlanFlags): Promise<void>;
   createVlanSubinterface(uplink: string, name: string, vid: number): Promise<void>;
+  /** `ip -4 -j neigh show` in netns: entries with a MAC in a usable state. */
+  listNeighbours(netns: string): Promise<NeighbourInfo[]>;
+  /** `ip neigh replace IP lladdr MAC dev DEV nud permanent`. */
+  pinNeighbour(ip: string, mac: string, dev: string, netns: string): Promise<void>;
+  /** Succeeds when the entry (or its device) is already gone. */
+  deleteNeighbour(ip: string, dev: string, netns: string): Promise<void>;
+  /** `bridge -j fdb show br BRIDGE`, without the ports' own (permanent) addresses. */
+  listFdb(bridge: string): Promise<FdbInfo[]>;
+  /**
+   * `bridge fdb replace MAC dev PORT master static [sticky] [vlan N]`. Throws
+   * BERTH_ERR_KERNEL_FEATURE when the kernel or iproute2 refuses `sticky`.
+   */
+  pinFdb(mac: string, port: string, opts: { sticky: boolean; vlan?: number }): Promise<void>;
+  /** Succeeds when the entry or its port is already gone. */
+  deleteFdb(mac: string, port: string, vlan?: number): Promise<void>;
 }
 
 export { IpLinkOps } from './ip-link-ops.js';

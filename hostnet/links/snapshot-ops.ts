@@ -4,13 +4,16 @@
 // difference between one process per guest and five. Writes go straight to
 // the real ops and make what they touched be read afresh, so logic on top
 // sees its own changes exactly as it would without the snapshot.
-import type { LinkInfo, LinkOps } from './link-ops.js';
+import type { FdbInfo, LinkInfo, LinkOps, NeighbourInfo } from './link-ops.js';
 
 const ROOT = '';
 
 export class SnapshotLinkOps implements LinkOps {
   private netnsList: Promise<string[]> | undefined;
   private readonly listings = new Map<string, Promise<Map<string, LinkInfo>>>();
+  /** Each endpoint's neighbours and each bridge's FDB, read once per pass; a write drops its listing. */
+  private readonly neighbours = new Map<string, Promise<NeighbourInfo[]>>();
+  private readonly fdbs = new Map<string, Promise<FdbInfo[]>>();
   /** Root links written since the root listing: read one by one from then on. */
   private readonly stale = new Set<string>();
 
@@ -174,4 +177,48 @@ export class SnapshotLinkOps implements LinkOps {
   async createVlanSubinterface(uplink: string, name: string, vid: number): Promise<void> {
     await this.write([[name]], () => this.ops.createVlanSubinterface(uplink, name, vid));
   }
+
+  listNeighbours(netns: string): Promise<NeighbourInfo[]> {
+    return once(this.neighbours, netns, () => this.ops.listNeighbours(netns));
+  }
+
+  async pinNeighbour(ip: string, mac: string, dev: string, netns: string): Promise<void> {
+    this.neighbours.delete(netns);
+    await this.ops.pinNeighbour(ip, mac, dev, netns);
+    this.neighbours.delete(netns);
+  }
+
+  async deleteNeighbour(ip: string, dev: string, netns: string): Promise<void> {
+    this.neighbours.delete(netns);
+    await this.ops.deleteNeighbour(ip, dev, netns);
+    this.neighbours.delete(netns);
+  }
+
+  listFdb(bridge: string): Promise<FdbInfo[]> {
+    return once(this.fdbs, bridge, () => this.ops.listFdb(bridge));
+  }
+
+  /** A port's entries live on its bridge, which this snapshot does not know: every FDB listing goes. */
+  async pinFdb(mac: string, port: string, opts: { sticky: boolean; vlan?: number }): Promise<void> {
+    this.fdbs.clear();
+    await this.ops.pinFdb(mac, port, opts);
+    this.fdbs.clear();
+  }
+
+  async deleteFdb(mac: string, port: string, vlan?: number): Promise<void> {
+    this.fdbs.clear();
+    await this.ops.deleteFdb(mac, port, vlan);
+    this.fdbs.clear();
+  }
+}
+
+/** One read per key; a failed read is not remembered. */
+function once<T>(cache: Map<string, Promise<T>>, key: string, read: () => Promise<T>): Promise<T> {
+  let p = cache.get(key);
+  if (!p) {
+    p = read();
+    p.catch(() => cache.delete(key));
+    cache.set(key, p);
+  }
+  return p;
 }

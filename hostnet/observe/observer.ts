@@ -19,7 +19,7 @@ import {
   parseNeighLine,
   plainIPv4,
 } from './parse.js';
-import { decide, type PortDirectory, type ResolveResult, TRANSIENT_REASONS } from './resolve.js';
+import { decideIp, decideMac, type PortDirectory, type ResolveResult, TRANSIENT_REASONS } from './resolve.js';
 import { type FdbChange, FdbView, type NeighChange, NeighView } from './views.js';
 
 export interface ObservedNetwork {
@@ -185,9 +185,10 @@ export class IdentityObserver {
         `could not resolve caller on network "${network}": the network is not observed`,
       );
     }
-    const mac = this.neigh.get(net.netns)?.view.lookup(plainIPv4(srcIP));
-    const port = mac === undefined ? undefined : this.fdb.lookup(net.bridge, mac, net.vlan)?.port;
-    return decide(network, mac, port, this.opts.directory);
+    const ip = plainIPv4(srcIP);
+    const neighbour = this.neigh.get(net.netns)?.view.lookup(ip);
+    const port = neighbour && this.fdb.lookup(net.bridge, neighbour.mac, net.vlan)?.port;
+    return decideIp(network, ip, neighbour, port, this.opts.directory);
   }
 
   /** True when the bridges already carry mac: a pool must not hand it out. */
@@ -204,7 +205,7 @@ export class IdentityObserver {
         `could not resolve MAC on network "${network}": the network is not observed`,
       );
     }
-    return decide(network, mac, this.fdb.lookup(net.bridge, mac, net.vlan)?.port, this.opts.directory);
+    return decideMac(network, mac, this.fdb.lookup(net.bridge, mac, net.vlan)?.port, this.opts.directory);
   }
 
   /**

@@ -11,6 +11,8 @@ export interface FdbRecord {
   /** Only set on a VLAN-filtering bridge. */
   vlan?: number;
   static: boolean;
+  /** A static entry the bridge never moves to another port (berth's pin). */
+  sticky: boolean;
 }
 
 export type FdbEvent = { kind: 'add'; record: FdbRecord } | { kind: 'del'; record: FdbRecord };
@@ -19,6 +21,8 @@ export interface NeighRecord {
   ip: string;
   dev: string;
   mac: string;
+  /** PERMANENT: written by an administrator (berth); ARP never changes it. */
+  permanent: boolean;
 }
 
 /** A neighbour that maps an IP to a MAC (`add`), or no longer does (`del`). */
@@ -41,9 +45,10 @@ function fdbRecord(
   bridge: string | undefined,
   state: string,
   vlan: number | undefined,
+  sticky: boolean,
 ) {
   if (!bridge || port === bridge || state === 'permanent' || !MAC.test(mac)) return undefined;
-  const record: FdbRecord = { mac, port, bridge, static: state === 'static' };
+  const record: FdbRecord = { mac, port, bridge, static: state === 'static', sticky };
   if (vlan !== undefined) record.vlan = vlan;
   return record;
 }
@@ -62,6 +67,7 @@ export function parseFdbDump(json: string): FdbRecord[] {
       typeof r.master === 'string' ? r.master : undefined,
       typeof r.state === 'string' ? r.state : '',
       typeof r.vlan === 'number' ? r.vlan : undefined,
+      Array.isArray(r.flags) && r.flags.includes('sticky'),
     );
     if (record) out.push(record);
   }
@@ -70,7 +76,7 @@ export function parseFdbDump(json: string): FdbRecord[] {
 
 /**
  * Parses one line of `bridge monitor fdb`:
- * `[Deleted ]MAC dev PORT [vlan N] [self] master BRIDGE [permanent|static|...]`.
+ * `[Deleted ]MAC dev PORT [vlan N] [self] [sticky] master BRIDGE [permanent|static|...]`.
  */
 export function parseFdbLine(line: string): FdbEvent | undefined {
   let words = line.replace(BANNER, '').trim().split(/\s+/);
@@ -91,6 +97,7 @@ export function parseFdbLine(line: string): FdbEvent | undefined {
     valueAfter(words, 'master'),
     state,
     Number.isInteger(vlan) ? vlan : undefined,
+    words.includes('sticky'),
   );
   if (!record) return undefined;
   return deleted ? { kind: 'del', record } : { kind: 'add', record };
@@ -106,7 +113,7 @@ export function parseNeighDump(json: string): NeighRecord[] {
     if (typeof r.dst !== 'string' || typeof r.dev !== 'string' || typeof r.lladdr !== 'string') continue;
     const mac = r.lladdr.toLowerCase();
     if (!isIPv4Text(r.dst) || !MAC.test(mac) || !states.some((s) => USABLE_STATES.has(s))) continue;
-    out.push({ ip: r.dst, dev: r.dev, mac });
+    out.push({ ip: r.dst, dev: r.dev, mac, permanent: states.includes('PERMANENT') });
   }
   return out;
 }
@@ -132,7 +139,7 @@ export function parseNeighLine(line: string): NeighEvent | undefined {
   const mac = valueAfter(words, 'lladdr')?.toLowerCase();
   const usable = words.some((w) => USABLE_STATES.has(w));
   if (deleted || !usable || !mac || !MAC.test(mac)) return { kind: 'del', ip, dev };
-  return { kind: 'add', record: { ip, dev, mac } };
+  return { kind: 'add', record: { ip, dev, mac, permanent: words.includes('PERMANENT') } };
 }
 
 /** Source addresses of IPv4 peers on a dual-stack socket arrive as `::ffff:a.b.c.d`. */

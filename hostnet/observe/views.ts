@@ -2,6 +2,7 @@
 // bridges (root namespace), and which MAC each IP has in one endpoint namespace.
 // Both report real changes only, so caches above them can be invalidated.
 import type { FdbEvent, FdbRecord, NeighEvent, NeighRecord } from './parse.js';
+import type { NeighbourSeen } from './resolve.js';
 
 export interface FdbChange {
   kind: 'fdb';
@@ -11,6 +12,8 @@ export interface FdbChange {
   /** Undefined when the MAC left the bridge (aged out, port removed). */
   port: string | undefined;
   previousPort: string | undefined;
+  /** A static sticky entry: berth's pin, which no frame can move. */
+  pinned: boolean;
 }
 
 export interface NeighChange {
@@ -19,7 +22,11 @@ export interface NeighChange {
   ip: string;
   mac: string | undefined;
   previousMac: string | undefined;
+  /** The entry is PERMANENT (berth's), not learned. */
+  permanent: boolean;
 }
+
+const pinned = (r: FdbRecord | undefined) => r?.static === true && r.sticky;
 
 function fdbKey(bridge: string, mac: string, vlan: number | undefined): string {
   return vlan === undefined ? `${bridge}|${mac}` : `${bridge}|${mac}|${vlan}`;
@@ -55,7 +62,7 @@ export class FdbView {
     const old = this.entries.get(key);
     if (event.kind === 'add') {
       this.entries.set(key, r);
-      if (old?.port !== r.port) this.changed(r, r.port, old?.port);
+      if (old?.port !== r.port || pinned(old) !== pinned(r)) this.changed(r, r.port, old?.port);
     } else if (old && old.port === r.port) {
       // A delete for another port is stale news about a MAC that has since moved.
       this.entries.delete(key);
@@ -69,20 +76,29 @@ export class FdbView {
     const old = new Map(this.entries);
     this.entries.clear();
     for (const [key, r] of next) this.entries.set(key, r);
-    for (const [key, r] of next)
-      if (old.get(key)?.port !== r.port) this.changed(r, r.port, old.get(key)?.port);
+    for (const [key, r] of next) {
+      const was = old.get(key);
+      if (was?.port !== r.port || pinned(was) !== pinned(r)) this.changed(r, r.port, was?.port);
+    }
     for (const [key, r] of old) if (!next.has(key)) this.changed(r, undefined, r.port);
   }
 
   private changed(r: FdbRecord, port: string | undefined, previousPort: string | undefined): void {
-    const change: FdbChange = { kind: 'fdb', bridge: r.bridge, mac: r.mac, port, previousPort };
+    const change: FdbChange = {
+      kind: 'fdb',
+      bridge: r.bridge,
+      mac: r.mac,
+      port,
+      previousPort,
+      pinned: port !== undefined && pinned(r),
+    };
     if (r.vlan !== undefined) change.vlan = r.vlan;
     this.emit(change);
   }
 }
 
 export class NeighView {
-  private readonly macs = new Map<string, string>();
+  private readonly entries = new Map<string, NeighbourSeen>();
 
   constructor(
     readonly netns: string,
@@ -90,29 +106,37 @@ export class NeighView {
   ) {}
 
   get size(): number {
-    return this.macs.size;
+    return this.entries.size;
   }
 
-  lookup(ip: string): string | undefined {
-    return this.macs.get(ip);
+  lookup(ip: string): NeighbourSeen | undefined {
+    return this.entries.get(ip);
   }
 
   apply(event: NeighEvent): void {
-    if (event.kind === 'add') this.set(event.record.ip, event.record.mac);
+    if (event.kind === 'add') this.set(event.record.ip, event.record);
     else this.set(event.ip, undefined);
   }
 
   replace(records: NeighRecord[]): void {
-    const next = new Map(records.map((r) => [r.ip, r.mac] as const));
-    for (const ip of [...this.macs.keys()]) if (!next.has(ip)) this.set(ip, undefined);
-    for (const [ip, mac] of next) this.set(ip, mac);
+    const next = new Map(records.map((r) => [r.ip, r] as const));
+    for (const ip of [...this.entries.keys()]) if (!next.has(ip)) this.set(ip, undefined);
+    for (const [ip, r] of next) this.set(ip, r);
   }
 
-  private set(ip: string, mac: string | undefined): void {
-    const previousMac = this.macs.get(ip);
-    if (previousMac === mac) return;
-    if (mac === undefined) this.macs.delete(ip);
-    else this.macs.set(ip, mac);
-    this.emit({ kind: 'neigh', netns: this.netns, ip, mac, previousMac });
+  /** A learned entry turning PERMANENT with the same MAC is a change too: it decides identity now. */
+  private set(ip: string, seen: NeighbourSeen | undefined): void {
+    const previous = this.entries.get(ip);
+    if (previous?.mac === seen?.mac && previous?.permanent === seen?.permanent) return;
+    if (seen === undefined) this.entries.delete(ip);
+    else this.entries.set(ip, { mac: seen.mac, permanent: seen.permanent });
+    this.emit({
+      kind: 'neigh',
+      netns: this.netns,
+      ip,
+      mac: seen?.mac,
+      previousMac: previous?.mac,
+      permanent: seen?.permanent ?? false,
+    });
   }
 }

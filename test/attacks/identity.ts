@@ -1,10 +1,12 @@
 // Rows about who the metadata service thinks is calling: a namespace on a
-// port berth does not own, and a guest's MAC showing up on another port. The
-// caller is the observed MAC on its observed bridge port, never a header.
-import { setTimeout as sleep } from 'node:timers/promises';
+// port berth does not own, a guest's MAC showing up on another port, and ARP
+// lies about a guest. The caller is X only when its source IP is X's assigned
+// IP, the endpoint's entry for it is berth's PERMANENT one with X's MAC, and
+// the FDB pins X's MAC on X's port: never a header, never a learned entry.
 import type { Test } from 'tap';
-import { fdbPort, inNetns, type Lab, rogue } from '../helpers/hostnet_lab.js';
+import { fdbPort, inNetns, type Lab, rogue, sh } from '../helpers/hostnet_lab.js';
 import { mdGuest } from '../helpers/metadata_lab.js';
+import { probe } from './guest-probe.js';
 import { auditCursor, auditSince, tryCurl } from './observe.js';
 import { attack, see } from './result.js';
 
@@ -19,7 +21,7 @@ async function stranger(t: Test, lab: Lab, tag: string, bridge: string, mac: str
 
 export const metadataUnknownPort = attack(
   'Metadata from an unknown port',
-  '403 port-not-owned, audited with the MAC and port observed; a guest on an owned port is served',
+  '403 ip-not-assigned, audited with the IP, MAC and port observed; a guest on an owned port is served',
   async (t, { lab, subnet }) => {
     const cidr = subnet();
     const net = await lab.network('up', cidr);
@@ -36,11 +38,11 @@ export const metadataUnknownPort = attack(
         `control: the owned guest gets ${control.status} ${control.body}`,
       ),
       see(
-        got.status === 403 && /port-not-owned/.test(got.body),
+        got.status === 403 && /ip-not-assigned/.test(got.body),
         `stranger: ${got.status} ${got.body.trim()}`,
       ),
       see(
-        rec?.reason === 'port-not-owned' && rec.port === r.port,
+        rec?.reason === 'ip-not-assigned' && rec.port === r.port,
         `audit: ${rec ? `${rec.reason} on port ${rec.port}` : 'no record'}`,
       ),
     ];
@@ -49,7 +51,7 @@ export const metadataUnknownPort = attack(
 
 export const macMoved = attack(
   'The MAC moved to another port',
-  "a guarded guest cannot send another guest's MAC (mac-spoof drop, the FDB keeps the owner's port); from an unguarded port the clone gets 403 mac-wrong-port, audited; the owner is served again",
+  "a guarded guest cannot send another guest's MAC (mac-spoof drop, the FDB keeps the owner's port); from an unguarded port the clone gets no answer (the owner's MAC stays pinned, static sticky, on the owner's port); the owner is served throughout",
   async (t, { lab, subnet }) => {
     const cidr = subnet();
     const net = await lab.network('mv', cidr);
@@ -65,16 +67,9 @@ export const macMoved = attack(
     const fdb = await fdbPort(net.bridge, owner.mac);
 
     const clone = await stranger(t, lab, 'mv', net.bridge, owner.mac, cidr.replace(/0\/24$/, '201'));
-    const cursor = await auditCursor(lab);
     const cloned = await tryCurl(clone.netns, ID);
-    const rec = (await auditSince(lab, cursor, 'metadata.request')).find((x) => x.port === clone.port);
-
-    // The owner's next frames move its MAC back to its own port.
-    let back = await tryCurl(owner.netns, ID);
-    for (let i = 0; i < 10 && back.status !== 200; i++) {
-      await sleep(200);
-      back = await tryCurl(owner.netns, ID);
-    }
+    const pinned = await fdbPort(net.bridge, owner.mac);
+    const back = await tryCurl(owner.netns, ID);
     return [
       see(control.status === 200, `control: the owner gets ${control.status}`),
       see(
@@ -86,18 +81,103 @@ export const macMoved = attack(
         fdb === owner.port,
         `FDB puts the owner's MAC on ${fdb === owner.port ? "the owner's port" : (fdb ?? 'no port')}`,
       ),
+      see(cloned.status === 0, `unguarded clone: ${cloned.status ? `HTTP ${cloned.status}` : 'no answer'}`),
       see(
-        cloned.status === 403 && /mac-wrong-port/.test(cloned.body),
-        `unguarded clone: ${cloned.status} ${cloned.body.trim()}`,
+        pinned === owner.port,
+        `after the clone spoke, the FDB puts the owner's MAC on ${pinned === owner.port ? "the owner's port" : (pinned ?? 'no port')}`,
+      ),
+      see(back.status === 200 && back.body === owner.id, `the owner gets ${back.status} ${back.body}`),
+    ];
+  },
+);
+
+/** The endpoint's neighbour entry for ip, read from the host: MAC and NUD state. */
+async function endpointEntry(lab: Lab, network: string, ip: string) {
+  const out = await sh('ip', ['-n', `${lab.prefix}-ep-${network}`, '-j', 'neigh', 'show', ip]);
+  const e = (JSON.parse(out || '[]') as { lladdr?: string; state?: string[] }[])[0];
+  return { mac: e?.lladdr, state: e?.state?.join(',') ?? 'none' };
+}
+
+export const arpPayloadNamesGuest = attack(
+  "An ARP payload naming a guest's MAC, from a foreign port",
+  "the endpoint's entry for the guest's IP stays berth's PERMANENT one with the guest's MAC; an IP bound to the guest's MAC by ARP gets no answer, and the same IP on its own MAC gets 403 ip-not-assigned, audited; never answered as the guest",
+  async (t, { lab, subnet }) => {
+    const cidr = subnet();
+    const net = await lab.network('ap', cidr);
+    const victim = await mdGuest(lab, 'ap-v', 'ap');
+    const control = await tryCurl(victim.netns, ID);
+    const ip = cidr.replace(/0\/24$/, '200');
+    const r = await stranger(t, lab, 'ap', net.bridge, '02:6a:00:00:00:01', ip);
+    // The lie about the victim's own IP, as a request and as a reply.
+    await probe(r.netns, ['arp', 'eth0', 'request', victim.mac, victim.ip, net.service_ip, '3']);
+    await probe(r.netns, ['arp', 'eth0', 'reply', victim.mac, victim.ip, net.service_ip, '3']);
+    const pinned = await endpointEntry(lab, 'ap', victim.ip);
+    // The lie about the attacker's IP: the endpoint learns victim MAC behind it. The attacker
+    // keeps its own kernel from ARPing (a static entry for the endpoint) so the lie stands.
+    const epMac = (await sh('ip', ['-n', `${lab.prefix}-ep-ap`, '-j', 'link', 'show', 'ep0'])).match(
+      /"address":"([0-9a-f:]{17})"/,
+    )?.[1] as string;
+    await inNetns(r.netns, ['ip', 'neigh', 'replace', '169.254.169.254', 'lladdr', epMac, 'dev', 'eth0']);
+    await probe(r.netns, ['arp', 'eth0', 'request', victim.mac, ip, net.service_ip, '3']);
+    const learned = await endpointEntry(lab, 'ap', ip);
+    const resolved = await lab.resolve('ap', ip);
+    const lied = await tryCurl(r.netns, ID);
+    // The attacker's own MAC for its IP: the request arrives, and is refused.
+    await inNetns(r.netns, ['ip', 'neigh', 'del', '169.254.169.254', 'dev', 'eth0']);
+    const cursor = await auditCursor(lab);
+    const own = await tryCurl(r.netns, ID);
+    const rec = (await auditSince(lab, cursor, 'metadata.request')).find((x) => x.port === r.port);
+    const after = await tryCurl(victim.netns, ID);
+    return [
+      see(control.status === 200 && control.body === victim.id, `control: the victim gets ${control.status}`),
+      see(
+        pinned.mac === victim.mac && pinned.state === 'PERMANENT',
+        `the endpoint's entry for the victim's IP after the lies: ${pinned.mac} ${pinned.state}`,
       ),
       see(
-        rec?.reason === 'mac-wrong-port' && rec.mac === owner.mac,
-        `audit: ${rec ? `${rec.reason}, MAC ${rec.mac} on port ${rec.port}` : 'no record'}`,
+        learned.mac === victim.mac && resolved.reason === 'ip-not-assigned',
+        `${ip} learned as ${learned.mac} (${learned.state}); resolve says ${resolved.ok ? `instance ${resolved.instance}` : resolved.reason}`,
       ),
       see(
-        back.status === 200 && back.body === owner.id,
-        `the owner, speaking again, gets ${back.status} ${back.body}`,
+        lied.status === 0,
+        `HTTP from ${ip} behind the victim's MAC: ${lied.status ? `HTTP ${lied.status}` : 'no answer'}`,
       ),
+      see(
+        own.status === 403 && /ip-not-assigned/.test(own.body) && !own.body.includes(victim.id),
+        `HTTP from ${ip} on its own MAC: ${own.status} ${own.body.trim()}`,
+      ),
+      see(
+        rec?.reason === 'ip-not-assigned' && rec.ip === ip,
+        `audit: ${rec ? `${rec.reason}, IP ${rec.ip}, MAC ${rec.mac} on port ${rec.port}` : 'no record'}`,
+      ),
+      see(after.status === 200 && after.body === victim.id, `the victim afterwards: ${after.status}`),
+    ];
+  },
+);
+
+export const guestMacFromForeignPort = attack(
+  "A guest's MAC as frame source from a foreign port",
+  "the FDB keeps the guest's MAC pinned (static sticky) on the guest's port; resolve still names the guest; the guest is served",
+  async (t, { lab, subnet }) => {
+    const cidr = subnet();
+    const net = await lab.network('sk', cidr);
+    const victim = await mdGuest(lab, 'sk-v', 'sk');
+    const r = await stranger(t, lab, 'sk', net.bridge, '02:6b:00:00:00:01', cidr.replace(/0\/24$/, '200'));
+    await probe(r.netns, ['macsrc', 'eth0', victim.mac, net.service_ip, '20']);
+    const fdb = await sh('bridge', ['fdb', 'show', 'br', net.bridge]);
+    const line = fdb.split('\n').find((l) => l.startsWith(`${victim.mac} `)) ?? 'none';
+    const resolved = await lab.resolve('sk', victim.ip);
+    const served = await tryCurl(victim.netns, ID);
+    return [
+      see(
+        line.includes(`dev ${victim.port} `) && /sticky/.test(line) && /static/.test(line),
+        `after 20 frames with its MAC from the foreign port, the FDB says: ${line.trim()}`,
+      ),
+      see(
+        resolved.ok && resolved.instance === victim.id && resolved.port === victim.port,
+        `resolve: ${resolved.ok ? `${resolved.instance} on ${resolved.port}` : resolved.reason}`,
+      ),
+      see(served.status === 200 && served.body === victim.id, `the guest is served: ${served.status}`),
     ];
   },
 );

@@ -1,9 +1,9 @@
 // The attack matrix of issue #8, in the order docs/security.md lists it.
-import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
+import { dhcpDeclineReleaseForged, dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
 import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
-import { macMoved, metadataUnknownPort } from './identity.js';
+import { arpPayloadNamesGuest, guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
 import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
 import { dnsRebinding, tokenOtherInstance, xffOnTokenPut } from './metadata.js';
 import type { AttackFn } from './result.js';
@@ -13,9 +13,12 @@ export const MATRIX: readonly AttackFn[] = [
   ipSpoof,
   garpForeignIp,
   dhcpForeignChaddr,
+  dhcpDeclineReleaseForged,
   dhcpStarvation,
   metadataUnknownPort,
   macMoved,
+  arpPayloadNamesGuest,
+  guestMacFromForeignPort,
   tokenOtherInstance,
   xffOnTokenPut,
   dnsRebinding,

@@ -8,6 +8,14 @@
                                         connection, reads the answer until close (or 3 s)
   probe.py udp HOST PORT TEXT           one UDP datagram
   probe.py tcpscan HOST FIRST LAST [P]  TCP ports that accept a connection, FIRST..LAST plus P...
+  probe.py arp IFACE OP HWSRC PSRC PDST [COUNT]
+                                        COUNT ARP frames (OP request|reply) from IFACE's own MAC whose
+                                        payload names HWSRC/PSRC as sender: a lie about who holds PSRC
+  probe.py macsrc IFACE MAC PDST COUNT  COUNT frames with Ethernet source MAC (gratuitous-ARP shaped,
+                                        naming PDST), to drag MAC onto IFACE's bridge port
+  probe.py dhcpforge IFACE KIND CHADDR SRC CIADDR REQUESTED SERVER
+                                        one DHCP KIND (decline|release) in CHADDR's name, from IP SRC,
+                                        with ciaddr CIADDR and option 50 REQUESTED ('-' for none)
 
 Prints one JSON object.
 """
@@ -172,6 +180,52 @@ def scan_chunk(host, ports):
     return sorted(found), len(left)
 
 
+def _scapy():
+    import logging
+
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    import scapy.all as scapy  # noqa: E402
+
+    return scapy
+
+
+def arp(iface, op, hwsrc, psrc, pdst, count):
+    s = _scapy()
+    own = s.get_if_hwaddr(iface)
+    dst = "ff:ff:ff:ff:ff:ff"
+    frame = s.Ether(src=own, dst=dst) / s.ARP(
+        op=1 if op == "request" else 2, hwsrc=hwsrc, psrc=psrc, pdst=pdst,
+        hwdst="00:00:00:00:00:00" if op == "request" else dst,
+    )
+    s.sendp(frame, iface=iface, count=count, inter=0.05, verbose=False)
+    return {"sent": count, "from": own}
+
+
+def macsrc(iface, mac, pdst, count):
+    s = _scapy()
+    frame = s.Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / s.ARP(op=1, hwsrc=mac, psrc="0.0.0.0", pdst=pdst)
+    s.sendp(frame, iface=iface, count=count, inter=0.05, verbose=False)
+    return {"sent": count}
+
+
+def dhcpforge(iface, kind, chaddr, src, ciaddr, requested, server):
+    s = _scapy()
+    s.conf.checkIPaddr = False
+    opts = [("message-type", kind), ("server_id", server)]
+    if requested != "-":
+        opts.append(("requested_addr", requested))
+    dst = "255.255.255.255" if kind == "decline" else server
+    frame = (
+        s.Ether(src=s.get_if_hwaddr(iface), dst="ff:ff:ff:ff:ff:ff")
+        / s.IP(src=src, dst=dst)
+        / s.UDP(sport=68, dport=67)
+        / s.BOOTP(chaddr=bytes.fromhex(chaddr.replace(":", "")), ciaddr=ciaddr, xid=random.randint(1, 0xFFFFFFFF))
+        / s.DHCP(options=opts + ["end"])
+    )
+    s.sendp(frame, iface=iface, verbose=False)
+    return {"sent": 1}
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "dhcpflood":
@@ -182,6 +236,12 @@ def main():
         out = udp(args[0], int(args[1]), args[2])
     elif cmd == "tcpscan":
         out = tcpscan(args[0], int(args[1]), int(args[2]), [int(p) for p in args[3:]])
+    elif cmd == "arp":
+        out = arp(args[0], args[1], args[2], args[3], args[4], int(args[5]) if len(args) > 5 else 3)
+    elif cmd == "macsrc":
+        out = macsrc(args[0], args[1], args[2], int(args[3]))
+    elif cmd == "dhcpforge":
+        out = dhcpforge(*args[:7])
     else:
         sys.exit(f"unknown probe {cmd!r}")
     print(json.dumps(out))

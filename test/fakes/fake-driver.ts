@@ -67,6 +67,9 @@ export class FakeDriver implements NetworkDriver {
     this.step(`unguardPort ${ifname}`);
     this.guarded.delete(ifname);
   }
+  async bindPort(port: PortSpec) {
+    this.step(`bindPort ${port.ifname}`);
+  }
   async ensureNetnsGuest(guest: NetnsGuestSpec) {
     this.step(`ensureNetnsGuest ${guest.netns}`);
     this.guests.add(guest.netns);

@@ -12,7 +12,7 @@ import {
   udhcpcOnce,
   udhcpcScript,
 } from '../helpers/dhcp_lab.js';
-import { inNetns, isRoot, rogue } from '../helpers/hostnet_lab.js';
+import { fdbPort, inNetns, isRoot, rogue } from '../helpers/hostnet_lab.js';
 
 if (!isRoot()) {
   t.plan(0, 'needs root (real bridges, veths, network namespaces and nftables)');
@@ -35,7 +35,9 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
   t.not(r1.code, 0, 'udhcpc timed out without a lease');
   t.notMatch(r1.stdout, /event=bound/);
 
-  // An assigned MAC (the known guest's) on a port that is not its own.
+  // An assigned MAC (the known guest's) on a port that is not its own. The bridge
+  // never moves it there (berth pinned it, static sticky, to the guest's port),
+  // and the OFFER goes to the assigned address, so to that pinned port only.
   const thief = await rogue(t, lab.prefix, 't', net.bridge, {
     mac: guest.mac,
     ip: '10.73.0.201',
@@ -43,6 +45,8 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
   });
   const r2 = await inNetns(thief.netns, udhcpcArgv(script));
   t.not(r2.code, 0, 'the MAC thief gets no lease either');
+  t.notMatch(r2.stdout, /event=bound/);
+  t.equal(await fdbPort(net.bridge, guest.mac), guest.port, "the guest's MAC stays on the guest's port");
 
   const records = await lab.json<AuditRecord[]>(['audit', '--event', 'dhcp.discover', '--limit', '1000']);
   const strangers = records.filter((r) => r.mac === '02:00:5e:10:00:01');
@@ -54,12 +58,6 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
   t.ok(
     strangers.some((r) => r.port === stranger.port),
     `the record names the port the stranger was observed on (${JSON.stringify(strangers)})`,
-  );
-  const thefts = records.filter((r) => r.mac === guest.mac);
-  t.ok(thefts.length >= 1, 'the thief is audited');
-  t.ok(
-    thefts.some((r) => r.reason === 'mac-wrong-port' && r.port === thief.port && r.instance === guest.id),
-    `refused as the right MAC on the wrong port (${JSON.stringify(thefts)})`,
   );
   t.same(await lab.json<unknown[]>(['lease', 'list']), [], 'no lease was handed out');
 

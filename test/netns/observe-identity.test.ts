@@ -1,6 +1,7 @@
 // Root tier: real bridges, veths and namespaces. Guests talk to a network's
-// endpoint namespace, and the observer must name each caller by the MAC the
-// endpoint saw and the bridge port the kernel learned it on.
+// endpoint namespace, and the observer must name each caller by its assigned
+// IP, the PERMANENT neighbour entry written for it (as berth writes it), and
+// the bridge port the kernel shows its MAC on. A learned entry never decides.
 import { readdirSync, readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
@@ -77,6 +78,9 @@ async function attach(
 }
 
 const ping = (ns: string, ip: string) => run('ip', 'netns', 'exec', ns, 'ping', '-c1', '-W2', ip);
+/** What berth writes for each guest: the endpoint's PERMANENT entry assigned IP -> assigned MAC. */
+const pin = (ns: string, ip: string, mac: string) =>
+  run('ip', '-n', ns, 'neigh', 'replace', ip, 'lladdr', mac, 'dev', 'eth0', 'nud', 'permanent');
 
 t.test('each guest resolves to its own instance; strangers and clones do not', async (t) => {
   const net = `n1${tag}`;
@@ -126,13 +130,36 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
   t.equal(monitorChildren().length, 2, 'one FDB monitor and one neighbour monitor run');
   const dumpsAtStart = runner.dumps.length;
 
+  // Guest A speaks before its entry is pinned: the endpoint learns A by ARP, and that never decides.
+  await ping(guests.a.ns, '10.99.0.2');
+  await waitFor(
+    () => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason !== 'no-neighbour',
+  );
+  t.same(
+    observer.resolveNow(net, guests.a.ip),
+    { ok: false, reason: 'neighbour-not-pinned', mac: guests.a.mac, port: guests.a.port, instance: 'inst-a' },
+    'a learned neighbour entry is refused',
+  );
+  await run('ip', '-n', epNs, 'neigh', 'flush', 'dev', 'eth0');
+  await run('bridge', 'fdb', 'del', guests.a.mac, 'dev', guests.a.port, 'master').catch(() => undefined);
+  await waitFor(
+    () => (observer.resolveNow(net, guests.a.ip) as { reason?: string }).reason === 'no-neighbour',
+  );
+
   for (const g of Object.values(guests)) {
     t.same(
       observer.resolveNow(net, g.ip),
-      { ok: false, reason: 'no-neighbour' },
-      `${g.ip} is unknown before it speaks`,
+      { ok: false, reason: 'no-neighbour', instance: g.instance },
+      `${g.ip} has no entry before berth pins it`,
     );
-    // The guest's first packet races its own neighbour event; resolve() must wait, not refuse.
+    await pin(epNs, g.ip, g.mac);
+    await waitFor(() => (observer.resolveNow(net, g.ip) as { reason?: string }).reason !== 'no-neighbour');
+    t.same(
+      observer.resolveNow(net, g.ip),
+      { ok: false, reason: 'mac-not-on-port', mac: g.mac, instance: g.instance },
+      `${g.ip} is pinned, its MAC not yet seen on any port`,
+    );
+    // The guest's first frame races its own FDB event; resolve() must wait, not refuse.
     const started = performance.now();
     const [answer] = await Promise.all([
       observer.resolve(net, g.ip, { waitMs: 3000 }),
@@ -154,9 +181,10 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
   const stranger = { ns: `ob-g-${tag}-u`, port: port('u'), mac: '02:0b:00:00:00:13' };
   await attach(t, stranger.ns, stranger.port, br, ['10.99.0.13/24'], stranger.mac);
   await ping(stranger.ns, '10.99.0.2');
+  await waitFor(() => observer.resolveNow(net, '10.99.0.13').port !== undefined);
   t.same(await observer.resolve(net, '10.99.0.13', { waitMs: 2000 }), {
     ok: false,
-    reason: 'port-not-owned',
+    reason: 'ip-not-assigned',
     mac: stranger.mac,
     port: stranger.port,
   });
@@ -171,6 +199,7 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
     reason: 'mac-wrong-port',
     mac: guests.b.mac,
     port: clone.port,
+    instance: 'inst-b',
   });
   t.ok(
     changes.some(
@@ -188,8 +217,22 @@ t.test('each guest resolves to its own instance; strangers and clones do not', a
   t.equal(observer.resolveNow(net, guests.b.ip).ok, true);
 
   t.same(runner.dumps.length, dumpsAtStart, 'no dump ran after start: events alone fed the views');
-  // A stranger nobody has seen: after the wait, one dump of each table, then refused.
-  t.same(await observer.resolve(net, '10.99.0.99', { waitMs: 50 }), { ok: false, reason: 'no-neighbour' });
+  // An address nobody was assigned is refused at once: no wait, no dump.
+  t.same(await observer.resolve(net, '10.99.0.98', { waitMs: 50 }), { ok: false, reason: 'ip-not-assigned' });
+  t.equal(runner.dumps.length, dumpsAtStart, 'an unassigned IP costs no dump');
+  // An assigned IP with no entry yet: after the wait, one dump of each table, then refused.
+  directory.set({
+    ifname: port('z'),
+    mac: '02:0b:00:00:00:99',
+    instance: 'inst-z',
+    network: net,
+    ip: '10.99.0.99',
+  });
+  t.same(await observer.resolve(net, '10.99.0.99', { waitMs: 50 }), {
+    ok: false,
+    reason: 'no-neighbour',
+    instance: 'inst-z',
+  });
   t.equal(runner.dumps.length, dumpsAtStart + 2, 'the FDB and the neighbours dumped once each');
   t.same(warnings, []);
 
@@ -217,6 +260,7 @@ t.test('two networks with the same subnet and guest IPs stay apart', async (t) =
     await attach(t, n.ep, names.endpointVeth(n.name), br, ['10.99.0.2/24', '169.254.169.254/32']);
     await attach(t, n.guest, n.port, br, ['10.99.0.11/24'], n.mac);
     directory.set({ ifname: n.port, mac: n.mac, instance: n.instance, network: n.name, ip: '10.99.0.11' });
+    await pin(n.ep, '10.99.0.11', n.mac);
     await observer.addNetwork({ name: n.name, bridge: br, netns: n.ep });
   }
   await Promise.all(nets.map((n) => ping(n.guest, '10.99.0.2')));
@@ -244,7 +288,7 @@ t.test('a monitor killed under the observer is restarted and resynced', async (t
   await attach(t, ep, names.endpointVeth(net), br, ['10.99.0.2/24']);
   await attach(t, guest.ns, guest.port, br, [`${guest.ip}/24`], guest.mac);
   const directory = new MemoryPortDirectory();
-  directory.set({ ifname: guest.port, mac: guest.mac, instance: 'inst-k', network: net });
+  directory.set({ ifname: guest.port, mac: guest.mac, instance: 'inst-k', network: net, ip: guest.ip });
   const runner = countingRunner();
   const warnings: { reason?: string; restartInMs?: number }[] = [];
   const observer = new IdentityObserver({
@@ -265,6 +309,7 @@ t.test('a monitor killed under the observer is restarted and resynced', async (t
   // Our own child, by pid. The guest speaks while nobody listens: only the resync after restart can see it.
   process.kill(before?.pid as number, 'SIGKILL');
   await waitFor(() => observer.stats().monitorsAlive === 1);
+  await pin(ep, guest.ip, guest.mac);
   await ping(guest.ns, '10.99.0.2');
   await waitFor(() => observer.resolveNow(net, guest.ip).ok);
   t.same(observer.resolveNow(net, guest.ip), {

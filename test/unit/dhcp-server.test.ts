@@ -8,6 +8,7 @@ import {
   decide,
   type Lease,
   leaseStatus,
+  REFUSED_REASONS,
   replyParams,
   type ServedNetwork,
 } from '../../hostnet/dhcp/server.js';
@@ -30,6 +31,8 @@ interface Msg {
   type: number;
   ciaddr?: string;
   giaddr?: string;
+  /** The datagram's source IP; by default ciaddr, as a client sends from the address it holds. */
+  source?: string;
   flags?: number;
   requested?: string;
   server?: string;
@@ -61,7 +64,8 @@ function packet(m: Msg) {
 }
 
 function run(m: Msg, lease?: Lease, now = NOW) {
-  const input: DecideInput = { packet: packet(m), binding: GUEST, network: NET, lease, now };
+  const source = m.source ?? m.ciaddr ?? '0.0.0.0';
+  const input: DecideInput = { packet: packet(m), source, binding: GUEST, network: NET, lease, now };
   return decide(input);
 }
 
@@ -73,21 +77,22 @@ function wire(d: ReturnType<typeof decide>) {
   return r.packet;
 }
 
-const bound = (expires = NOW + 3_600_000): Lease => ({
+const bound = (expires = NOW + 3_600_000, boundAt = NOW - 1_000): Lease => ({
   mac: GUEST.mac,
   ip: GUEST.ip,
   instance: 'i-1',
   network: 'a',
   expires: new Date(expires).toISOString(),
   state: 'bound',
+  bound_at: new Date(boundAt).toISOString(),
 });
 
 t.test(
-  'DISCOVER gets an OFFER of the fixed IP with every option, broadcast, and stores nothing',
+  'DISCOVER gets an OFFER of the fixed IP with every option, to the assigned address (its pinned MAC), and stores nothing',
   async (t) => {
     const d = run({ type: MessageType.DISCOVER });
     t.equal(d.lease, undefined, 'an OFFER writes no lease');
-    t.same(d.reply?.to, { address: '255.255.255.255', port: 68 });
+    t.same(d.reply?.to, { address: GUEST.ip, port: 68 });
     const p = wire(d);
     t.equal(p.messageType, MessageType.OFFER);
     t.equal(p.yiaddr, '10.61.0.5');
@@ -131,8 +136,8 @@ t.test('REQUEST in SELECTING: ours is ACKed, another server is ignored, a wrong 
   const ok = run({ type: MessageType.REQUEST, server: NET.serverId, requested: GUEST.ip });
   t.equal(wire(ok).messageType, MessageType.ACK);
   t.equal(wire(ok).yiaddr, GUEST.ip);
-  t.same(ok.reply?.to, { address: '255.255.255.255', port: 68 });
-  t.same(ok.lease, bound(), 'the ACK binds the lease for lease time');
+  t.same(ok.reply?.to, { address: GUEST.ip, port: 68 });
+  t.same(ok.lease, bound(undefined, NOW), 'the ACK binds the lease for lease time');
 
   const other = run({ type: MessageType.REQUEST, server: '10.61.0.2', requested: GUEST.ip });
   t.equal(other.reply, undefined, 'the client chose another server: stay silent');
@@ -185,9 +190,29 @@ t.test('REQUEST in RENEWING/REBINDING: unicast ACK to ciaddr; a foreign ciaddr i
   t.equal(empty.reason, 'request-without-address');
 });
 
-t.test('through a relay, replies go to giaddr:67', async (t) => {
+t.test('giaddr is ignored: replies go to the local client, never toward a relay address', async (t) => {
   const d = run({ type: MessageType.DISCOVER, giaddr: '10.61.0.1' });
-  t.same(d.reply?.to, { address: '10.61.0.1', port: 67 });
+  t.same(d.reply?.to, { address: GUEST.ip, port: 68 });
+  const renew = run({ type: MessageType.REQUEST, ciaddr: GUEST.ip, giaddr: '192.0.2.9' }, bound());
+  t.same(renew.reply?.to, { address: GUEST.ip, port: 68 });
+  const nak = run({ type: MessageType.REQUEST, requested: '10.61.0.9', giaddr: '192.0.2.9' });
+  t.same(nak.reply?.to, { address: '255.255.255.255', port: 68 });
+});
+
+t.test('an ACK for a new binding marks when; a renewal keeps the mark', async (t) => {
+  const fresh = run({ type: MessageType.REQUEST, server: NET.serverId, requested: GUEST.ip });
+  t.equal(fresh.lease?.bound_at, new Date(NOW).toISOString(), 'SELECTING');
+  const reboot = run({ type: MessageType.REQUEST, requested: GUEST.ip }, undefined, NOW + 5);
+  t.equal(reboot.lease?.bound_at, new Date(NOW + 5).toISOString(), 'INIT-REBOOT');
+  const rapid = run({ type: MessageType.DISCOVER, rapid: true }, undefined, NOW + 7);
+  t.equal(rapid.lease?.bound_at, new Date(NOW + 7).toISOString(), 'rapid commit');
+  const renew = run({ type: MessageType.REQUEST, ciaddr: GUEST.ip }, bound(NOW, NOW - 900_000), NOW + 9);
+  t.equal(renew.lease?.bound_at, new Date(NOW - 900_000).toISOString(), 'RENEWING keeps it');
+  const old = run({ type: MessageType.REQUEST, ciaddr: GUEST.ip }, {
+    ...bound(),
+    bound_at: undefined,
+  } as Lease);
+  t.equal(old.lease?.bound_at, undefined, 'a lease from before the mark stays without one');
 });
 
 t.test('DECLINE holds the address back; nothing is offered until the hold ends', async (t) => {
@@ -212,13 +237,107 @@ t.test('DECLINE holds the address back; nothing is offered until the hold ends',
   );
 });
 
-t.test('RELEASE ends the lease now; a release of someone else is ignored', async (t) => {
+t.test('a DECLINE that does not hold together as the guest’s own probe changes nothing', async (t) => {
+  const rows: [string, Msg, Lease | undefined, number, string][] = [
+    [
+      'from an address',
+      { type: MessageType.DECLINE, requested: GUEST.ip, source: GUEST.ip },
+      bound(),
+      NOW,
+      'decline-not-from-unbound-client',
+    ],
+    [
+      'with ciaddr set',
+      { type: MessageType.DECLINE, requested: GUEST.ip, ciaddr: GUEST.ip, source: '0.0.0.0' },
+      bound(),
+      NOW,
+      'decline-not-from-unbound-client',
+    ],
+    [
+      'naming another IP',
+      { type: MessageType.DECLINE, requested: '10.61.0.9' },
+      bound(),
+      NOW,
+      'decline-not-ours',
+    ],
+    ['naming no IP', { type: MessageType.DECLINE }, bound(), NOW, 'decline-not-ours'],
+    [
+      'no lease at all',
+      { type: MessageType.DECLINE, requested: GUEST.ip },
+      undefined,
+      NOW,
+      'decline-without-fresh-ack',
+    ],
+    [
+      'long after the ACK (a running guest)',
+      { type: MessageType.DECLINE, requested: GUEST.ip },
+      bound(NOW + 3_600_000, NOW - 16_000),
+      NOW,
+      'decline-without-fresh-ack',
+    ],
+    [
+      'a lease from before bound_at',
+      { type: MessageType.DECLINE, requested: GUEST.ip },
+      { ...bound(), bound_at: undefined } as Lease,
+      NOW,
+      'decline-without-fresh-ack',
+    ],
+    [
+      'an ACK in the future (clock step)',
+      { type: MessageType.DECLINE, requested: GUEST.ip },
+      bound(NOW + 3_600_000, NOW + 5_000),
+      NOW,
+      'decline-without-fresh-ack',
+    ],
+  ];
+  for (const [name, m, lease, now, reason] of rows) {
+    const d = run(m, lease, now);
+    t.equal(d.reason, reason, name);
+    t.equal(d.lease, undefined, `${name}: the lease is untouched`);
+    t.ok(REFUSED_REASONS.has(reason), `${name}: audited as a refusal`);
+  }
+  t.equal(
+    run({ type: MessageType.DECLINE, requested: GUEST.ip }, bound(undefined, NOW - 15_000)).lease?.state,
+    'declined',
+    'at the window’s edge it holds',
+  );
+});
+
+t.test('RELEASE ends the lease now; a release of someone else is refused', async (t) => {
   const d = run({ type: MessageType.RELEASE, ciaddr: GUEST.ip, server: NET.serverId }, bound());
   t.equal(d.reply, undefined);
   t.equal(d.lease?.state, 'released');
   t.equal(d.lease?.expires, new Date(NOW).toISOString());
-  t.equal(run({ type: MessageType.RELEASE, ciaddr: '10.61.0.9' }, bound()).reason, 'release-not-ours');
-  t.equal(run({ type: MessageType.RELEASE, ciaddr: GUEST.ip }).reason, 'release-not-ours', 'no lease held');
+  const rows: [string, Msg, Lease | undefined, string][] = [
+    ['naming another IP', { type: MessageType.RELEASE, ciaddr: '10.61.0.9' }, bound(), 'release-not-ours'],
+    ['naming no IP', { type: MessageType.RELEASE, source: GUEST.ip }, bound(), 'release-not-ours'],
+    [
+      'from 0.0.0.0',
+      { type: MessageType.RELEASE, ciaddr: GUEST.ip, source: '0.0.0.0' },
+      bound(),
+      'release-not-from-assigned-ip',
+    ],
+    [
+      'from another address',
+      { type: MessageType.RELEASE, ciaddr: GUEST.ip, source: '10.61.0.77' },
+      bound(),
+      'release-not-from-assigned-ip',
+    ],
+    [
+      'with no lease held',
+      { type: MessageType.RELEASE, ciaddr: GUEST.ip },
+      undefined,
+      'release-without-lease',
+    ],
+  ];
+  for (const [name, m, lease, reason] of rows) {
+    const r = run(m, lease);
+    t.equal(r.reason, reason, name);
+    t.equal(r.lease, undefined, `${name}: the lease is untouched`);
+    t.ok(REFUSED_REASONS.has(reason), `${name}: audited as a refusal`);
+  }
+  t.notOk(REFUSED_REASONS.has('released'));
+  t.notOk(REFUSED_REASONS.has('other-server'), 'a message for another server is not a refusal');
 });
 
 t.test('INFORM gets parameters only, unicast to ciaddr, and no lease', async (t) => {
@@ -244,3 +363,19 @@ t.test('a bound lease past its end reads as expired', async (t) => {
   t.equal(leaseStatus(bound(NOW), NOW), 'expired');
   t.equal(leaseStatus({ ...bound(NOW - 5), state: 'released' }, NOW), 'released');
 });
+
+t.test(
+  'the broadcast flag does not make an OFFER or ACK a broadcast: it is the sender’s to set',
+  async (t) => {
+    const offer = run({ type: MessageType.DISCOVER, flags: BROADCAST_FLAG });
+    t.same(offer.reply?.to, { address: GUEST.ip, port: 68 });
+    const ack = run({
+      type: MessageType.REQUEST,
+      server: NET.serverId,
+      requested: GUEST.ip,
+      flags: BROADCAST_FLAG,
+    });
+    t.same(ack.reply?.to, { address: GUEST.ip, port: 68 });
+    t.equal(wire(ack).flags & BROADCAST_FLAG, BROADCAST_FLAG, 'the flag is echoed as RFC 2131 asks');
+  },
+);

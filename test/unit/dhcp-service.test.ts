@@ -10,7 +10,7 @@ import { MemoryStore } from '../../agent/store/memory-store.js';
 import { decode, encodePacket, MessageType, OPT } from '../../hostnet/dhcp/codec.js';
 import type { Lease } from '../../hostnet/dhcp/server.js';
 import { AuditThrottle, PortRateLimiter } from '../../hostnet/dhcp/server-limits.js';
-import { MemoryPortDirectory, decide as resolveDecide } from '../../hostnet/observe/resolve.js';
+import { MemoryPortDirectory, decideMac as resolveDecide } from '../../hostnet/observe/resolve.js';
 
 const NET: NetworkRecord = {
   name: 'a',
@@ -89,7 +89,11 @@ t.test('a guest on its own port gets OFFER then ACK; the lease is stored and lis
   t.equal(lastReply(sent).messageType, MessageType.OFFER);
   t.equal(lastReply(sent).yiaddr, A.ip);
   t.equal(lastReply(sent).options.hostname, 'alpha');
-  t.equal(sent[0]?.address, '255.255.255.255');
+  t.equal(
+    sent[0]?.address,
+    A.ip,
+    'to the assigned address: the pinned MAC on its own port, never a broadcast',
+  );
   t.equal(await store.get(leaseKey('a', A.mac)), undefined, 'an OFFER stores nothing');
   const request = msg(A.mac, MessageType.REQUEST, [
     [OPT.SERVER_ID, ip('10.61.0.254')],
@@ -180,6 +184,9 @@ t.test('a NAK and a DECLINE are audited; a DECLINE holds the address', async (t)
     outcome: 'refused',
     reason: /^NAK: requested address 10\.61\.0\.50/,
   });
+  // The guest is given its address, probes it, finds it taken and declines it.
+  await svc.handle('a', msg(A.mac, MessageType.REQUEST, [[OPT.REQUESTED_IP, ip(A.ip)]]), '0.0.0.0', 68, send);
+  t.equal(lastReply(sent).messageType, MessageType.ACK);
   await svc.handle(
     'a',
     msg(A.mac, MessageType.DECLINE, [
@@ -265,4 +272,75 @@ t.test('AuditThrottle: per key, total, and one summary per key per flush', async
   );
   t.same(th.flush(), [], 'flushed once');
   t.ok(th.admit('p1', 'x', 1000), 'a new window starts fresh');
+});
+
+/** A DECLINE or RELEASE in A's name, with A's chaddr on A's port, as a forger who knows A's IP sends it. */
+const decline = (requested: string, ciaddr?: string) =>
+  msg(A.mac, MessageType.DECLINE, [[OPT.REQUESTED_IP, ip(requested)]], ciaddr);
+const release = (ciaddr: string) => msg(A.mac, MessageType.RELEASE, [], ciaddr);
+
+t.test(
+  'a DECLINE or RELEASE that does not hold together is refused, audited, and changes nothing',
+  async (t) => {
+    let clock = Date.parse('2025-01-01T00:00:00Z');
+    const { svc, sent, records, store, send } = setup({ now: () => clock });
+    await svc.handle(
+      'a',
+      msg(A.mac, MessageType.REQUEST, [[OPT.REQUESTED_IP, ip(A.ip)]]),
+      '0.0.0.0',
+      68,
+      send,
+    );
+    const leased = await store.get<Lease>(leaseKey('a', A.mac));
+    t.match(leased, { state: 'bound', bound_at: '2025-01-01T00:00:00.000Z' });
+    // A has run for ten minutes: its probe is long over.
+    clock += 600_000;
+    const cases: [string, Buffer, string, string][] = [
+      ['a DECLINE from a running guest’s address', decline(A.ip), A.ip, 'decline-not-from-unbound-client'],
+      ['a DECLINE with ciaddr', decline(A.ip, A.ip), '0.0.0.0', 'decline-not-from-unbound-client'],
+      ['a DECLINE of another IP', decline(B.ip), '0.0.0.0', 'decline-not-ours'],
+      ['a DECLINE long after the ACK', decline(A.ip), '0.0.0.0', 'decline-without-fresh-ack'],
+      ['a RELEASE from 0.0.0.0', release(A.ip), '0.0.0.0', 'release-not-from-assigned-ip'],
+      ['a RELEASE from another address', release(A.ip), '10.61.0.77', 'release-not-from-assigned-ip'],
+      ['a RELEASE of another IP', release(B.ip), B.ip, 'release-not-ours'],
+    ];
+    for (const [name, data, from, reason] of cases) {
+      const before = records.length;
+      clock += 1000; // past the audit throttle's one-second window: each record is written one by one
+      await svc.handle('a', data, from, 68, send);
+      t.match(
+        records.slice(before),
+        [{ outcome: 'refused', reason, mac: A.mac, port: A.ifname, instance: 'i-a', network: 'a' }],
+        `${name}: refused as ${reason}, in A's name`,
+      );
+      t.same(await store.get<Lease>(leaseKey('a', A.mac)), leased, `${name}: the lease is untouched`);
+    }
+    t.match(records.at(-1), { detail: { ciaddr: B.ip, assigned: A.ip } }, 'the record says what was claimed');
+    t.equal(svc.stats().refused['decline-without-fresh-ack'], 1);
+    t.equal(svc.stats().messages['decline refused'], 4);
+    // A renews as always.
+    const n = sent.length;
+    await svc.handle('a', msg(A.mac, MessageType.REQUEST, [], A.ip), A.ip, 68, send);
+    t.equal(sent.length, n + 1);
+    t.equal(lastReply(sent).messageType, MessageType.ACK);
+    t.equal((await store.get<Lease>(leaseKey('a', A.mac)))?.state, 'bound');
+    // A's own RELEASE, from its address, is honoured.
+    await svc.handle('a', release(A.ip), A.ip, 68, send);
+    t.equal((await store.get<Lease>(leaseKey('a', A.mac)))?.state, 'released');
+  },
+);
+
+t.test('giaddr is ignored: a guest on a local port is answered as a local client', async (t) => {
+  const { svc, sent, send } = setup();
+  const relayed = encodePacket({ op: 1, xid: 9, chaddr: A.mac, giaddr: '192.0.2.1' }, [
+    [OPT.MESSAGE_TYPE, Buffer.from([MessageType.DISCOVER])],
+  ]);
+  await svc.handle('a', relayed, '0.0.0.0', 68, send);
+  t.same(
+    sent.map((s) => [s.address, s.port]),
+    [[A.ip, 68]],
+    'to the client at its assigned address, never to the relay address',
+  );
+  t.equal(lastReply(sent).giaddr, '0.0.0.0', 'and the reply names no relay');
+  t.equal(lastReply(sent).yiaddr, A.ip);
 });

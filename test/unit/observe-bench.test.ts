@@ -21,8 +21,8 @@ t.test(`resolveNow over ${PORTS} ports`, async (t) => {
     const ip = intToIp(ipToInt('10.100.0.10') + i);
     const port = `obp${i.toString(36).padStart(6, '0')}`;
     directory.set({ ifname: port, mac, instance: `inst-${i}`, network: 'bench', ip });
-    fdb.push({ mac, ifname: port, flags: [], master: 'obbbench', state: '' });
-    neigh.push({ dst: ip, dev: 'eth0', lladdr: mac, state: ['REACHABLE'] });
+    fdb.push({ mac, ifname: port, flags: ['sticky'], master: 'obbbench', state: 'static' });
+    neigh.push({ dst: ip, dev: 'ep0', lladdr: mac, state: ['PERMANENT'] });
     ips.push(ip);
   }
   const runner: CommandRunner = {

@@ -12,7 +12,7 @@ import {
   type IdentityObserverOptions,
   type ObserveChange,
 } from '../../hostnet/observe/observer.js';
-import { decide, MemoryPortDirectory } from '../../hostnet/observe/resolve.js';
+import { decideMac as decide, MemoryPortDirectory } from '../../hostnet/observe/resolve.js';
 
 export class FakeChild {
   killed = false;
@@ -90,18 +90,31 @@ export const neighRow = (ip: string, mac: string) => ({
   dst: ip,
   dev: 'eth0',
   lladdr: mac,
-  state: ['STALE'],
+  state: ['PERMANENT'],
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MAC_A = '02:00:00:00:00:0a';
 const MAC_B = '02:00:00:00:00:0b';
 const MAC_X = '02:00:00:00:00:ee';
+const MAC_C = '02:00:00:00:00:0c';
+/** Five guests whose events the monitors lose in one test. */
+const LOST = [1, 2, 3, 4, 5].map((i) => ({
+  ifname: `obpe${i}`,
+  mac: `02:00:00:00:01:0${i}`,
+  instance: `inst-e${i}`,
+  ip: `10.99.0.3${i}`,
+}));
 
 function directory(): MemoryPortDirectory {
   const d = new MemoryPortDirectory();
   d.set({ ifname: 'obpa', mac: MAC_A, instance: 'inst-a', network: 'net1', ip: '10.99.0.11' });
   d.set({ ifname: 'obpb', mac: MAC_B, instance: 'inst-b', network: 'net1', ip: '10.99.0.12' });
+  d.set({ ifname: 'obpd', mac: MAC_C, instance: 'inst-c', network: 'net1', ip: '10.99.0.21' });
+  // Assigned, never pinned: a guest berth is still writing.
+  d.set({ ifname: 'obpw', mac: '02:00:00:00:00:98', instance: 'inst-w', network: 'net1', ip: '10.99.0.98' });
+  d.set({ ifname: 'obpv', mac: '02:00:00:00:00:99', instance: 'inst-v', network: 'net1', ip: '10.99.0.99' });
+  for (const g of LOST) d.set({ ...g, network: 'net1' });
   return d;
 }
 
@@ -196,7 +209,7 @@ t.test('resolves from the first dumps and ignores bridges it does not own', asyn
     port: 'obpb',
     instance: 'inst-b',
   });
-  t.same(observer.resolveNow('net1', '10.99.0.13'), { ok: false, reason: 'no-neighbour' });
+  t.same(observer.resolveNow('net1', '10.99.0.13'), { ok: false, reason: 'ip-not-assigned' });
   t.same(observer.stats(), { fdbEntries: 2, neighbours: { 'ob-ep-1': 2 }, monitorsAlive: 2 });
   t.ok(changes.some((c) => c.kind === 'fdb' && c.mac === MAC_A && c.port === 'obpa'));
   t.notOk(changes.some((c) => c.kind === 'fdb' && c.bridge === 'docker0'));
@@ -221,28 +234,51 @@ t.test('events update the views and report real changes only', async (t) => {
     reason: 'mac-wrong-port',
     mac: MAC_B,
     port: 'obpx',
+    instance: 'inst-b',
   });
-  t.same(changes, [{ kind: 'fdb', bridge: 'obb1', mac: MAC_B, port: 'obpx', previousPort: 'obpb' }]);
+  t.same(changes, [
+    { kind: 'fdb', bridge: 'obb1', mac: MAC_B, port: 'obpx', previousPort: 'obpb', pinned: false },
+  ]);
   // A stale delete for the old port must not erase the new location.
   fdb.line(`Deleted ${MAC_B} dev obpb master obb1 `);
   t.equal(observer.resolveNow('net1', '10.99.0.12').ok, false);
   t.equal(changes.length, 1);
   fdb.line(`Deleted ${MAC_B} dev obpx master obb1 `);
-  t.same(observer.resolveNow('net1', '10.99.0.12'), { ok: false, reason: 'mac-not-on-port', mac: MAC_B });
-  // REACHABLE after STALE with the same MAC is not a change.
-  neigh.line(`10.99.0.11 dev eth0 lladdr ${MAC_A} REACHABLE`);
+  t.same(observer.resolveNow('net1', '10.99.0.12'), {
+    ok: false,
+    reason: 'mac-not-on-port',
+    mac: MAC_B,
+    instance: 'inst-b',
+  });
+  // The same PERMANENT entry again is not a change.
+  neigh.line(`10.99.0.11 dev eth0 lladdr ${MAC_A} PERMANENT`);
   t.equal(changes.length, 2);
+  // The same MAC, learned instead of pinned, is a change: it no longer decides.
+  neigh.line(`10.99.0.11 dev eth0 lladdr ${MAC_A} REACHABLE`);
+  t.equal(changes.length, 3);
+  t.same(observer.resolveNow('net1', '10.99.0.11'), {
+    ok: false,
+    reason: 'neighbour-not-pinned',
+    mac: MAC_A,
+    port: 'obpa',
+    instance: 'inst-a',
+  });
   neigh.line('10.99.0.11 dev eth0  FAILED');
-  t.same(observer.resolveNow('net1', '10.99.0.11'), { ok: false, reason: 'no-neighbour' });
+  t.same(observer.resolveNow('net1', '10.99.0.11'), {
+    ok: false,
+    reason: 'no-neighbour',
+    instance: 'inst-a',
+  });
   t.same(changes.at(-1), {
     kind: 'neigh',
     netns: 'ob-ep-1',
     ip: '10.99.0.11',
     mac: undefined,
     previousMac: MAC_A,
+    permanent: false,
   });
   neigh.line('this is not a neighbour line');
-  t.equal(changes.length, 3);
+  t.equal(changes.length, 4);
 });
 
 t.test(
@@ -253,11 +289,17 @@ t.test(
     const pending = observer.resolve('net1', '10.99.0.21', { waitMs: 2000 });
     const started = Date.now();
     setTimeout(() => {
-      spawner.latest('neigh').line(`10.99.0.21 dev eth0 lladdr ${MAC_X} STALE`);
+      spawner.latest('neigh').line(`10.99.0.21 dev eth0 lladdr ${MAC_C} PERMANENT`);
       // Still a miss (MAC on no port) until the FDB event follows.
-      setTimeout(() => spawner.latest('fdb').line(`${MAC_X} dev obpa master obb1`), 10);
+      setTimeout(() => spawner.latest('fdb').line(`${MAC_C} dev obpa master obb1`), 10);
     }, 20);
-    t.same(await pending, { ok: false, reason: 'mac-wrong-port', mac: MAC_X, port: 'obpa' });
+    t.same(await pending, {
+      ok: false,
+      reason: 'mac-wrong-port',
+      mac: MAC_C,
+      port: 'obpa',
+      instance: 'inst-c',
+    });
     t.ok(Date.now() - started < 1000, 'answered on the event, not at the deadline');
     t.equal(runner.calls.length, calls, 'answered from events: no dump, no command');
     // A refusal that is not about a guest arriving is answered at once.
@@ -266,29 +308,42 @@ t.test(
     t.equal((await observer.resolve('net1', '10.99.0.12', { waitMs: 5000 })).ok, false);
     t.ok(Date.now() - t0 < 1000);
     t.equal(runner.calls.length, calls, 'no dump or other command for it either');
+    // Nor is an address nobody was assigned: no wait, no dump.
+    const u0 = Date.now();
+    t.same(await observer.resolve('net1', '10.99.0.97', { waitMs: 5000 }), {
+      ok: false,
+      reason: 'ip-not-assigned',
+    });
+    t.ok(Date.now() - u0 < 1000);
+    // A learned entry is never berth's: refused at once too.
+    spawner.latest('neigh').line(`10.99.0.12 dev eth0 lladdr ${MAC_B} STALE`);
+    t.match(await observer.resolve('net1', '10.99.0.12', { waitMs: 5000 }), {
+      reason: 'neighbour-not-pinned',
+    });
+    t.equal(runner.calls.length, calls, 'no dump or other command for them either');
     // Nothing arrives: the tables are dumped once, then the guest is refused.
     const missed = await observer.resolve('net1', '10.99.0.99', { waitMs: 30 });
-    t.same(missed, { ok: false, reason: 'no-neighbour' });
+    t.same(missed, { ok: false, reason: 'no-neighbour', instance: 'inst-v' });
     t.same(runner.calls.slice(calls).sort(), [FDB_DUMP, neighDump('ob-ep-1')].sort());
     // stop() answers whoever is still waiting.
     const waiting = observer.resolve('net1', '10.99.0.98', { waitMs: 60_000 });
     observer.stop();
-    t.same(await waiting, { ok: false, reason: 'no-neighbour' });
+    t.same(await waiting, { ok: false, reason: 'no-neighbour', instance: 'inst-w' });
   },
 );
 
 t.test('an event the monitor never delivered is found by the dump after the wait', async (t) => {
   const { observer, runner } = await rig(t);
-  // The kernel has guest A at five more addresses; the monitor stream lost
-  // the events (a busy host).
-  const ips = ['10.99.0.31', '10.99.0.32', '10.99.0.33', '10.99.0.34', '10.99.0.35'];
-  runner.tables.get(neighDump('ob-ep-1'))?.push(...ips.map((ip) => neighRow(ip, MAC_A)));
+  // Five guests were pinned and spoke; the monitor streams lost the events (a busy host).
+  runner.tables.get(neighDump('ob-ep-1'))?.push(...LOST.map((g) => neighRow(g.ip, g.mac)));
+  runner.tables.get(FDB_DUMP)?.push(...LOST.map((g) => fdbRow(g.mac, g.ifname, 'obb1')));
   const calls = runner.calls.length;
-  const found = await Promise.all(ips.map((ip) => observer.resolve('net1', ip, { waitMs: 20 })));
-  for (const r of found) t.same(r, { ok: true, mac: MAC_A, port: 'obpa', instance: 'inst-a' });
+  const found = await Promise.all(LOST.map((g) => observer.resolve('net1', g.ip, { waitMs: 20 })));
+  for (const [i, g] of LOST.entries())
+    t.same(found[i], { ok: true, mac: g.mac, port: g.ifname, instance: g.instance });
   // Misses at the same moment share dumps: one running, at most one more queued, per table.
   const dumps = runner.calls.slice(calls);
-  t.ok(dumps.length >= 2 && dumps.length <= 4, `${dumps.length} dumps for ${ips.length} misses`);
+  t.ok(dumps.length >= 2 && dumps.length <= 4, `${dumps.length} dumps for ${LOST.length} misses`);
 });
 
 t.test('events that arrive during a dump are replayed on top of it', async (t) => {
@@ -302,30 +357,40 @@ t.test('events that arrive during a dump are replayed on top of it', async (t) =
     reason: 'mac-wrong-port',
     mac: MAC_A,
     port: 'obpb',
+    instance: 'inst-a',
   });
   runner.duringDump = undefined;
-  // A dump alone also repairs missed events: A is back on its port, and 10.99.0.11 now names B.
-  runner.tables.set(neighDump('ob-ep-1'), [neighRow('10.99.0.11', MAC_B)]);
+  // A dump alone also repairs missed events: A is back on its port, and B's entry is gone.
+  runner.tables.set(neighDump('ob-ep-1'), [neighRow('10.99.0.11', MAC_A)]);
   await observer.resync();
   t.same(observer.resolveNow('net1', '10.99.0.11'), {
     ok: true,
-    mac: MAC_B,
-    port: 'obpb',
+    mac: MAC_A,
+    port: 'obpa',
+    instance: 'inst-a',
+  });
+  t.same(observer.resolveNow('net1', '10.99.0.12'), {
+    ok: false,
+    reason: 'no-neighbour',
     instance: 'inst-b',
   });
-  t.same(observer.resolveNow('net1', '10.99.0.12'), { ok: false, reason: 'no-neighbour' });
 });
 
 t.test('a monitor that dies is restarted with backoff and resynced', async (t) => {
   const { observer, spawner, runner, warnings } = await rig(t);
   const first = spawner.latest('neigh');
-  runner.tables.set(neighDump('ob-ep-1'), [neighRow('10.99.0.31', MAC_A)]);
+  runner.tables.set(neighDump('ob-ep-1'), [neighRow('10.99.0.12', MAC_B)]);
   first.die('exit code 1: Cannot send dump request');
   t.equal(observer.stats().monitorsAlive, 1);
   await sleep(60);
   const second = spawner.latest('neigh');
   t.not(second, first, 'a new child was spawned');
-  t.equal(observer.resolveNow('net1', '10.99.0.31').ok, true, 'and the view resynced');
+  t.equal(
+    (observer.resolveNow('net1', '10.99.0.11') as { reason?: string }).reason,
+    'no-neighbour',
+    'and the view resynced',
+  );
+  t.equal(observer.resolveNow('net1', '10.99.0.12').ok, true);
   t.match(warnings, [{ what: 'neighbours of namespace "ob-ep-1"', reason: /Cannot send dump request/ }]);
   // Children that die soon after they start double the wait up to the cap; one
   // that ran longer than the cap earns a fresh backoff.

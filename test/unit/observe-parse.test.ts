@@ -16,13 +16,15 @@ const FDB_DUMP = JSON.stringify([
   { mac: '02:00:00:00:00:99', ifname: 'obpx3', flags: [], master: 'obbx', state: 'static' },
   { mac: 'BE:61:65:94:69:FB', ifname: 'obbx', flags: [], master: 'obbx', state: '' },
   { mac: '02:00:00:00:00:42', ifname: 'obt1p', flags: [], master: 'obt1', vlan: 7, state: '' },
+  { mac: '02:00:00:00:00:43', ifname: 'obpx4', flags: ['sticky'], master: 'obbx', state: 'static' },
 ]);
 
 t.test('FDB dump keeps learned and static entries behind bridge ports', async (t) => {
   t.same(parseFdbDump(FDB_DUMP), [
-    { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false },
-    { mac: '02:00:00:00:00:99', port: 'obpx3', bridge: 'obbx', static: true },
-    { mac: '02:00:00:00:00:42', port: 'obt1p', bridge: 'obt1', vlan: 7, static: false },
+    { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false, sticky: false },
+    { mac: '02:00:00:00:00:99', port: 'obpx3', bridge: 'obbx', static: true, sticky: false },
+    { mac: '02:00:00:00:00:42', port: 'obt1p', bridge: 'obt1', vlan: 7, static: false, sticky: false },
+    { mac: '02:00:00:00:00:43', port: 'obpx4', bridge: 'obbx', static: true, sticky: true },
   ]);
   t.same(parseFdbDump(''), []);
   t.same(parseFdbDump('[]\n'), []);
@@ -32,15 +34,27 @@ t.test('FDB dump keeps learned and static entries behind bridge ports', async (t
 t.test('FDB monitor lines', async (t) => {
   t.same(parseFdbLine('02:00:00:00:00:11 dev obpx1 master obbx '), {
     kind: 'add',
-    record: { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false },
+    record: { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false, sticky: false },
   });
   t.same(parseFdbLine('Deleted 02:00:00:00:00:11 dev obpx1 master obbx '), {
     kind: 'del',
-    record: { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false },
+    record: { mac: '02:00:00:00:00:11', port: 'obpx1', bridge: 'obbx', static: false, sticky: false },
   });
   t.same(parseFdbLine('[FDB]02:00:00:00:00:99 dev obpx3 vlan 12 master obbx static'), {
     kind: 'add',
-    record: { mac: '02:00:00:00:00:99', port: 'obpx3', bridge: 'obbx', vlan: 12, static: true },
+    record: {
+      mac: '02:00:00:00:00:99',
+      port: 'obpx3',
+      bridge: 'obbx',
+      vlan: 12,
+      static: true,
+      sticky: false,
+    },
+  });
+  // berth's pin, as iproute2 6.1 prints it.
+  t.same(parseFdbLine('02:aa:00:00:00:01 dev obpx1 sticky master obbx static'), {
+    kind: 'add',
+    record: { mac: '02:aa:00:00:00:01', port: 'obpx1', bridge: 'obbx', static: true, sticky: true },
   });
   // The port's and bridge's own addresses, and entries of the device itself (self), say nothing about guests.
   t.equal(parseFdbLine('fa:c9:3e:1c:82:ef dev obpx1 master obbx permanent'), undefined);
@@ -63,10 +77,10 @@ t.test('neighbour dump keeps usable IPv4 entries only', async (t) => {
     { dst: '10.99.0.18', dev: 'eth0', lladdr: '02:00:00:00:00:18', router: null, state: ['REACHABLE'] },
   ]);
   t.same(parseNeighDump(dump), [
-    { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:11' },
-    { ip: '10.99.0.13', dev: 'eth0', mac: '02:00:00:00:00:13' },
-    { ip: '10.99.0.15', dev: 'eth0', mac: '02:00:00:00:00:15' },
-    { ip: '10.99.0.18', dev: 'eth0', mac: '02:00:00:00:00:18' },
+    { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:11', permanent: false },
+    { ip: '10.99.0.13', dev: 'eth0', mac: '02:00:00:00:00:13', permanent: false },
+    { ip: '10.99.0.15', dev: 'eth0', mac: '02:00:00:00:00:15', permanent: true },
+    { ip: '10.99.0.18', dev: 'eth0', mac: '02:00:00:00:00:18', permanent: false },
   ]);
   t.same(parseNeighDump(''), []);
 });
@@ -74,11 +88,16 @@ t.test('neighbour dump keeps usable IPv4 entries only', async (t) => {
 t.test('neighbour monitor lines', async (t) => {
   t.same(parseNeighLine('10.99.0.11 dev eth0 lladdr 02:00:00:00:00:11 STALE '), {
     kind: 'add',
-    record: { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:11' },
+    record: { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:11', permanent: false },
+  });
+  // berth's own entry: only this state decides identity.
+  t.same(parseNeighLine('10.99.0.11 dev ep0 lladdr 02:00:00:00:00:11 PERMANENT'), {
+    kind: 'add',
+    record: { ip: '10.99.0.11', dev: 'ep0', mac: '02:00:00:00:00:11', permanent: true },
   });
   t.same(parseNeighLine('[NEIGH]10.99.0.11 dev eth0 lladdr 02:00:00:00:00:AA router REACHABLE'), {
     kind: 'add',
-    record: { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:aa' },
+    record: { ip: '10.99.0.11', dev: 'eth0', mac: '02:00:00:00:00:aa', permanent: false },
   });
   t.same(parseNeighLine('Deleted 10.99.0.11 dev eth0 lladdr 02:00:00:00:00:11 STALE'), {
     kind: 'del',
