@@ -1,23 +1,46 @@
-// Renders one instance's three trees into the flat map the endpoint serves
-// from: path -> bytes, content type and the policy resource.
+// Renders one caller's trees into the flat map the endpoint serves from:
+// path -> bytes, content type and the policy resource. The caller's
+// decisions go in here (`may`), so what it may not read is already left out
+// of listings and composite documents, and serving stays one map lookup.
 import type { InstanceDoc } from './doc.js';
 import { EC2_VERSIONS, ec2Version } from './ec2.js';
 import { NOCLOUD_PREFIX, nocloudTree } from './nocloud.js';
-import { openstackTree } from './openstack.js';
-import { dir, flatten, type Item } from './tree.js';
+import { OPENSTACK_ALL, openstackVersion } from './openstack.js';
+import { doc as composite, type Dir, dir, flatten, type Item, JSON_TYPE, listing, type May } from './tree.js';
 
-export function renderAll(doc: InstanceDoc): Map<string, Item> {
+/** Who the host resolved the caller to; `/berth/identity` shows it, for people debugging a guest. */
+export interface Resolved {
+  instance: string;
+  mac: string;
+  port: string;
+  network: string;
+  ip: string;
+}
+
+function berthTree(who: Resolved): Dir {
+  const json = (fields: Record<string, unknown>) => `${JSON.stringify(fields)}\n`;
+  const { instance, mac, port, network, ip } = who;
+  return dir({ identity: composite({ instance, mac, port, network, ip }, json, JSON_TYPE) });
+}
+
+export function renderAll(doc: InstanceDoc, who: Resolved, may: May): Map<string, Item> {
   const out = new Map<string, Item>();
-  const versions: Record<string, ReturnType<typeof ec2Version>> = {};
+  // Every EC2 version serves the same keys; none of berth's differ between them.
   const one = ec2Version(doc);
-  // Every version serves the same keys; none of berth's differ between them.
-  for (const v of EC2_VERSIONS) versions[v] = one;
-  flatten(dir(versions, 'index'), '', 'ec2', out);
-  flatten(openstackTree(doc), '/openstack', 'openstack', out);
-  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, 'nocloud', out);
+  for (const v of EC2_VERSIONS) flatten(one, `/${v}`, '', 'ec2', may, out);
+  listing('/openstack', OPENSTACK_ALL.join('\n'), 'openstack', out);
+  for (const v of OPENSTACK_ALL)
+    flatten(openstackVersion(doc, v), `/openstack/${v}`, '', 'openstack', may, out);
+  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, '', 'nocloud', may, out);
+  flatten(berthTree(who), '/berth', '', 'berth', may, out);
   // The root lists the EC2 versions plus the other trees, as a directory.
   const rootListing = `${[...EC2_VERSIONS].join('\n')}\nopenstack/\n${NOCLOUD_PREFIX}/`;
-  const root = { body: Buffer.from(rootListing), contentType: 'text/plain', resource: 'index', tree: 'ec2' };
+  const root: Item = {
+    body: Buffer.from(rootListing),
+    contentType: 'text/plain',
+    resource: 'index',
+    tree: 'ec2',
+  };
   out.set('/', root);
   out.set('', root);
   return out;
