@@ -345,3 +345,91 @@ t.test('blobs that crossed IPC as Uint8Array are served as bytes', async (t) => 
   });
   t.equal((await get('/nocloud/vendor-data')).body, '#cloud-config\nruncmd: [true]\n');
 });
+
+t.test('tokens required hold for every path and method; no write through a proxy', async (t) => {
+  const { app, state } = harness(view(doc('i-7777', '0a:b7:e7:00:00:17', '10.77.0.17'), [], 'required'));
+  const req = (
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
+    url: string,
+    headers = {},
+    payload?: string,
+  ) => app.inject({ method, url, headers: { ...H, ...headers }, ...(payload ? { payload } : {}) });
+  const last = () => state.refusals.at(-1);
+  // Token-less, every method and tree: 401, audited; nothing is stored.
+  for (const [method, url] of [
+    ['POST', '/openstack/latest/password'],
+    ['POST', '/openstack/2013-04-04/password'],
+    ['DELETE', '/latest/meta-data/instance-id'],
+    ['PATCH', '/nocloud/meta-data'],
+    ['GET', '/berth/identity'],
+    ['GET', '/openstack/latest/meta_data.json'],
+    ['GET', '/nocloud/user-data'],
+  ] as const) {
+    const r = await req(
+      method,
+      url,
+      { 'content-type': 'text/plain' },
+      method === 'POST' ? 's3cret' : undefined,
+    );
+    t.equal(r.statusCode, 401, `token-less ${method} ${url}: 401`);
+    t.match(last(), { status: 401, path: `${method} ${url}`, reason: /requires a session token/ }, 'audited');
+  }
+  t.equal(state.passwords.size, 0, 'no password was stored without a token');
+  // With X-Forwarded-For (any case) or Forwarded, every write is refused, token or not.
+  const tok = (await req('PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })).body;
+  const auth = { 'x-aws-ec2-metadata-token': tok };
+  for (const [method, url] of [
+    ['PUT', '/latest/api/token'],
+    ['POST', '/openstack/latest/password'],
+    ['DELETE', '/latest/meta-data/instance-id'],
+    ['PATCH', '/openstack/latest/password'],
+  ] as const)
+    for (const proxy of [{ 'X-fOrWaRdEd-FoR': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }]) {
+      const r = await req(
+        method,
+        url,
+        { ...auth, 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'content-type': 'text/plain', ...proxy },
+        method === 'POST' ? 's3cret' : undefined,
+      );
+      const name = Object.keys(proxy)[0];
+      t.equal(r.statusCode, 403, `${method} ${url} with ${name}: 403`);
+      t.match(last(), { status: 403, reason: /proxied write/, view: { instance: 'i-7777' } }, 'audited');
+    }
+  t.equal(state.passwords.size, 0, 'no password was stored through a proxy');
+  // A read may carry it (EC2 does not refuse it either), and the token's own POST works.
+  t.equal(
+    (await req('GET', '/latest/meta-data/instance-id', { ...auth, 'x-forwarded-for': '203.0.113.9' }))
+      .statusCode,
+    200,
+  );
+  t.equal(
+    (await req('POST', '/openstack/latest/password', { ...auth, 'content-type': 'text/plain' }, 's3cret'))
+      .statusCode,
+    200,
+    'with its token the guest posts its password',
+  );
+  t.equal(state.passwords.get('i-7777'), 's3cret');
+  t.equal(
+    (await req('POST', '/openstack/latest/password', { 'x-aws-ec2-metadata-token': 'AAAA' }, 'x')).statusCode,
+    401,
+    'a bad token on a write: 401',
+  );
+  t.match(last(), { status: 401, reason: /malformed/ });
+});
+
+t.test('refusals fastify makes before the handler are audited too', async (t) => {
+  const { app, state } = harness(view(doc('i-8888', '0a:b7:e7:00:00:18', '10.77.0.18')));
+  const r = await app.inject({
+    method: 'POST',
+    url: '/openstack/latest/password',
+    headers: { ...H, 'content-type': 'text/plain' },
+    payload: 'x'.repeat(5000),
+  });
+  t.equal(r.statusCode, 413, 'a body over the limit: 413');
+  t.match(state.refusals.at(-1), {
+    status: 413,
+    path: 'POST /openstack/latest/password',
+    ip: '127.0.0.1',
+    reason: /too large/i,
+  });
+});
