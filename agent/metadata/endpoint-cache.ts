@@ -6,7 +6,7 @@
 // during an invalidation is not stored. Entries also age out, as a backstop
 // for an event the observer missed.
 
-import { type Decision, evaluate, RESOURCES, type Rule } from '../auth/policy.js';
+import { type Decision, evaluate, RESOURCES, type Resource, type Rule } from '../auth/policy.js';
 import type { CallerView, Lookup, MetadataBackend, Refusal } from './http.js';
 import { renderAll } from './render.js';
 import type { CallerBundle } from './service.js';
@@ -45,7 +45,8 @@ export function viewOf(network: string, ip: string, bundle: Extract<CallerBundle
     },
   };
   const decisions = decideAll(b.rules);
-  const may = (r: string) => decisions.get(`read ${r}`)?.allowed === true;
+  const readable = new Set(RESOURCES.filter((r) => decisions.get(`read ${r}`)?.allowed));
+  const may = (r: Resource) => readable.has(r);
   const resolved = { instance: b.instance, mac: b.mac, port: b.port, network, ip };
   return {
     network,

@@ -81,14 +81,31 @@ function vendorDataJson(doc: InstanceDoc): unknown {
 /** Every version served, `latest` last; Nova lists them bare (no trailing `/`), and cloud-init matches them exactly. */
 export const OPENSTACK_ALL: readonly string[] = [...OPENSTACK_VERSIONS, 'latest'];
 
-export function openstackVersion(doc: InstanceDoc, version: string): Dir {
-  const after = (v: string) => version === 'latest' || version >= v;
-  return dir({
+/**
+ * Every version's directory. The files are made once and shared: versions
+ * differ only in which files they have, and one caller's render then writes
+ * each file's bytes once (and draws one random seed).
+ */
+export function openstackVersions(doc: InstanceDoc): Record<string, Dir> {
+  const files = {
     'meta_data.json': metaDataJson(doc),
-    'network_data.json': after('2015-10-15') ? leaf(json(networkDataJson(doc)), JSON_TYPE) : undefined,
-    password: after('2013-04-04') ? leaf(doc.password ?? '') : undefined,
+    'network_data.json': leaf(json(networkDataJson(doc)), JSON_TYPE),
+    password: leaf(doc.password ?? ''),
     user_data: doc.userData ? leaf(doc.userData, 'application/octet-stream') : undefined,
-    'vendor_data.json': after('2013-10-17') ? leaf(json(vendorDataJson(doc)), JSON_TYPE) : undefined,
-    'vendor_data2.json': after('2016-10-06') ? leaf(json({}), JSON_TYPE) : undefined,
-  });
+    'vendor_data.json': leaf(json(vendorDataJson(doc)), JSON_TYPE),
+    'vendor_data2.json': leaf(json({}), JSON_TYPE),
+  };
+  const out: Record<string, Dir> = {};
+  for (const version of OPENSTACK_ALL) {
+    const after = (v: string) => version === 'latest' || version >= v;
+    out[version] = dir({
+      'meta_data.json': files['meta_data.json'],
+      'network_data.json': after('2015-10-15') ? files['network_data.json'] : undefined,
+      password: after('2013-04-04') ? files.password : undefined,
+      user_data: files.user_data,
+      'vendor_data.json': after('2013-10-17') ? files['vendor_data.json'] : undefined,
+      'vendor_data2.json': after('2016-10-06') ? files['vendor_data2.json'] : undefined,
+    });
+  }
+  return out;
 }

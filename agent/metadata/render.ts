@@ -5,8 +5,18 @@
 import type { InstanceDoc } from './doc.js';
 import { EC2_VERSIONS, ec2Version } from './ec2.js';
 import { NOCLOUD_PREFIX, nocloudTree } from './nocloud.js';
-import { OPENSTACK_ALL, openstackVersion } from './openstack.js';
-import { doc as composite, type Dir, dir, flatten, type Item, JSON_TYPE, listing, type May } from './tree.js';
+import { OPENSTACK_ALL, openstackVersions } from './openstack.js';
+import {
+  doc as composite,
+  type Dir,
+  dir,
+  flatten,
+  type Item,
+  JSON_TYPE,
+  listing,
+  type May,
+  type Node,
+} from './tree.js';
 
 /** Who the host resolved the caller to; `/berth/identity` shows it, for people debugging a guest. */
 export interface Resolved {
@@ -25,14 +35,20 @@ function berthTree(who: Resolved): Dir {
 
 export function renderAll(doc: InstanceDoc, who: Resolved, may: May): Map<string, Item> {
   const out = new Map<string, Item>();
-  // Every EC2 version serves the same keys; none of berth's differ between them.
-  const one = ec2Version(doc);
-  for (const v of EC2_VERSIONS) flatten(one, `/${v}`, '', 'ec2', may, out);
+  // Every EC2 version serves the same keys (none of berth's differ between
+  // them): one render, filed under each version.
+  const ec2 = new Map<string, Item>();
+  flatten(ec2Version(doc), '', '', { tree: 'ec2', may, out: ec2 });
+  for (const v of EC2_VERSIONS)
+    for (const [path, item] of ec2) {
+      if (path === '/') out.set(`/${v}`, item);
+      out.set(`/${v}${path}`, item);
+    }
   listing('/openstack', OPENSTACK_ALL.join('\n'), 'openstack', out);
-  for (const v of OPENSTACK_ALL)
-    flatten(openstackVersion(doc, v), `/openstack/${v}`, '', 'openstack', may, out);
-  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, '', 'nocloud', may, out);
-  flatten(berthTree(who), '/berth', '', 'berth', may, out);
+  const os = { tree: 'openstack' as const, may, out, made: new Map<Node, { rel: string; item: Item }>() };
+  for (const [v, d] of Object.entries(openstackVersions(doc))) flatten(d, `/openstack/${v}`, '', os);
+  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, '', { tree: 'nocloud', may, out });
+  flatten(berthTree(who), '/berth', '', { tree: 'berth', may, out });
   // The root lists the EC2 versions plus the other trees, as a directory.
   const rootListing = `${[...EC2_VERSIONS].join('\n')}\nopenstack/\n${NOCLOUD_PREFIX}/`;
   const root: Item = {

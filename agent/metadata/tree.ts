@@ -92,48 +92,68 @@ export function keptFields(d: Doc, tree: Tree, rel: string, may: May): Record<st
   return kept;
 }
 
-function bodyOf(node: Node, tree: Tree, rel: string, may: May): Buffer {
-  if (isDir(node)) {
-    if (node.listing !== undefined) return Buffer.from(node.listing);
-    const names = Object.entries(node.children)
-      .filter(([name, child]) => may(resourceOf(tree, join(rel, name), child)))
-      .map(([name, child]) => (isDir(child) ? `${name}/` : name));
-    return Buffer.from(names.join('\n'));
-  }
-  if (isDoc(node)) return Buffer.from(node.format(keptFields(node, tree, rel, may)));
-  return Buffer.isBuffer(node.body) ? node.body : Buffer.from(node.body);
+/** One caller's render of one tree. */
+export interface Render {
+  tree: Tree;
+  may: May;
+  out: Map<string, Item>;
+  /**
+   * Items by node: a node shared between versions (the same file in every
+   * OpenStack version) sits at the same relative path in each, so its bytes
+   * and decision are made once.
+   */
+  made?: Map<Node, { rel: string; item: Item }>;
 }
 
 /**
- * Adds every path of `node` under `base` (no trailing slash) to `out`. `rel`
- * is the node's path as the resource table names it (relative to the tree's
- * version directory or root).
+ * Adds every path of `node` under `base` (no trailing slash) to the render.
+ * `rel` is the node's path as the resource table names it (relative to the
+ * tree's version directory or root); `resource` is what the table says of it.
  */
 export function flatten(
   node: Node,
   base: string,
   rel: string,
-  tree: Tree,
-  may: May,
-  out: Map<string, Item>,
+  ctx: Render,
+  resource: Resource = resourceOf(ctx.tree, rel, node),
 ): void {
-  const resource = resourceOf(tree, rel, node);
-  const allowed = may(resource);
-  const item: Item = {
-    body: allowed ? bodyOf(node, tree, rel, may) : EMPTY,
-    contentType: isDir(node) ? TEXT : (node.contentType ?? TEXT),
-    resource,
-    tree,
-  };
+  const { tree, may, out } = ctx;
   if (!isDir(node)) {
+    const seen = ctx.made?.get(node);
+    let item = seen?.rel === rel ? seen.item : undefined;
+    if (!item) {
+      const allowed = may(resource);
+      const body = !allowed
+        ? EMPTY
+        : isDoc(node)
+          ? Buffer.from(node.format(keptFields(node, tree, rel, may)))
+          : Buffer.isBuffer(node.body)
+            ? node.body
+            : Buffer.from(node.body);
+      item = { body, contentType: node.contentType ?? TEXT, resource, tree };
+      ctx.made?.set(node, { rel, item });
+    }
     out.set(base, item);
     return;
   }
+  // Each child's resource once: for this listing and for the child itself.
+  const children = Object.entries(node.children).map(
+    ([name, child]) => [name, child, resourceOf(tree, join(rel, name), child)] as const,
+  );
+  let body = EMPTY;
+  if (may(resource))
+    body = Buffer.from(
+      node.listing ??
+        children
+          .filter(([, , r]) => may(r))
+          .map(([name, child]) => (isDir(child) ? `${name}/` : name))
+          .join('\n'),
+    );
+  const item: Item = { body, contentType: TEXT, resource, tree };
   // Both spellings answer with the listing, as EC2 does.
   out.set(base === '' ? '/' : base, item);
   out.set(`${base}/`, item);
-  for (const [name, child] of Object.entries(node.children))
-    flatten(child, `${base}/${name}`, join(rel, name), tree, may, out);
+  for (const [name, child, r] of children) flatten(child, `${base}/${name}`, join(rel, name), ctx, r);
 }
 
 /** A listing of versions (or trees) at `base`: names only, readable by everyone. */
