@@ -89,7 +89,8 @@ const PROXY_HEADER_NAMES: Record<(typeof PROXY_HEADERS)[number], string> = {
 };
 
 function treeOf(path: string): Tree {
-  const first = path.split('/')[1];
+  const end = path.indexOf('/', 1);
+  const first = end < 0 ? path.slice(1) : path.slice(1, end);
   return first === 'openstack' || first === 'nocloud' || first === 'berth' ? first : 'ec2';
 }
 
