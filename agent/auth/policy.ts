@@ -47,15 +47,32 @@ export interface Decision {
   policy?: string;
 }
 
-/** The resources a path maps to; policies name these (or patterns over them). */
+/**
+ * Every resource a served value belongs to; policies name these (or patterns
+ * over them). agent/metadata/resources.ts places each value of every tree
+ * under exactly one of them.
+ */
 export const RESOURCES = [
-  'meta-data/*',
+  'meta-data/instance-id',
+  'meta-data/hostname',
+  'meta-data/local-ipv4',
+  'meta-data/mac',
+  'meta-data/network',
+  'meta-data/placement',
+  'meta-data/public-keys',
+  'meta-data/tags',
+  'meta-data/instance-type',
+  'meta-data/ami-id',
+  'meta-data/ami-launch-index',
+  'meta-data/random-seed',
   'user-data',
   'vendor-data',
   'password',
   'identity-document',
   'index',
 ] as const;
+
+export type Resource = (typeof RESOURCES)[number];
 
 // More specific identities outrank less specific ones, so an operator can
 // deny for everyone (`*`) and allow back for a role, or the other way round.
@@ -117,11 +134,15 @@ export function validatePolicy(p: PolicyRecord): void {
   });
   for (const list of ['allow', 'deny'] as const) {
     p[list].forEach((perm, i) => {
-      if (!parsePermission(perm))
+      const parsed = parsePermission(perm);
+      if (!parsed)
         invalid(
           `${list}.${i}`,
           `"${perm}" is not read:<resource> or write:<resource> (e.g. read:meta-data/*)`,
         );
+      // A typo (read:meta-data/public-key) would match nothing and deny nothing, silently.
+      if (!RESOURCES.some((r) => patternMatches(parsed.pattern, r)))
+        invalid(`${list}.${i}`, `"${parsed.pattern}" names no resource; resources: ${RESOURCES.join(', ')}`);
     });
   }
   if (p.allow.length + p.deny.length === 0) invalid('allow', 'a policy needs at least one allow or deny');

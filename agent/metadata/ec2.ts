@@ -1,12 +1,13 @@
 // The EC2-style tree (`/<version>/meta-data/...`, `user-data`, `dynamic/...`),
-// laid out the way cloud-init's EC2 crawler and the AWS SDKs read it.
+// laid out the way cloud-init's EC2 crawler and the AWS SDKs read it. Which
+// resource each path belongs to is resources.ts's business, not this file's.
 import { formatCidr, parseCidr } from '../../hostnet/ipv4.js';
 import { AVAILABILITY_ZONE, amiId, fqdn, type InstanceDoc, instanceType } from './doc.js';
 import { type Dir, dir, JSON_TYPE, leaf, type Node } from './tree.js';
 
 export const EC2_VERSIONS = ['2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'] as const;
 
-const md = (value: string, key: string) => leaf(value, `meta-data/${key}`);
+const md = (value: string) => leaf(value);
 
 function subnetCidr(doc: InstanceDoc): string {
   const c = parseCidr(doc.network.subnet);
@@ -17,80 +18,59 @@ function publicKeys(doc: InstanceDoc): Dir | undefined {
   if (doc.sshKeys.length === 0) return undefined;
   const children: Record<string, Node> = {};
   doc.sshKeys.forEach((k, i) => {
-    children[String(i)] = dir({ 'openssh-key': md(k.key, 'public-keys') }, 'meta-data/public-keys');
+    children[String(i)] = dir({ 'openssh-key': md(k.key) });
   });
   const listing = doc.sshKeys.map((k, i) => `${i}=${k.name}`).join('\n');
-  return dir(children, 'meta-data/public-keys', listing);
+  return dir(children, listing);
 }
 
 function tags(doc: InstanceDoc): Dir | undefined {
   const keys = Object.keys(doc.meta).sort();
   if (keys.length === 0) return undefined;
   const instance: Record<string, Node> = {};
-  for (const k of keys) instance[k] = md(doc.meta[k] ?? '', 'tags');
-  return dir({ instance: dir(instance, 'meta-data/tags') }, 'meta-data/tags');
+  for (const k of keys) instance[k] = md(doc.meta[k] ?? '');
+  return dir({ instance: dir(instance) });
 }
 
 export function metaData(doc: InstanceDoc): Dir {
   const cidr = subnetCidr(doc);
-  const iface = dir(
-    {
-      'device-number': md('0', 'network'),
-      'interface-id': md(doc.port, 'network'),
-      'local-hostname': md(fqdn(doc), 'network'),
-      'local-ipv4s': md(doc.ip, 'network'),
-      mac: md(doc.mac, 'network'),
-      'subnet-ipv4-cidr-block': md(cidr, 'network'),
-      'vpc-ipv4-cidr-block': md(cidr, 'network'),
-      'vpc-ipv4-cidr-blocks': md(cidr, 'network'),
-    },
-    'meta-data/network',
-  );
-  return dir(
-    {
-      'ami-id': md(amiId(doc), 'ami-id'),
-      'ami-launch-index': md('0', 'ami-launch-index'),
-      hostname: md(fqdn(doc), 'hostname'),
-      'instance-id': md(doc.id, 'instance-id'),
-      'instance-type': md(instanceType(doc), 'instance-type'),
-      'local-hostname': md(fqdn(doc), 'local-hostname'),
-      'local-ipv4': md(doc.ip, 'local-ipv4'),
-      mac: md(doc.mac, 'mac'),
-      network: dir(
-        { interfaces: dir({ macs: dir({ [doc.mac]: iface }, 'meta-data/network') }, 'meta-data/network') },
-        'meta-data/network',
-      ),
-      placement: dir(
-        { 'availability-zone': md(AVAILABILITY_ZONE, 'placement'), region: md(doc.hostId, 'placement') },
-        'meta-data/placement',
-      ),
-      'public-keys': publicKeys(doc),
-      'reservation-id': md(`r-${doc.id.replace(/^i-/, '')}`, 'reservation-id'),
-      tags: tags(doc),
-    },
-    'meta-data',
-  );
+  const iface = dir({
+    'device-number': md('0'),
+    'interface-id': md(doc.port),
+    'local-hostname': md(fqdn(doc)),
+    'local-ipv4s': md(doc.ip),
+    mac: md(doc.mac),
+    'subnet-ipv4-cidr-block': md(cidr),
+    'vpc-ipv4-cidr-block': md(cidr),
+    'vpc-ipv4-cidr-blocks': md(cidr),
+  });
+  return dir({
+    'ami-id': md(amiId(doc)),
+    'ami-launch-index': md('0'),
+    hostname: md(fqdn(doc)),
+    'instance-id': md(doc.id),
+    'instance-type': md(instanceType(doc)),
+    'local-hostname': md(fqdn(doc)),
+    'local-ipv4': md(doc.ip),
+    mac: md(doc.mac),
+    network: dir({ interfaces: dir({ macs: dir({ [doc.mac]: iface }) }) }),
+    placement: dir({ 'availability-zone': md(AVAILABILITY_ZONE), region: md(doc.hostId) }),
+    'public-keys': publicKeys(doc),
+    'reservation-id': md(`r-${doc.id.replace(/^i-/, '')}`),
+    tags: tags(doc),
+  });
 }
 
 /** One version's tree: `meta-data/`, `dynamic/` and, when there is any, `user-data`. */
 export function ec2Version(doc: InstanceDoc): Dir {
-  return dir(
-    {
-      dynamic: dir(
-        {
-          'instance-identity': dir(
-            {
-              document: leaf(doc.identity.document, 'identity-document', JSON_TYPE),
-              signature: leaf(doc.identity.signature, 'identity-document'),
-            },
-            'identity-document',
-          ),
-        },
-        'identity-document',
-      ),
-      'meta-data': metaData(doc),
-      'user-data': doc.userData ? leaf(doc.userData, 'user-data', 'application/octet-stream') : undefined,
-    },
-    'index',
-  );
+  return dir({
+    dynamic: dir({
+      'instance-identity': dir({
+        document: leaf(doc.identity.document, JSON_TYPE),
+        signature: leaf(doc.identity.signature),
+      }),
+    }),
+    'meta-data': metaData(doc),
+    'user-data': doc.userData ? leaf(doc.userData, 'application/octet-stream') : undefined,
+  });
 }

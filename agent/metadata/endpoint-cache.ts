@@ -6,11 +6,11 @@
 // during an invalidation is not stored. Entries also age out, as a backstop
 // for an event the observer missed.
 
+import { type Decision, evaluate, RESOURCES, type Resource, type Rule } from '../auth/policy.js';
 import type { CallerView, Lookup, MetadataBackend, Refusal } from './http.js';
 import { renderAll } from './render.js';
 import type { CallerBundle } from './service.js';
 import { TokenAuthority } from './tokens.js';
-import type { Item } from './tree.js';
 
 export type Call = <T>(method: string, params: unknown) => Promise<T>;
 
@@ -19,6 +19,18 @@ export const CACHE_MAX_AGE_MS = 30_000;
 interface Entry {
   view: CallerView;
   at: number;
+}
+
+/**
+ * Every decision this caller can need, made once: one per resource for
+ * reading, plus writing the password. The trees are rendered with them, and
+ * the HTTP layer finds each one in the map, so no request evaluates rules.
+ */
+export function decideAll(rules: readonly Rule[]): Map<string, Decision> {
+  const decisions = new Map<string, Decision>();
+  for (const r of RESOURCES) decisions.set(`read ${r}`, evaluate(rules, 'read', r));
+  decisions.set('write password', evaluate(rules, 'write', 'password'));
+  return decisions;
 }
 
 export function viewOf(network: string, ip: string, bundle: Extract<CallerBundle, { ok: true }>): CallerView {
@@ -32,6 +44,10 @@ export function viewOf(network: string, ip: string, bundle: Extract<CallerBundle
       ...(vendorData ? { vendorData: Buffer.from(vendorData) } : {}),
     },
   };
+  const decisions = decideAll(b.rules);
+  const readable = new Set(RESOURCES.filter((r) => decisions.get(`read ${r}`)?.allowed));
+  const may = (r: Resource) => readable.has(r);
+  const resolved = { instance: b.instance, mac: b.mac, port: b.port, network, ip };
   return {
     network,
     ip,
@@ -39,30 +55,13 @@ export function viewOf(network: string, ip: string, bundle: Extract<CallerBundle
     port: b.port,
     instance: b.instance,
     identity: b.identity,
-    items: withIdentity(renderAll(b.doc), network, ip, b),
+    items: renderAll(b.doc, resolved, may),
     rules: b.rules,
     tokens: b.tokens,
     authority: new TokenAuthority(Buffer.from(b.tokenKey)),
     who: { network, instance: b.instance, mac: b.mac, port: b.port },
-    decisions: new Map(),
+    decisions,
   };
-}
-
-/** `/berth/identity`: who the host thinks the caller is, for people debugging a guest. */
-function withIdentity(
-  items: Map<string, Item>,
-  network: string,
-  ip: string,
-  b: Extract<CallerBundle, { ok: true }>,
-): Map<string, Item> {
-  const body = `${JSON.stringify({ instance: b.instance, mac: b.mac, port: b.port, network, ip })}\n`;
-  items.set('/berth/identity', {
-    body: Buffer.from(body),
-    contentType: 'application/json',
-    resource: 'meta-data/identity',
-    tree: 'berth',
-  });
-  return items;
 }
 
 export class EndpointCache implements MetadataBackend {

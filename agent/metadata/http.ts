@@ -2,10 +2,13 @@
 // The caller is who the host observed (source IP -> MAC -> port -> instance,
 // via the backend), never what a header says. The surface is deliberately
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
-// OpenStack password, a Host allow-list against DNS rebinding.
+// OpenStack password, a Host allow-list against DNS rebinding, no write that
+// came through a proxy, and a required token holds for every method. Every
+// refusal is reported to the backend, which audits it.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { CallerRateLimit } from './rate-limit.js';
+import type { Tree } from './resources.js';
 import {
   MAX_TTL_SECONDS,
   TOKEN_HEADERS,
@@ -74,6 +77,22 @@ export interface MetadataStats {
 const EC2_TOKEN_PATH = '/latest/api/token';
 const TOKEN_PATH_RE = /^\/[^/]+\/api\/token\/?$/;
 const PASSWORD_RE = /^\/openstack\/[^/]+\/password\/?$/;
+
+/**
+ * Headers a proxy adds. Node lower-cases header names, so these catch
+ * X-fOrWaRdEd-FoR too. `Forwarded` (RFC 7239) is the same statement.
+ */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded'] as const;
+const PROXY_HEADER_NAMES: Record<(typeof PROXY_HEADERS)[number], string> = {
+  'x-forwarded-for': 'X-Forwarded-For',
+  forwarded: 'Forwarded',
+};
+
+function treeOf(path: string): Tree {
+  const end = path.indexOf('/', 1);
+  const first = end < 0 ? path.slice(1) : path.slice(1, end);
+  return first === 'openstack' || first === 'nocloud' || first === 'berth' ? first : 'ec2';
+}
 
 function hostOk(raw: string | undefined): boolean {
   if (raw === undefined) return true;
@@ -179,21 +198,29 @@ export function buildMetadataApp(
     if (!hostOk(req.headers.host))
       return refuse(reply, 403, `Host "${req.headers.host}" is not the metadata service`, ip, where, view);
 
-    const tree = path.startsWith('/openstack')
-      ? 'openstack'
-      : path.startsWith('/nocloud')
-        ? 'nocloud'
-        : 'ec2';
+    const tree = treeOf(path);
     const method = req.method;
-    if (method === 'PUT' && tree === 'ec2' && TOKEN_PATH_RE.test(path))
-      return issueToken(req, reply, view, ip, path, where);
-    const password = tree === 'openstack' && PASSWORD_RE.test(path);
-    if (method === 'POST' && password) return postPassword(req, reply, view, ip, path, where);
+    const tokenPut = method === 'PUT' && tree === 'ec2' && TOKEN_PATH_RE.test(path);
+    // A write that went through a proxy is not the guest's own request: a
+    // server-side request forgery in the guest (its web app fetching a URL it
+    // was handed) must not get a token or set the password. Reads are left
+    // alone, as EC2 does; only GET reads.
     if (method !== 'GET') {
-      const allow = tree === 'ec2' ? 'GET, PUT' : password ? 'GET, POST' : 'GET';
-      return refuse(reply, 405, `method ${method} is not allowed here`, ip, where, view, { allow });
+      const proxied = PROXY_HEADERS.find((h) => req.headers[h] !== undefined);
+      if (proxied)
+        return refuse(
+          reply,
+          403,
+          `a ${method} with ${PROXY_HEADER_NAMES[proxied]} is refused (proxied write)`,
+          ip,
+          where,
+          view,
+        );
     }
-
+    if (tokenPut) return issueToken(req, reply, view, ip, path, where);
+    // Tokens, when required, hold for every other path and method, before
+    // anything else is answered: a token-less write is no more the guest's
+    // own than a token-less read.
     const token = tokenOf(req);
     if (token !== undefined) {
       const check = view.authority.check(token, view.who);
@@ -207,6 +234,12 @@ export function buildMetadataApp(
         where,
         view,
       );
+    }
+    const password = tree === 'openstack' && PASSWORD_RE.test(path);
+    if (method === 'POST' && password) return postPassword(req, reply, view, ip, path, where);
+    if (method !== 'GET') {
+      const allow = tree === 'ec2' ? 'GET, PUT' : password ? 'GET, POST' : 'GET';
+      return refuse(reply, 405, `method ${method} is not allowed here`, ip, where, view, { allow });
     }
 
     // As EC2 does, a leaf asked for with a trailing slash (botocore asks for
@@ -227,16 +260,6 @@ export function buildMetadataApp(
     path: string,
     where: string,
   ) => {
-    // Node lower-cases header names, so this catches X-fOrWaRdEd-FoR too.
-    if (req.headers['x-forwarded-for'] !== undefined)
-      return refuse(
-        reply,
-        403,
-        'a token PUT with X-Forwarded-For is refused (proxied request)',
-        ip,
-        where,
-        view,
-      );
     if (path.replace(/\/$/, '') !== EC2_TOKEN_PATH)
       return refuse(reply, 403, `tokens are issued only at ${EC2_TOKEN_PATH}`, ip, where, view);
     const problem = ttlProblem(req.headers[TTL_HEADER]);
@@ -265,6 +288,21 @@ export function buildMetadataApp(
     return text(reply, r.status, r.message);
   };
 
+  // What fastify refuses itself before the handler runs (a body over the
+  // limit, a Content-Length that lies) is a refusal like any other: audited,
+  // naming the guest from what the host sees at the address, within the
+  // caller's rate limit so it cannot be used to flood the audit path.
+  app.setErrorHandler(async (err: { statusCode?: number; message: string }, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status < 400 || status >= 500) return text(reply, 500, 'internal error');
+    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    stats.refused += 1;
+    if (limit.check(ip).ok)
+      await backend
+        .refuse({ status, reason: err.message, ip, path: `${req.method} ${req.url.split('?')[0]}` })
+        .catch(() => undefined);
+    return text(reply, status, `refused: ${err.message}`);
+  });
   app.all('*', handle);
   const flushLimited = async () => {
     for (const { ip, reason, count } of limit.drain())

@@ -4,19 +4,21 @@
 import { stringify } from 'yaml';
 import { parseCidr } from '../../hostnet/ipv4.js';
 import { fqdn, type InstanceDoc } from './doc.js';
-import { type Dir, dir, leaf } from './tree.js';
+import { doc as composite, type Dir, type Doc, dir, leaf } from './tree.js';
 
 export const NOCLOUD_PREFIX = 'nocloud';
 export const NOCLOUD_SEED = 'ds=nocloud-net;s=http://169.254.169.254/nocloud/';
 
 const YAML_TYPE = 'text/yaml';
 
-export function nocloudMetaData(doc: InstanceDoc): string {
-  return stringify({
+/** meta-data: one field per value, so a caller's denied values are left out of it. */
+export function nocloudMetaData(doc: InstanceDoc): Doc {
+  const fields = {
     'instance-id': doc.id,
     'local-hostname': fqdn(doc),
-    ...(doc.sshKeys.length > 0 ? { 'public-keys': doc.sshKeys.map((k) => k.key) } : {}),
-  });
+    'public-keys': doc.sshKeys.length > 0 ? doc.sshKeys.map((k) => k.key) : undefined,
+  };
+  return composite(fields, (kept) => stringify(kept), YAML_TYPE);
 }
 
 /** Netplan-style v2, matched on the MAC the host assigned. */
@@ -44,14 +46,11 @@ export function nocloudNetworkConfig(doc: InstanceDoc): string {
 }
 
 export function nocloudTree(doc: InstanceDoc): Dir {
-  return dir(
-    {
-      'meta-data': leaf(nocloudMetaData(doc), 'meta-data/nocloud', YAML_TYPE),
-      'network-config': leaf(nocloudNetworkConfig(doc), 'meta-data/network', YAML_TYPE),
-      // cloud-init wants a user-data file to exist; empty means "nothing to do".
-      'user-data': leaf(doc.userData ?? '', 'user-data', 'application/octet-stream'),
-      'vendor-data': leaf(doc.vendorData ?? '', 'vendor-data', 'application/octet-stream'),
-    },
-    'index',
-  );
+  return dir({
+    'meta-data': nocloudMetaData(doc),
+    'network-config': leaf(nocloudNetworkConfig(doc), YAML_TYPE),
+    // cloud-init wants a user-data file to exist; empty means "nothing to do".
+    'user-data': leaf(doc.userData ?? '', 'application/octet-stream'),
+    'vendor-data': leaf(doc.vendorData ?? '', 'application/octet-stream'),
+  });
 }

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { intToIp, netmaskOf, parseCidr } from '../../hostnet/ipv4.js';
 import { AVAILABILITY_ZONE, fqdn, type InstanceDoc, PROJECT_ID } from './doc.js';
-import { type Dir, dir, JSON_TYPE, leaf } from './tree.js';
+import { doc as composite, type Dir, type Doc, dir, JSON_TYPE, leaf } from './tree.js';
 
 /** Nova's dated versions that cloud-init knows, oldest first; `latest` is added. */
 export const OPENSTACK_VERSIONS = [
@@ -22,8 +22,9 @@ export const PASSWORD_MAX_BYTES = 4 * 255;
 
 const json = (value: unknown) => `${JSON.stringify(value)}\n`;
 
-export function metaDataJson(doc: InstanceDoc, seed: Buffer = randomBytes(512)): unknown {
-  return {
+/** meta_data.json: one field per value, so a caller's denied values are left out of it. */
+export function metaDataJson(doc: InstanceDoc, seed: Buffer = randomBytes(512)): Doc {
+  const fields = {
     uuid: doc.uuid,
     name: doc.name,
     hostname: fqdn(doc),
@@ -36,6 +37,7 @@ export function metaDataJson(doc: InstanceDoc, seed: Buffer = randomBytes(512)):
     random_seed: seed.toString('base64'),
     devices: [],
   };
+  return composite(fields, json, JSON_TYPE);
 }
 
 export function networkDataJson(doc: InstanceDoc): unknown {
@@ -76,29 +78,34 @@ function vendorDataJson(doc: InstanceDoc): unknown {
   return { 'cloud-init': text };
 }
 
-export function openstackVersion(doc: InstanceDoc, version: string): Dir {
-  const after = (v: string) => version === 'latest' || version >= v;
-  return dir(
-    {
-      'meta_data.json': leaf(json(metaDataJson(doc)), 'meta-data/openstack', JSON_TYPE),
-      'network_data.json': after('2015-10-15')
-        ? leaf(json(networkDataJson(doc)), 'meta-data/network', JSON_TYPE)
-        : undefined,
-      password: after('2013-04-04') ? leaf(doc.password ?? '', 'password') : undefined,
-      user_data: doc.userData ? leaf(doc.userData, 'user-data', 'application/octet-stream') : undefined,
-      'vendor_data.json': after('2013-10-17')
-        ? leaf(json(vendorDataJson(doc)), 'vendor-data', JSON_TYPE)
-        : undefined,
-      'vendor_data2.json': after('2016-10-06') ? leaf(json({}), 'vendor-data', JSON_TYPE) : undefined,
-    },
-    'index',
-  );
-}
+/** Every version served, `latest` last; Nova lists them bare (no trailing `/`), and cloud-init matches them exactly. */
+export const OPENSTACK_ALL: readonly string[] = [...OPENSTACK_VERSIONS, 'latest'];
 
-export function openstackTree(doc: InstanceDoc): Dir {
-  const children: Record<string, Dir> = {};
-  const versions = [...OPENSTACK_VERSIONS, 'latest'];
-  for (const v of versions) children[v] = openstackVersion(doc, v);
-  // Nova lists versions bare (no trailing `/`), and cloud-init matches them exactly.
-  return dir(children, 'index', versions.join('\n'));
+/**
+ * Every version's directory. The files are made once and shared: versions
+ * differ only in which files they have, and one caller's render then writes
+ * each file's bytes once (and draws one random seed).
+ */
+export function openstackVersions(doc: InstanceDoc): Record<string, Dir> {
+  const files = {
+    'meta_data.json': metaDataJson(doc),
+    'network_data.json': leaf(json(networkDataJson(doc)), JSON_TYPE),
+    password: leaf(doc.password ?? ''),
+    user_data: doc.userData ? leaf(doc.userData, 'application/octet-stream') : undefined,
+    'vendor_data.json': leaf(json(vendorDataJson(doc)), JSON_TYPE),
+    'vendor_data2.json': leaf(json({}), JSON_TYPE),
+  };
+  const out: Record<string, Dir> = {};
+  for (const version of OPENSTACK_ALL) {
+    const after = (v: string) => version === 'latest' || version >= v;
+    out[version] = dir({
+      'meta_data.json': files['meta_data.json'],
+      'network_data.json': after('2015-10-15') ? files['network_data.json'] : undefined,
+      password: after('2013-04-04') ? files.password : undefined,
+      user_data: files.user_data,
+      'vendor_data.json': after('2013-10-17') ? files['vendor_data.json'] : undefined,
+      'vendor_data2.json': after('2016-10-06') ? files['vendor_data2.json'] : undefined,
+    });
+  }
+  return out;
 }

@@ -1,23 +1,62 @@
-// Renders one instance's three trees into the flat map the endpoint serves
-// from: path -> bytes, content type and the policy resource.
+// Renders one caller's trees into the flat map the endpoint serves from:
+// path -> bytes, content type and the policy resource. The caller's
+// decisions go in here (`may`), so what it may not read is already left out
+// of listings and composite documents, and serving stays one map lookup.
 import type { InstanceDoc } from './doc.js';
 import { EC2_VERSIONS, ec2Version } from './ec2.js';
 import { NOCLOUD_PREFIX, nocloudTree } from './nocloud.js';
-import { openstackTree } from './openstack.js';
-import { dir, flatten, type Item } from './tree.js';
+import { OPENSTACK_ALL, openstackVersions } from './openstack.js';
+import {
+  doc as composite,
+  type Dir,
+  dir,
+  flatten,
+  type Item,
+  JSON_TYPE,
+  listing,
+  type May,
+  type Node,
+} from './tree.js';
 
-export function renderAll(doc: InstanceDoc): Map<string, Item> {
+/** Who the host resolved the caller to; `/berth/identity` shows it, for people debugging a guest. */
+export interface Resolved {
+  instance: string;
+  mac: string;
+  port: string;
+  network: string;
+  ip: string;
+}
+
+function berthTree(who: Resolved): Dir {
+  const json = (fields: Record<string, unknown>) => `${JSON.stringify(fields)}\n`;
+  const { instance, mac, port, network, ip } = who;
+  return dir({ identity: composite({ instance, mac, port, network, ip }, json, JSON_TYPE) });
+}
+
+export function renderAll(doc: InstanceDoc, who: Resolved, may: May): Map<string, Item> {
   const out = new Map<string, Item>();
-  const versions: Record<string, ReturnType<typeof ec2Version>> = {};
-  const one = ec2Version(doc);
-  // Every version serves the same keys; none of berth's differ between them.
-  for (const v of EC2_VERSIONS) versions[v] = one;
-  flatten(dir(versions, 'index'), '', 'ec2', out);
-  flatten(openstackTree(doc), '/openstack', 'openstack', out);
-  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, 'nocloud', out);
+  // Every EC2 version serves the same keys (none of berth's differ between
+  // them): one render, filed under each version.
+  const ec2 = new Map<string, Item>();
+  flatten(ec2Version(doc), '', '', { tree: 'ec2', may, out: ec2 });
+  for (const v of EC2_VERSIONS)
+    for (const [path, item] of ec2) {
+      if (path === '/') out.set(`/${v}`, item);
+      out.set(`/${v}${path}`, item);
+    }
+  listing('/openstack', OPENSTACK_ALL.join('\n'), 'openstack', out);
+  const os = { tree: 'openstack' as const, may, out, made: new Map<Node, { rel: string; item: Item }>() };
+  for (const [v, d] of Object.entries(openstackVersions(doc))) flatten(d, `/openstack/${v}`, '', os);
+  flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, '', { tree: 'nocloud', may, out });
+  flatten(berthTree(who), '/berth', '', { tree: 'berth', may, out });
   // The root lists the EC2 versions plus the other trees, as a directory.
   const rootListing = `${[...EC2_VERSIONS].join('\n')}\nopenstack/\n${NOCLOUD_PREFIX}/`;
-  const root = { body: Buffer.from(rootListing), contentType: 'text/plain', resource: 'index', tree: 'ec2' };
+  const root: Item = {
+    body: Buffer.from(rootListing),
+    contentType: 'text/plain',
+    resource: 'index',
+    tree: 'ec2',
+  };
   out.set('/', root);
   out.set('', root);
   return out;

@@ -5,7 +5,14 @@ import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
 import { arpPayloadNamesGuest, guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
 import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
-import { dnsRebinding, tokenOtherInstance, xffOnTokenPut } from './metadata.js';
+import {
+  denyEveryTree,
+  dnsRebinding,
+  tokenlessPost,
+  tokenOtherInstance,
+  xffOnTokenPut,
+  xffOnWrite,
+} from './metadata.js';
 import type { AttackFn } from './result.js';
 
 export const MATRIX: readonly AttackFn[] = [
@@ -21,7 +28,10 @@ export const MATRIX: readonly AttackFn[] = [
   guestMacFromForeignPort,
   tokenOtherInstance,
   xffOnTokenPut,
+  xffOnWrite,
+  tokenlessPost,
   dnsRebinding,
+  denyEveryTree,
   ipReusedAfterDelete,
   overlappingSubnets,
   malformedHttp,

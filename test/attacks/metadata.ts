@@ -1,7 +1,15 @@
 // Metadata rows: a session token used by another instance, X-Forwarded-For
-// on a token PUT, and a DNS-rebinding Host header. Two guests share one
-// network (none of these rows changes what the other rows see): g1 with
-// optional tokens, g2 requiring them.
+// on a token PUT and on any other write, a DNS-rebinding Host header, a
+// token-less POST where tokens are required, and a deny checked on every
+// tree. Two guests share one network (none of these rows changes what the
+// other rows see): g1 with optional tokens, g2 requiring them; the deny row
+// makes its own guest, with keys and tags, and a policy naming only it.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AuditRecord } from '../../agent/api/types.js';
+import { EC2_VERSIONS } from '../../agent/metadata/ec2.js';
+import { OPENSTACK_ALL } from '../../agent/metadata/openstack.js';
 import type { Guest } from '../helpers/hostnet_lab.js';
 import { mdGuest } from '../helpers/metadata_lab.js';
 import { auditCursor, auditSince, tryCurl } from './observe.js';
@@ -108,6 +116,172 @@ export const dnsRebinding = attack(
         `Host ${hosts.join(', ')}: ${bad.map((r) => r.status).join(', ')}`,
       ),
       see(records.length === hosts.length, `audit: ${records.length} Host refusals recorded`),
+    ];
+  },
+);
+
+const PASSWORD = '/openstack/latest/password';
+const POST = ['-X', 'POST', '-H', 'Content-Type: text/plain', '--data-binary'];
+
+export const tokenlessPost = attack(
+  'A token-less POST where tokens are required',
+  '401 for the OpenStack password POST without a token (403 with X-Forwarded-For as well), both audited; nothing is stored; with its token the guest posts',
+  async (_t, ctx) => {
+    const { g2 } = await guests(ctx);
+    const cursor = await auditCursor(ctx.lab);
+    const bare = await tryCurl(g2.netns, PASSWORD, [...POST, 'stolen-1']);
+    const proxied = await tryCurl(g2.netns, PASSWORD, [
+      ...POST,
+      'stolen-2',
+      '-H',
+      'X-Forwarded-For: 203.0.113.9',
+    ]);
+    const token = ['-H', `X-aws-ec2-metadata-token: ${(await tryCurl(g2.netns, TOKEN, PUT)).body}`];
+    const stored = await tryCurl(g2.netns, PASSWORD, token);
+    const own = await tryCurl(g2.netns, PASSWORD, [...token, ...POST, 'own-secret']);
+    const after = await tryCurl(g2.netns, PASSWORD, token);
+    const noToken = await refusal(ctx, cursor, g2.port, /requires a session token/);
+    const viaProxy = await refusal(ctx, cursor, g2.port, /X-Forwarded-For/);
+    return [
+      see(bare.status === 401, `token-less POST: ${bare.status} ${bare.body.trim()}`),
+      see(proxied.status === 403, `token-less POST with X-Forwarded-For: ${proxied.status}`),
+      see(stored.status === 200 && stored.body === '', `nothing stored: the password reads "${stored.body}"`),
+      see(
+        own.status === 200 && after.body === 'own-secret',
+        `control: with its token g2 posts (${own.status}) and reads it back`,
+      ),
+      see(
+        noToken?.path === `POST ${PASSWORD}` && (noToken.detail as { status?: number })?.status === 401,
+        `audit: ${noToken ? `${noToken.path}, 401, g2's port` : 'no record of the token-less POST'}`,
+      ),
+      see(
+        viaProxy?.path === `POST ${PASSWORD}` && (viaProxy.detail as { status?: number })?.status === 403,
+        `audit: ${viaProxy ? `${viaProxy.path}, 403: ${viaProxy.reason}` : 'no record of the proxied POST'}`,
+      ),
+    ];
+  },
+);
+
+export const xffOnWrite = attack(
+  'X-Forwarded-For on a write',
+  '403 for a password POST or any other write carrying X-Forwarded-For (or Forwarded), each audited; reads are unaffected and the same POST without it is stored',
+  async (_t, ctx) => {
+    const { g1 } = await guests(ctx);
+    const cursor = await auditCursor(ctx.lab);
+    const xff = ['-H', 'X-Forwarded-For: 203.0.113.9'];
+    const post = await tryCurl(g1.netns, PASSWORD, [...POST, 'via-proxy', ...xff]);
+    const fwd = await tryCurl(g1.netns, PASSWORD, [...POST, 'via-proxy', '-H', 'Forwarded: for=203.0.113.9']);
+    const del = await tryCurl(g1.netns, ID, ['-X', 'DELETE', ...xff]);
+    const read = await tryCurl(g1.netns, ID, xff);
+    const stored = await tryCurl(g1.netns, PASSWORD);
+    const own = await tryCurl(g1.netns, PASSWORD, [...POST, 'direct']);
+    const records = (await auditSince(ctx.lab, cursor, 'metadata.request')).filter(
+      (r) => r.port === g1.port && /proxied write/.test(r.reason),
+    );
+    const paths = records.map((r) => r.path).sort();
+    const want = [`DELETE ${ID}`, `POST ${PASSWORD}`, `POST ${PASSWORD}`];
+    return [
+      see(
+        post.status === 403 && fwd.status === 403 && del.status === 403,
+        `POST with X-Forwarded-For ${post.status}, with Forwarded ${fwd.status}, DELETE with X-Forwarded-For ${del.status}`,
+      ),
+      see(stored.body === '', `nothing stored through the proxy: the password reads "${stored.body}"`),
+      see(read.status === 200 && read.body === g1.id, `control: a GET with X-Forwarded-For: ${read.status}`),
+      see(own.status === 200, `control: the same POST without it: ${own.status}`),
+      see(
+        JSON.stringify(paths) === JSON.stringify(want),
+        `audit: ${records.length} proxied writes refused (${paths.join(', ')})`,
+      ),
+    ];
+  },
+);
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDenyEveryTreeKeyAAAAAAAAAAAAAAAAAAAAAAAA dana-k7@lab';
+const TAG = ['tagkey-k7', 'tagvalue-k7'] as const;
+const MARKS = ['DenyEveryTreeKey', 'dana-k7', ...TAG];
+
+/** Every path of every tree where the keys or tags are, or are listed, for one guest. */
+function crawlPaths(): string[] {
+  const ec2 = EC2_VERSIONS.flatMap((v) => [
+    `/${v}/meta-data/`,
+    `/${v}/meta-data/public-keys/`,
+    `/${v}/meta-data/public-keys/0/openssh-key`,
+    `/${v}/meta-data/tags/instance/`,
+    `/${v}/meta-data/tags/instance/${TAG[0]}`,
+  ]);
+  const os = OPENSTACK_ALL.map((v) => `/openstack/${v}/meta_data.json`);
+  return [...ec2, ...os, '/nocloud/meta-data', '/berth/identity'];
+}
+
+/** Refused requests the audit accounts for: one record each, or counted in a port's summary. */
+function accounted(records: AuditRecord[], port: string, reason: RegExp): number {
+  let n = 0;
+  for (const r of records) {
+    if (r.port !== port) continue;
+    if (r.event === 'metadata.request' && reason.test(r.reason)) n += 1;
+    if (r.event === 'metadata.suppressed')
+      for (const [why, c] of Object.entries((r.detail?.reasons ?? {}) as Record<string, number>))
+        if (reason.test(why)) n += c;
+  }
+  return n;
+}
+
+export const denyEveryTree = attack(
+  'A deny checked on every tree',
+  'with read:meta-data/public-keys and read:meta-data/tags denied, no tree shows the keys or tags (EC2 under each version 403 and unlisted, OpenStack meta_data.json and NoCloud meta-data without them, berth paths neither); every 403 is in the audit',
+  async (t, ctx) => {
+    await guests(ctx);
+    const dir = await mkdtemp(join(tmpdir(), 'berth-deny-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'key.pub'), `${KEY}\n`);
+    const g = await mdGuest(ctx.lab, 'md-g3', 'md', [
+      ...['--ssh-key', join(dir, 'key.pub'), '--meta', `${TAG[0]}=${TAG[1]}`],
+    ]);
+    const paths = crawlPaths();
+    const crawl = async () => {
+      const out = [];
+      for (const p of paths) out.push({ path: p, ...(await tryCurl(g.netns, p)) });
+      return out;
+    };
+    const before = await crawl();
+    const set = await ctx.lab.ctl([
+      ...['policy', 'set', 'md-g3-no-keys-tags', '--identity', `instance:${g.id}`],
+      ...['--deny', 'read:meta-data/public-keys', '--deny', 'read:meta-data/tags'],
+    ]);
+    const cursor = await auditCursor(ctx.lab);
+    const after = await crawl();
+    // Refusals over a port's share of a second are summarised once a second.
+    await new Promise((r) => setTimeout(r, 1500));
+    const records = await auditSince(ctx.lab, cursor);
+    const shows = <T extends { body: string }>(bodies: T[]) =>
+      bodies.filter((r) => MARKS.some((m) => r.body.includes(m)));
+    const trees = (rs: { path: string }[]) =>
+      [...new Set(rs.map((r) => r.path.split('/')[1]?.replace(/^\d.*|latest/, 'ec2')))].sort().join(', ');
+    const refused = after.filter((r) => r.status === 403 || r.status === 404);
+    const served = after.filter((r) => r.status === 200);
+    const docs = served.filter((r) => /meta_data\.json|nocloud|berth/.test(r.path));
+    const n = accounted(records, g.port, /md-g3-no-keys-tags/);
+    const listings = after.filter((r) => r.path.endsWith('/meta-data/'));
+    const unlisted = listings.filter((r) => r.status === 200 && !/^(public-keys|tags)\/$/m.test(r.body));
+    return [
+      see(set.code === 0, `policy set: ${set.code === 0 ? 'ok' : set.stderr.trim()}`),
+      see(
+        shows(before).length === 4 * EC2_VERSIONS.length + OPENSTACK_ALL.length + 1,
+        `control: before the deny, ${shows(before).length} answers carry the keys or tags (${trees(shows(before))})`,
+      ),
+      see(shows(after).length === 0, `after: ${shows(after).length} of ${after.length} answers carry them`),
+      see(
+        unlisted.length === EC2_VERSIONS.length,
+        `EC2 meta-data/ listings without public-keys/ and tags/: ${unlisted.length} of ${listings.length}`,
+      ),
+      see(
+        docs.length === OPENSTACK_ALL.length + 2 && refused.length === 4 * EC2_VERSIONS.length,
+        `EC2 keys and tags 403 under ${EC2_VERSIONS.length} versions (${refused.length}); ${docs.length} composite documents still served (${trees(docs)})`,
+      ),
+      see(
+        n === refused.length,
+        `audit: ${n} of ${refused.length} refusals recorded on md-g3's port (records and per-port summaries)`,
+      ),
     ];
   },
 );

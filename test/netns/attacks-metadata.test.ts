@@ -1,10 +1,19 @@
-// Attack matrix (issue #8), metadata identity rows: an unknown port, a moved
-// MAC, another instance's token, X-Forwarded-For on a token PUT and a
-// DNS-rebinding Host header, from netns guests against a real berthd.
+// Attack matrix (issues #8 and #12), metadata identity rows: an unknown port,
+// a moved MAC, another instance's token, X-Forwarded-For on a token PUT and
+// on any write, a token-less POST where tokens are required, a DNS-rebinding
+// Host header and a deny checked on every tree, from netns guests against a
+// real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
-import { dnsRebinding, tokenOtherInstance, xffOnTokenPut } from '../attacks/metadata.js';
+import {
+  denyEveryTree,
+  dnsRebinding,
+  tokenlessPost,
+  tokenOtherInstance,
+  xffOnTokenPut,
+  xffOnWrite,
+} from '../attacks/metadata.js';
 import { isRoot } from '../helpers/hostnet_lab.js';
 
 if (!isRoot()) {
@@ -12,4 +21,13 @@ if (!isRoot()) {
   process.exit(0);
 }
 
-await runAttacks(t, [metadataUnknownPort, macMoved, tokenOtherInstance, xffOnTokenPut, dnsRebinding]);
+await runAttacks(t, [
+  metadataUnknownPort,
+  macMoved,
+  tokenOtherInstance,
+  xffOnTokenPut,
+  xffOnWrite,
+  tokenlessPost,
+  dnsRebinding,
+  denyEveryTree,
+]);

@@ -1,7 +1,9 @@
 // Acceptance (metadata): cloud-init's own Python code (Debian's cloud-init
 // 22.4, run with Debian's python3 inside a netns guest) crawls the EC2,
 // OpenStack and NoCloud trees berth serves, without a warning, and finds the
-// instance id, user-data, public keys and network data.
+// instance id, user-data, public keys and network data. A second guest whose
+// keys and tags a policy denies is crawled too: every datasource still reads
+// cleanly, and none of them finds the keys.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +24,17 @@ if (!existsSync('/usr/lib/python3/dist-packages/cloudinit')) {
 }
 
 const CRAWL = fileURLToPath(new URL('../helpers/cloudinit_crawl.py', import.meta.url));
+
+function crawl(netns: string): Promise<string> {
+  return new Promise<string>((resolve, reject) =>
+    execFile(
+      'ip',
+      ['netns', 'exec', netns, PYTHON, CRAWL],
+      { encoding: 'utf8', timeout: 60_000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+    ),
+  );
+}
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICloudInitCrawlKeyAAAAAAAAAAAAAAAAAAAAAAAA bob@lab';
 
 t.test('cloud-init crawls the EC2, OpenStack and NoCloud trees', async (t) => {
@@ -39,14 +52,7 @@ t.test('cloud-init crawls the EC2, OpenStack and NoCloud trees', async (t) => {
     join(dir, 'key.pub'),
   ]);
   const started = Date.now();
-  const raw = await new Promise<string>((resolve, reject) =>
-    execFile(
-      'ip',
-      ['netns', 'exec', g.netns, PYTHON, CRAWL],
-      { encoding: 'utf8', timeout: 60_000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
-    ),
-  );
+  const raw = await crawl(g.netns);
   t.comment(`cloud-init crawl took ${Date.now() - started} ms`);
   const r = JSON.parse(raw);
   t.same(r.problems, [], 'cloud-init logged no warning or error while crawling');
@@ -77,5 +83,36 @@ t.test('cloud-init crawls the EC2, OpenStack and NoCloud trees', async (t) => {
     'cloud-init turns network_data.json into its own network config',
   );
   t.match(r.nocloud.meta_data, { 'instance-id': g.id, 'public-keys': [KEY] }, 'NoCloud: meta-data');
+  t.equal(r.nocloud.user_data, userData, 'NoCloud: user-data');
+});
+
+t.test('with keys and tags denied, cloud-init still crawls every tree and finds no keys', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-ci-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const userData = '#cloud-config\npackages: [htop]\n';
+  await writeFile(join(dir, 'ud'), userData);
+  await writeFile(join(dir, 'key.pub'), `${KEY}\n`);
+  const lab = await startLab(t);
+  await lab.network('cd', '10.75.0.0/24');
+  const g = await mdGuest(lab, 'c2', 'cd', [
+    ...['--user-data', join(dir, 'ud'), '--ssh-key', join(dir, 'key.pub'), '--meta', 'team=ci'],
+  ]);
+  const set = await lab.ctl([
+    ...['policy', 'set', 'c2-no-keys', '--identity', `instance:${g.id}`],
+    ...['--deny', 'read:meta-data/public-keys', '--deny', 'read:meta-data/tags'],
+  ]);
+  t.equal(set.code, 0, set.stderr);
+  const raw = await crawl(g.netns);
+  t.notOk(raw.includes('CloudInitCrawlKey'), 'the key is nowhere in what cloud-init read');
+  const r = JSON.parse(raw);
+  t.same(r.problems, [], 'cloud-init logged no warning or error while crawling');
+  t.equal(r.ec2.instance_id, g.id, 'EC2: instance id');
+  t.equal(r.ec2.public_keys, null, 'EC2: no public keys');
+  t.equal(r.ec2.user_data, userData, 'EC2: user-data');
+  t.equal(r.openstack.uuid, g.instance.uuid, 'OpenStack: uuid');
+  t.equal(r.openstack.public_keys, null, 'OpenStack: no public keys');
+  t.equal(r.openstack.user_data, userData, 'OpenStack: user_data');
+  t.match(r.nocloud.meta_data, { 'instance-id': g.id }, 'NoCloud: meta-data');
+  t.notOk('public-keys' in r.nocloud.meta_data, 'NoCloud: no public-keys');
   t.equal(r.nocloud.user_data, userData, 'NoCloud: user-data');
 });

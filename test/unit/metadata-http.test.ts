@@ -1,74 +1,20 @@
 // The metadata surface through fastify inject: trees, tokens, hardening and
 // policy, over a fake backend that stands in for berthd's resolution.
 import t from 'tap';
-import { compileRules, type PolicyRecord } from '../../agent/auth/policy.js';
-import type { InstanceDoc } from '../../agent/metadata/doc.js';
+import type { PolicyRecord } from '../../agent/auth/policy.js';
 import { identityDocument } from '../../agent/metadata/doc.js';
-import { viewOf } from '../../agent/metadata/endpoint-cache.js';
-import { buildMetadataApp, type CallerView, type Refusal } from '../../agent/metadata/http.js';
+import { buildMetadataApp } from '../../agent/metadata/http.js';
 import { generateKeys, verifySignature } from '../../agent/metadata/keys.js';
 import { TokenAuthority } from '../../agent/metadata/tokens.js';
+import {
+  instanceDoc as doc,
+  H,
+  metadataHarness as harness,
+  tokenKey,
+  callerView as view,
+} from '../helpers/metadata_unit.js';
 
 const keys = generateKeys();
-const tokenKey = Buffer.from(keys.token_key, 'base64');
-
-function doc(id: string, mac: string, ip: string, extra: Partial<InstanceDoc> = {}): InstanceDoc {
-  const base: Omit<InstanceDoc, 'identity'> = {
-    id,
-    uuid: `uuid-${id}`,
-    name: `vm-${id}`,
-    hostname: `vm-${id}`,
-    runtime: 'netns',
-    network: { name: 'default', subnet: '10.77.0.0/24', gateway: '10.77.0.1', mtu: 1500, dns: ['10.77.0.1'] },
-    mac,
-    ip,
-    port: `port-${id}`,
-    sshKeys: [{ name: 'alice', key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake alice@host' }],
-    meta: { env: 'test' },
-    hostId: 'hv-test',
-    createdAt: '2026-01-01T00:00:00.000Z',
-    ...extra,
-  };
-  return { ...base, identity: { document: identityDocument(base), signature: 'x' } };
-}
-
-function view(d: InstanceDoc, policies: PolicyRecord[] = [], tokens: 'optional' | 'required' = 'optional') {
-  return viewOf('default', d.ip, {
-    ok: true,
-    mac: d.mac,
-    port: d.port,
-    instance: d.id,
-    identity: `instance:${d.id}`,
-    doc: d,
-    rules: compileRules(policies, {
-      instance: d.id,
-      name: d.name,
-      mac: d.mac,
-      ...(d.role ? { role: d.role } : {}),
-    }),
-    tokens,
-    tokenKey,
-  });
-}
-
-/** An app whose caller is whichever view `current` holds; inject's source IP is 127.0.0.1. */
-function harness(first: CallerView) {
-  const state = { current: first, refusals: [] as Refusal[], passwords: new Map<string, string>() };
-  const { app, stats } = buildMetadataApp({
-    lookup: () => ({ ok: true, view: state.current }),
-    refuse: async (r) => {
-      state.refusals.push(r);
-    },
-    postPassword: async (v, value) => {
-      if (state.passwords.has(v.instance)) return { status: 409, message: 'the password is already set' };
-      state.passwords.set(v.instance, value);
-      return { status: 200, message: 'ok' };
-    },
-  });
-  return { app, stats, state };
-}
-
-const H = { host: '169.254.169.254' };
 
 t.test('EC2 tree: versions, listings, leaves, 404s', async (t) => {
   const { app } = harness(
@@ -344,4 +290,92 @@ t.test('blobs that crossed IPC as Uint8Array are served as bytes', async (t) => 
     'cloud-init': '#cloud-config\nruncmd: [true]\n',
   });
   t.equal((await get('/nocloud/vendor-data')).body, '#cloud-config\nruncmd: [true]\n');
+});
+
+t.test('tokens required hold for every path and method; no write through a proxy', async (t) => {
+  const { app, state } = harness(view(doc('i-7777', '0a:b7:e7:00:00:17', '10.77.0.17'), [], 'required'));
+  const req = (
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
+    url: string,
+    headers = {},
+    payload?: string,
+  ) => app.inject({ method, url, headers: { ...H, ...headers }, ...(payload ? { payload } : {}) });
+  const last = () => state.refusals.at(-1);
+  // Token-less, every method and tree: 401, audited; nothing is stored.
+  for (const [method, url] of [
+    ['POST', '/openstack/latest/password'],
+    ['POST', '/openstack/2013-04-04/password'],
+    ['DELETE', '/latest/meta-data/instance-id'],
+    ['PATCH', '/nocloud/meta-data'],
+    ['GET', '/berth/identity'],
+    ['GET', '/openstack/latest/meta_data.json'],
+    ['GET', '/nocloud/user-data'],
+  ] as const) {
+    const r = await req(
+      method,
+      url,
+      { 'content-type': 'text/plain' },
+      method === 'POST' ? 's3cret' : undefined,
+    );
+    t.equal(r.statusCode, 401, `token-less ${method} ${url}: 401`);
+    t.match(last(), { status: 401, path: `${method} ${url}`, reason: /requires a session token/ }, 'audited');
+  }
+  t.equal(state.passwords.size, 0, 'no password was stored without a token');
+  // With X-Forwarded-For (any case) or Forwarded, every write is refused, token or not.
+  const tok = (await req('PUT', '/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })).body;
+  const auth = { 'x-aws-ec2-metadata-token': tok };
+  for (const [method, url] of [
+    ['PUT', '/latest/api/token'],
+    ['POST', '/openstack/latest/password'],
+    ['DELETE', '/latest/meta-data/instance-id'],
+    ['PATCH', '/openstack/latest/password'],
+  ] as const)
+    for (const proxy of [{ 'X-fOrWaRdEd-FoR': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }]) {
+      const r = await req(
+        method,
+        url,
+        { ...auth, 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'content-type': 'text/plain', ...proxy },
+        method === 'POST' ? 's3cret' : undefined,
+      );
+      const name = Object.keys(proxy)[0];
+      t.equal(r.statusCode, 403, `${method} ${url} with ${name}: 403`);
+      t.match(last(), { status: 403, reason: /proxied write/, view: { instance: 'i-7777' } }, 'audited');
+    }
+  t.equal(state.passwords.size, 0, 'no password was stored through a proxy');
+  // A read may carry it (EC2 does not refuse it either), and the token's own POST works.
+  t.equal(
+    (await req('GET', '/latest/meta-data/instance-id', { ...auth, 'x-forwarded-for': '203.0.113.9' }))
+      .statusCode,
+    200,
+  );
+  t.equal(
+    (await req('POST', '/openstack/latest/password', { ...auth, 'content-type': 'text/plain' }, 's3cret'))
+      .statusCode,
+    200,
+    'with its token the guest posts its password',
+  );
+  t.equal(state.passwords.get('i-7777'), 's3cret');
+  t.equal(
+    (await req('POST', '/openstack/latest/password', { 'x-aws-ec2-metadata-token': 'AAAA' }, 'x')).statusCode,
+    401,
+    'a bad token on a write: 401',
+  );
+  t.match(last(), { status: 401, reason: /malformed/ });
+});
+
+t.test('refusals fastify makes before the handler are audited too', async (t) => {
+  const { app, state } = harness(view(doc('i-8888', '0a:b7:e7:00:00:18', '10.77.0.18')));
+  const r = await app.inject({
+    method: 'POST',
+    url: '/openstack/latest/password',
+    headers: { ...H, 'content-type': 'text/plain' },
+    payload: 'x'.repeat(5000),
+  });
+  t.equal(r.statusCode, 413, 'a body over the limit: 413');
+  t.match(state.refusals.at(-1), {
+    status: 413,
+    path: 'POST /openstack/latest/password',
+    ip: '127.0.0.1',
+    reason: /too large/i,
+  });
 });
