@@ -20,6 +20,8 @@ export interface AuditInput {
   identity?: string;
   path?: string;
   detail?: Record<string, unknown>;
+  /** When it happened, if earlier than now: a refusal an endpoint queued while berthd was away. */
+  time?: string;
 }
 
 export interface AuditRecord extends AuditInput {
@@ -84,7 +86,10 @@ export class AuditLog {
     try {
       for (let group = this.queue.splice(0); group.length > 0; group = this.queue.splice(0)) {
         const time = new Date().toISOString();
-        const records: AuditRecord[] = group.map((g, i) => ({ seq: this.seq + 1 + i, time, ...g.input }));
+        const records: AuditRecord[] = group.map((g, i) => {
+          const { time: at, ...input } = g.input;
+          return { seq: this.seq + 1 + i, time: at ?? time, ...input };
+        });
         const last = this.seq + records.length;
         const ops: Parameters<Store['batch']>[0] = records.map((r) => ({
           type: 'put' as const,
