@@ -91,3 +91,39 @@ t.test('refusals made while berthd is away land in the audit with their own time
   const after = await curl(g.netns, '/latest/meta-data/instance-id');
   t.same([after.status, after.body], [200, g.id], 'the guest is served by the new berthd');
 });
+
+t.test('a berthd with another config replaces the endpoint, and still writes what it queued', async (t) => {
+  const dir = await tempDir(t, 'refusal-queue-replace');
+  const prefix = uniquePrefix();
+  t.teardown(() => removePrefixed(prefix));
+  const where = { prefix, stateDir: join(dir, 'state'), socket: join(dir, 'berthd.sock') };
+  let lab = await startLab(t, { ...where, config: CONFIG });
+  await lab.network('q', '10.75.0.0/24');
+  const g = await mdGuest(lab, 'g1', 'q');
+  t.equal((await curl(g.netns, '/latest/meta-data/instance-id')).status, 200, 'the guest is served');
+  await sleep(1500);
+  t.equal((await curl(g.netns, '/latest/meta-data/instance-id')).status, 200, 'and cached');
+
+  t.equal(await lab.d.stop(), 0, 'berthd stops');
+  const refusedAt = Date.now();
+  const rebind = await curl(g.netns, '/latest/meta-data/', ['-H', 'Host: replaced.attacker.example']);
+  t.equal(rebind.status, 403, 'a foreign Host header is refused with no berthd');
+  await sleep(1000);
+
+  // Another rate limit: the endpoint's config differs, so the new berthd replaces it.
+  lab = await startLab(t, { ...where, config: 'metadata:\n  rate_limit: {per_second: 50, burst: 100}\n' });
+  const deadline = Date.now() + 10_000;
+  while (!/endpoint started/.test(lab.d.stderr()) && Date.now() < deadline) await sleep(50);
+  t.match(lab.d.stderr(), /replacing endpoint of another build or config/, 'the old endpoint is replaced');
+  let host: AuditRecord | undefined;
+  for (const until = Date.now() + 5000; !host && Date.now() < until; await sleep(200)) {
+    const records = await lab.json<AuditRecord[]>(['audit', '--event', 'metadata.request', '--limit', '1000']);
+    host = records.find((r) => /Host "replaced.attacker.example"/.test(r.reason));
+  }
+  t.ok(host, 'the refusal it queued is in the audit');
+  if (host) {
+    const at = Date.parse(host.time);
+    t.ok(at >= refusedAt - 50 && at < refusedAt + 2000, `with its own time (${host.time})`);
+    t.match(host, { mac: g.mac, instance: g.id, detail: { status: 403, queued: true } });
+  }
+});
