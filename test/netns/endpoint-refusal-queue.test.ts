@@ -117,7 +117,13 @@ t.test('a berthd with another config replaces the endpoint, and still writes wha
   t.match(lab.d.stderr(), /replacing endpoint of another build or config/, 'the old endpoint is replaced');
   let host: AuditRecord | undefined;
   for (const until = Date.now() + 5000; !host && Date.now() < until; await sleep(200)) {
-    const records = await lab.json<AuditRecord[]>(['audit', '--event', 'metadata.request', '--limit', '1000']);
+    const records = await lab.json<AuditRecord[]>([
+      'audit',
+      '--event',
+      'metadata.request',
+      '--limit',
+      '1000',
+    ]);
     host = records.find((r) => /Host "replaced.attacker.example"/.test(r.reason));
   }
   t.ok(host, 'the refusal it queued is in the audit');
