@@ -20,8 +20,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { crc32c } from '../store/crc32c.js';
 import type { AuditRecord } from './audit-log.js';
 
-/** 1 MiB: about 3000 records of ~300 bytes. */
-export const DEFAULT_SPILL_BYTES = 1 << 20;
+/** 4 MiB: about 10,000 records of ~400 bytes (berthd.yaml audit.reserve_bytes). */
+export const DEFAULT_SPILL_BYTES = 4 << 20;
 const HEAD = 8;
 
 export class AuditSpill {
@@ -43,14 +43,17 @@ export class AuditSpill {
     });
     try {
       const size = (await fh.stat()).size;
-      const buf = Buffer.alloc(Math.max(size, capacity));
+      const buf = Buffer.alloc(size);
       if (size > 0) await fh.read(buf, 0, size, 0);
-      const { records, used } = scan(buf.subarray(0, Math.min(size, capacity)));
+      const { records, used } = scan(buf);
+      // A smaller reserve configured while records wait: they are kept all the same.
+      const cap = Math.max(capacity, used);
       // Zeros from the last good frame on: real ones, not a hole or fallocate, so the
       // blocks are owned whatever the filesystem, and a torn frame is gone.
-      await fh.write(Buffer.alloc(capacity - used), 0, capacity - used, used);
+      await fh.write(Buffer.alloc(cap - used), 0, cap - used, used);
+      if (size > cap) await fh.truncate(cap);
       await fh.datasync();
-      const spill = new AuditSpill(fh, path, capacity, used);
+      const spill = new AuditSpill(fh, path, cap, used);
       spill.records.push(...records);
       return spill;
     } catch (err) {

@@ -84,13 +84,17 @@ export class Daemon {
     this.hostId = await this.resolveHostId(store);
     // The audit log's reserve for a full disk (audit-spill.ts). Without one (the
     // disk was full already at start) berthd still runs, and says so.
-    const spill = await AuditSpill.open(join(cfg.state_dir, 'audit-spill')).catch((err: Error) => {
-      log.error(
-        { err: err.message },
-        'could not make the audit reserve; a full disk will stop audit records',
-      );
-      return undefined;
-    });
+    const reserve = cfg.audit.reserve_bytes;
+    const spill =
+      reserve === 0
+        ? undefined
+        : await AuditSpill.open(join(cfg.state_dir, 'audit-spill'), reserve).catch((err: Error) => {
+            log.error(
+              { err: err.message },
+              'could not make the audit reserve; a full disk will stop audit records',
+            );
+            return undefined;
+          });
     const audit = await AuditLog.open(store, undefined, spill);
     this.audit = audit;
     // Before the host is touched: a live socket means another berthd owns this host's objects.
