@@ -12,6 +12,14 @@
 #   - libvirt-dbus runs as root; its packaged D-Bus policy only lets the
 #     libvirtdbus user own org.libvirt (that user relies on polkit), so a
 #     small policy lets root own it too.
+#   - a guest's serial console is a file that virtlogd writes and rotates, so
+#     a guest printing without end fills a bounded space: each file is capped
+#     at max_size and at most max_backups old files are kept (the newest output
+#     is always in serial.log). berth sets both explicitly in virtlogd.conf
+#     (BERTH_SERIAL_LOG_MAX_SIZE, default 1 MiB; BERTH_SERIAL_LOG_BACKUPS,
+#     default 2: at most 3 MiB per guest) and makes sure QEMU hands its
+#     console files to virtlogd (qemu.conf stdio_handler "logd", the default),
+#     never writing them itself, unbounded.
 # Logs go to /var/log/berth/. Exit 0 when all four answer.
 set -euo pipefail
 
@@ -25,6 +33,9 @@ VIRTLOGD_SOCK=/run/libvirt/virtlogd-sock
 LIBVIRT_SOCK=/run/libvirt/libvirt-sock
 POLICY=/etc/dbus-1/system.d/berth-libvirt-dbus.conf
 QEMU_CONF=/etc/libvirt/qemu.conf
+VIRTLOGD_CONF=/etc/libvirt/virtlogd.conf
+SERIAL_LOG_MAX_SIZE=${BERTH_SERIAL_LOG_MAX_SIZE:-1048576}
+SERIAL_LOG_BACKUPS=${BERTH_SERIAL_LOG_BACKUPS:-2}
 LOGDIR=/var/log/berth
 
 for bin in dbus-daemon dbus-send virtlogd libvirtd tini /usr/sbin/libvirt-dbus; do
@@ -85,11 +96,40 @@ ensure_qemu_conf() {
     fi
   done
   [ "$changed" -eq 0 ] && log "set user/group = \"root\" in $QEMU_CONF"
+  # "file" would let QEMU write console files itself, past any cap. The default
+  # is "logd", so only a line saying otherwise is replaced (changing it needs a
+  # libvirtd restart, which this then does once).
+  if grep -Eq '^\s*stdio_handler\s*=' "$QEMU_CONF" && ! grep -Eq '^\s*stdio_handler\s*=\s*"logd"' "$QEMU_CONF"; then
+    sed -i -E '/^\s*stdio_handler\s*=/d' "$QEMU_CONF"
+    printf 'stdio_handler = "logd"\n' >>"$QEMU_CONF"
+    log "set stdio_handler = \"logd\" in $QEMU_CONF (console files go through virtlogd)"
+    changed=0
+  fi
+  return "$changed"
+}
+
+# virtlogd.conf: berth's serial log cap, explicit; returns 0 when changed.
+ensure_virtlogd_conf() {
+  [[ "$SERIAL_LOG_MAX_SIZE" =~ ^[1-9][0-9]*$ ]] || die "BERTH_SERIAL_LOG_MAX_SIZE must be a positive number of bytes (0 would turn rotation off)"
+  [[ "$SERIAL_LOG_BACKUPS" =~ ^[0-9]+$ ]] || die "BERTH_SERIAL_LOG_BACKUPS must be a number"
+  local changed=1 key value
+  for key in max_size max_backups; do
+    value=$SERIAL_LOG_MAX_SIZE
+    [ "$key" = max_backups ] && value=$SERIAL_LOG_BACKUPS
+    if ! grep -Eq "^\s*${key}\s*=\s*${value}\s*$" "$VIRTLOGD_CONF"; then
+      sed -i -E "/^\s*${key}\s*=/d" "$VIRTLOGD_CONF"
+      printf '%s = %s\n' "$key" "$value" >>"$VIRTLOGD_CONF"
+      changed=0
+    fi
+  done
+  [ "$changed" -eq 0 ] && log "set max_size = $SERIAL_LOG_MAX_SIZE, max_backups = $SERIAL_LOG_BACKUPS in $VIRTLOGD_CONF"
   return "$changed"
 }
 
 with_systemd() {
   ensure_qemu_conf && systemctl restart libvirtd.service 2>/dev/null || true
+  # virtlogd's reload re-executes it keeping every open log: running guests are untouched.
+  ensure_virtlogd_conf && systemctl reload virtlogd.service 2>/dev/null || true
   systemctl start dbus.service virtlogd.socket libvirtd.socket libvirtd.service
   # libvirt-dbus is D-Bus activated as the libvirtdbus user (polkit grants it libvirt).
   dbus-send --system --print-reply --dest=org.libvirt /org/libvirt/QEMU \
@@ -108,7 +148,16 @@ start_dbus() {
 }
 
 start_virtlogd() {
-  if sock_alive "$VIRTLOGD_SOCK"; then return 0; fi
+  local conf_changed=$1
+  if sock_alive "$VIRTLOGD_SOCK"; then
+    [ "$conf_changed" -eq 0 ] || return 0
+    # SIGUSR1: virtlogd re-executes itself with the new config and keeps every
+    # open log and client, so running guests lose no console output.
+    log "reloading virtlogd for the new virtlogd.conf"
+    kill -USR1 "$(cat /run/virtlogd.pid)"
+    wait_for "sock_alive $VIRTLOGD_SOCK" 50 || die "virtlogd did not come back after its reload"
+    return 0
+  fi
   log "starting virtlogd"
   rm -f /run/virtlogd.pid
   virtlogd -d
@@ -152,7 +201,9 @@ conf_changed=1
 ensure_qemu_conf && conf_changed=0
 policy_changed=1
 ensure_policy && policy_changed=0
+virtlogd_changed=1
+ensure_virtlogd_conf && virtlogd_changed=0
 start_dbus
-start_virtlogd
+start_virtlogd "$virtlogd_changed"
 start_libvirtd "$conf_changed"
 start_libvirt_dbus "$policy_changed"

@@ -73,6 +73,17 @@ export const ConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    audit: Type.Optional(
+      Type.Object(
+        {
+          /** The audit reserve for a full state disk (agent/audit/audit-spill.ts); 0: none. */
+          reserve_bytes: Type.Optional(
+            Type.Union([Type.Literal(0), Type.Integer({ minimum: 65_536, maximum: 1 << 30 })]),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     metrics: Type.Optional(
       Type.Object(
         {
@@ -104,6 +115,8 @@ export interface Config {
   networks: NetworkConfig[];
   /** The metadata service's per-guest rate limit. */
   metadata: { rate_limit: { per_second: number; burst: number } };
+  /** Bytes preallocated for audit records while the state disk is full; 0 for none. Needs a restart. */
+  audit: { reserve_bytes: number };
   /** Prometheus metrics listener; `listen` is HOST:PORT or "" for none. */
   metrics: { listen: string };
 }
@@ -126,5 +139,6 @@ export const EMBEDDED_DEFAULT: Config = {
   quarantine: { mac_seconds: 3600, ip_seconds: 600 },
   networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],
   metadata: { rate_limit: { per_second: 200, burst: 400 } },
+  audit: { reserve_bytes: 4 * 1024 * 1024 },
   metrics: { listen: '127.0.0.1:9477' },
 };

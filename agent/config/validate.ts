@@ -141,6 +141,7 @@ export function validateConfig(raw: unknown): Config {
     },
     networks,
     metadata: { rate_limit: rate },
+    audit: { reserve_bytes: cfg.audit?.reserve_bytes ?? EMBEDDED_DEFAULT.audit.reserve_bytes },
     metrics: { listen },
   };
 }

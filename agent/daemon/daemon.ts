@@ -10,6 +10,7 @@ import { buildAdminServer } from '../api/server.js';
 import type { Status } from '../api/types.js';
 import { prepareSocketPath, secureSocket } from '../api/unix-socket.js';
 import { AuditLog } from '../audit/audit-log.js';
+import { AuditSpill } from '../audit/audit-spill.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
@@ -52,6 +53,7 @@ function defaultHostId(): string {
 
 export class Daemon {
   private store: Store | undefined;
+  private audit: AuditLog | undefined;
   private api: FastifyInstance | undefined;
   private stopWatchdog: () => void = () => {};
   private readonly startedAt = new Date();
@@ -80,7 +82,21 @@ export class Daemon {
     this.store = store;
     await writeFile(join(cfg.state_dir, PID_FILE), `${process.pid}\n`);
     this.hostId = await this.resolveHostId(store);
-    const audit = await AuditLog.open(store);
+    // The audit log's reserve for a full disk (audit-spill.ts). Without one (the
+    // disk was full already at start) berthd still runs, and says so.
+    const reserve = cfg.audit.reserve_bytes;
+    const spill =
+      reserve === 0
+        ? undefined
+        : await AuditSpill.open(join(cfg.state_dir, 'audit-spill'), reserve).catch((err: Error) => {
+            log.error(
+              { err: err.message },
+              'could not make the audit reserve; a full disk will stop audit records',
+            );
+            return undefined;
+          });
+    const audit = await AuditLog.open(store, undefined, spill);
+    this.audit = audit;
     // Before the host is touched: a live socket means another berthd owns this host's objects.
     await prepareSocketPath(cfg.socket);
 
@@ -256,6 +272,7 @@ export class Daemon {
       await this.api.close();
       if (listening) await unlink(this.config.socket).catch(() => undefined);
     }
+    await this.audit?.close();
     if (this.store) {
       await unlink(join(this.config.state_dir, PID_FILE)).catch(() => undefined);
       await this.store.close();

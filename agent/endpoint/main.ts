@@ -21,6 +21,7 @@ class Endpoint {
   private ports: { dhcp: number; metadata: number } | undefined;
   private dhcp: Socket | undefined;
   private readonly noticeListeners: ((msg: Notice) => void)[] = [];
+  private readonly controllerListeners: (() => void)[] = [];
   /** Read once: after an upgrade replaces the files, this process still runs the old code. */
   private readonly build = buildId();
   readonly control: ControlServer;
@@ -65,10 +66,20 @@ class Endpoint {
     if (this.ports) hello.ports = this.ports;
     this.control.send(hello);
     this.rpc.resend();
+    for (const listener of this.controllerListeners) listener();
   }
 
   onNotice(listener: (msg: Notice) => void): void {
     this.noticeListeners.push(listener);
+  }
+
+  /** Runs listener each time a berthd connects (after the hello). */
+  onController(listener: () => void): void {
+    this.controllerListeners.push(listener);
+  }
+
+  get connected(): boolean {
+    return this.control.connected;
   }
 
   private notice(msg: Notice): void {

@@ -7,6 +7,7 @@ import { EndpointCache } from '../metadata/endpoint-cache.js';
 import { buildMetadataApp } from '../metadata/http.js';
 import { CallerRateLimit } from '../metadata/rate-limit.js';
 import type { EndpointConfig, Notice } from './protocol.js';
+import { RefusalQueue } from './refusal-queue.js';
 import type { RpcClient } from './rpc-client.js';
 
 type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -31,15 +32,26 @@ async function linkLocalTtl(log: Log): Promise<void> {
 export async function startMetadataServer(
   config: EndpointConfig,
   rpc: RpcClient,
-  notices: { onNotice(listener: (msg: Notice) => void): void },
+  link: {
+    onNotice(listener: (msg: Notice) => void): void;
+    onController(listener: () => void): void;
+    readonly connected: boolean;
+  },
   log: Log,
 ): Promise<number> {
   if (config.metadataPort === 80) await linkLocalTtl(log);
-  const cache = new EndpointCache(config.network, (method, params) => rpc.call(method, params));
+  // Refusals go through a queue that outlasts a berthd restart (refusal-queue.ts).
+  const refusals = new RefusalQueue({ call: (m, p) => rpc.call(m, p), connected: () => link.connected });
+  link.onController(() => void refusals.deliver());
+  const cache = new EndpointCache(config.network, <T>(method: string, params: unknown) =>
+    method === 'metadata.refused'
+      ? (refusals.report(params as Record<string, unknown>) as Promise<T>)
+      : rpc.call<T>(method, params),
+  );
   const { app, stats, flushLimited } = buildMetadataApp(cache, new CallerRateLimit(config.metadataRate));
   // Refusals over the rate limit that were only counted, for guests that went quiet.
   setInterval(() => void flushLimited(), 1000).unref();
-  notices.onNotice((msg) => {
+  link.onNotice((msg) => {
     if (msg.t === 'invalidate') {
       if (msg.all) cache.invalidate();
       else cache.invalidate(msg.ips ?? [], msg.macs);

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { buildId } from './build-id.js';
 import { connectEndpoint, type EndpointLink } from './endpoint-link.js';
 import type { EndpointConfig, Hello, Notice } from './protocol.js';
+import { DELIVER_METHOD } from './refusal-queue.js';
 
 /** Starts the endpoint entry with args in netns, detached from berthd. */
 export type EndpointSpawner = (netns: string, entry: string, args: string[], logFile: string) => ChildProcess;
@@ -125,6 +126,13 @@ export class EndpointSupervisor {
       let hello = link ? await link.hello() : undefined;
       if (link && hello && !this.adoptable(slot, hello)) {
         log.info({ pid: hello.pid, build: hello.build }, 'replacing endpoint of another build or config');
+        // It hands over the refusals it queued while no berthd was there right after
+        // its hello (refusal-queue.ts): write them before it goes.
+        const old = link;
+        old.onMessage((msg) => {
+          if (msg.t === 'call' && msg.method === DELIVER_METHOD)
+            old.answer(msg, this.handlers.call(network, msg.method, msg.params));
+        });
         await link.exitAndWait();
         link = undefined;
       }

@@ -49,6 +49,26 @@ export interface RefusalReport {
   identity?: string;
   /** How many refused requests the record stands for (the endpoint's rate limit). */
   count?: number;
+  /** When the endpoint refused; set on every report, and older than now for one queued while berthd was away. */
+  time?: string;
+}
+
+/** What an endpoint hands the next berthd: refusals it made alone while none was connected. */
+export interface QueuedRefusals {
+  refusals: RefusalReport[];
+  /** Refusals past the endpoint's queue bound: only counted. */
+  dropped?: { count: number; since: string; until: string };
+}
+
+/** Queued refusals older than this are still written; a time in the future is not believed. */
+const CLOCK_SLACK_MS = 5_000;
+
+/** The endpoint's time for a refusal when it is a sane ISO time not in the future; else undefined (now). */
+function reportedTime(time: unknown, now: number): string | undefined {
+  if (typeof time !== 'string') return undefined;
+  const at = Date.parse(time);
+  if (!Number.isFinite(at) || at > now + CLOCK_SLACK_MS) return undefined;
+  return new Date(at).toISOString();
 }
 
 export interface MetadataServiceOptions {
@@ -182,6 +202,9 @@ export class MetadataService {
       count === undefined
         ? (i: AuditInput & { network: string }) => this.audit(i)
         : (i: AuditInput) => this.o.audit.append(i).then(() => undefined);
+    // Written with the time the endpoint refused; one that waited for this berthd says so.
+    const time = reportedTime(r.time, this.now());
+    const late = time !== undefined && Date.parse(time) < this.now() - 1000;
     await append({
       event: 'metadata.request',
       outcome: 'refused',
@@ -189,11 +212,35 @@ export class MetadataService {
       network,
       ip: r.ip,
       path: r.path,
+      ...(time ? { time } : {}),
       ...(r.mac ? { mac: r.mac } : {}),
       ...(r.port ? { port: r.port } : {}),
       ...(r.instance ? { instance: r.instance } : {}),
       ...(r.identity ? { identity: r.identity } : {}),
-      detail: { status: r.status, ...(count !== undefined ? { count } : {}) },
+      detail: {
+        status: r.status,
+        ...(count !== undefined ? { count } : {}),
+        ...(late ? { queued: true } : {}),
+      },
+    });
+  }
+
+  /**
+   * Refusals an endpoint made while no berthd was connected, oldest first,
+   * each with its own time; those past its queue bound arrive as a count and
+   * become one record.
+   */
+  async refusedQueued(network: string, q: QueuedRefusals): Promise<void> {
+    for (const r of q.refusals ?? []) await this.refused(network, r);
+    const d = q.dropped;
+    if (!d || !(Number.isSafeInteger(d.count) && d.count > 0)) return;
+    await this.o.audit.append({
+      event: 'metadata.suppressed',
+      outcome: 'refused',
+      reason: `${d.count} metadata requests refused while berthd was away and not kept (the endpoint's queue was full)`,
+      network,
+      ...(reportedTime(d.since, this.now()) ? { time: reportedTime(d.since, this.now()) } : {}),
+      detail: { count: d.count, since: d.since, until: d.until, queued: true },
     });
   }
 

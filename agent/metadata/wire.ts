@@ -4,11 +4,12 @@
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Services } from '../daemon/services.js';
+import { DELIVER_METHOD } from '../endpoint/refusal-queue.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
 import { PolicyService } from '../services/policies.js';
 import type { Store } from '../store/store.js';
 import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
-import { MetadataService, type RefusalReport } from './service.js';
+import { MetadataService, type QueuedRefusals, type RefusalReport } from './service.js';
 
 export interface MetadataWiring {
   policies: PolicyService;
@@ -49,6 +50,10 @@ export async function startMetadata(opts: {
       'metadata.lookup': (network, params) => service.lookup(network, (params as { ip: string }).ip),
       'metadata.refused': async (network, params) => {
         await service.refused(network, params as RefusalReport);
+        return true;
+      },
+      [DELIVER_METHOD]: async (network, params) => {
+        await service.refusedQueued(network, params as QueuedRefusals);
         return true;
       },
       'metadata.password': (network, params) =>

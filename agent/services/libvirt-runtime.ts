@@ -16,6 +16,7 @@ import type { Instance, InstanceCreate } from '../api/types.js';
 import { type DomainBoot, domainXml } from '../compute/domain-xml.js';
 import type { DomainState, Hypervisor, HypervisorEvent } from '../compute/hypervisor.js';
 import { LibvirtDbus } from '../compute/libvirt-dbus.js';
+import { readSerialLogCap, type SerialLogCap } from '../compute/serial-log-cap.js';
 import { detectVirtType, type VirtTypeChoice } from '../compute/virt-type.js';
 import { BerthError, causeText, couldNot } from '../errors.js';
 
@@ -38,6 +39,8 @@ export interface LibvirtRuntimeOptions {
   virtType?: () => Promise<VirtTypeChoice>;
   /** Must exist before libvirt is tried (a missing one names what to start). */
   sockets?: string[];
+  /** The cap on a guest's serial log in effect (virtlogd's; serial-log-cap.ts). */
+  serialLogCap?: () => Promise<SerialLogCap>;
 }
 
 const LIBVIRT_SOCKETS = ['/run/dbus/system_bus_socket', '/run/libvirt/libvirt-sock'];
@@ -133,7 +136,25 @@ export class LibvirtRuntime {
     hv.onEvent((e) => void this.onEvent(e));
     await this.resync();
     this.o.log.info('connected to libvirt (libvirt-dbus)');
+    await this.reportSerialLogCap();
     return hv;
+  }
+
+  /** Says how much disk a guest's console may take, or warns that nothing bounds it. */
+  private async reportSerialLogCap(): Promise<void> {
+    const cap = await (this.o.serialLogCap ?? readSerialLogCap)().catch(
+      (err: unknown): SerialLogCap => ({ bounded: false, reason: causeText(err) }),
+    );
+    if (cap.bounded)
+      this.o.log.info(
+        { max_file_bytes: cap.maxFileBytes, backups: cap.backups, total_bytes: cap.totalBytes },
+        'guest serial logs are capped by virtlogd',
+      );
+    else
+      this.o.log.warn(
+        { reason: cap.reason },
+        'guest serial logs are not capped: a guest can fill the disk; run scripts/libvirt-up.sh',
+      );
   }
 
   /** At berthd start: connect when berth has libvirt guests or libvirt runs; never fails the start. */

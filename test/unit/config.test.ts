@@ -76,6 +76,13 @@ t.test('a bad config names the key and the reason', async (t) => {
   t.same(validateConfig({ metadata: { rate_limit: { per_second: 50 } } }).metadata, {
     rate_limit: { per_second: 50, burst: 400 },
   });
+  t.same(validateConfig({}).audit, { reserve_bytes: 4194304 }, 'a 4 MiB audit reserve by default');
+  t.same(validateConfig({ audit: { reserve_bytes: 0 } }).audit, { reserve_bytes: 0 }, '0: no reserve');
+  t.match(
+    reject({ audit: { reserve_bytes: 1000 } }),
+    /^config: audit\.reserve_bytes: /,
+    'too small to hold much',
+  );
 });
 
 t.test('MAC prefixes must be unicast, locally administered and not 0xfe', async (t) => {
