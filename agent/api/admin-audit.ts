@@ -54,9 +54,10 @@ export class AdminAudit {
           `admin route ${methods.join(',')} ${route.url} changes state but names no audit event`,
         );
     });
-    // Before the change: the peer is still connected, waiting for the answer.
-    app.addHook('preHandler', async (req) => {
-      if (isWrite(req.method)) await peerOf(this.peers, req.raw.socket);
+    // Started as the request arrives, while the peer is surely connected, and
+    // not awaited: the lookup runs beside the change; the record awaits both.
+    app.addHook('onRequest', async (req) => {
+      if (isWrite(req.method)) void peerOf(this.peers, req.raw.socket);
     });
     // The record is on disk before the caller sees the answer.
     app.addHook('onSend', async (req, reply, payload) => {
