@@ -26,7 +26,8 @@ export function berthctlAs(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<CtlRun> {
-  const ctl = [process.execPath, BERTHCTL, ...args];
+  // env -u: tap's patched spawn puts its NODE_OPTIONS back into any env (see Lab.ctl); env execs, the pid stays.
+  const ctl = ['env', '-u', 'NODE_OPTIONS', process.execPath, BERTHCTL, ...args];
   const argv = who
     ? [
         'setpriv',
