@@ -4,9 +4,10 @@
 // inode (readlink /proc/self/fd/<fd>) -> `ss` gives the peer socket's inode and
 // the processes holding it -> /proc/<pid>/status gives their Uid and Gid.
 // This names the current holder, not the connect()-time credentials
-// SO_PEERCRED would: the socket's 0660 root:berth mode already decided who may
-// connect, and this records which member did. It costs an `ss` run, so it is
-// asked once per connection and only for writes and refusals (admin-audit.ts).
+// SO_PEERCRED gives, and it needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see
+// another uid's processes, so it is the fallback: peercred-addon.ts is the
+// default. Either way the peer is asked once per connection and only for
+// writes and refusals (admin-audit.ts).
 import { readFile, readlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
@@ -71,6 +72,13 @@ export function peerPid(rows: SsUnixRow[], own: number): number | undefined {
   return theirs && theirs.pids.length > 0 ? Math.min(...theirs.pids) : undefined;
 }
 
+export function socketFd(socket: Socket): number {
+  // A libuv Pipe handle carries its fd; nothing in Node's public API reaches it.
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no file descriptor');
+  return fd;
+}
+
 export interface SsPeerCredentialsOptions {
   runner?: CommandRunner;
   readLink?: (path: string) => Promise<string>;
@@ -89,9 +97,7 @@ export class SsPeerCredentials implements PeerCredentials {
   }
 
   async of(socket: Socket): Promise<PeerCred> {
-    // A libuv Pipe handle carries its fd; nothing else in Node's API reaches it.
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no file descriptor');
+    const fd = socketFd(socket);
     const own = socketInode(await this.readLink(`/proc/self/fd/${fd}`));
     if (own === undefined) throw new Error(`fd ${fd} is not a socket`);
     // Connected unix stream sockets only: the admin socket's peers, and no listeners.

@@ -21,7 +21,8 @@ import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
 import { AdminAudit } from './admin-audit.js';
-import { type PeerCredentials, SsPeerCredentials } from './peer-credentials.js';
+import type { PeerCredentials } from './peer-credentials.js';
+import { defaultPeerCredentials } from './peercred-addon.js';
 import { auditRoutes } from './routes/audit.js';
 import { imageRoutes } from './routes/images.js';
 import { instanceRoutes } from './routes/instances.js';
@@ -47,7 +48,7 @@ export interface AdminServices {
   /** The Ed25519 public key (PEM) that signs instance identity documents. */
   metadataPublicKey?: string;
   images?: ImageStore;
-  /** Who is on the other end of an admin connection; ss and /proc by default. */
+  /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
   peers?: PeerCredentials;
 }
 
@@ -98,7 +99,13 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Before the routes: it refuses to register a write route that names no audit event.
-  const changes = new AdminAudit(services.audit, services.peers ?? new SsPeerCredentials());
+  let peers = services.peers;
+  if (!peers) {
+    const found = defaultPeerCredentials();
+    peers = found.peers;
+    log.info({ component: 'admin-api', via: found.via }, 'admin audit names peers by');
+  }
+  const changes = new AdminAudit(services.audit, peers);
   changes.install(app);
 
   app.setErrorHandler((err, req, reply) => {

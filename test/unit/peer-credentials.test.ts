@@ -1,8 +1,12 @@
-// The admin socket's peer from ss output and /proc: parsing of real ss rows
+// The admin socket's peer, by SO_PEERCRED (the addon, on a real socket) and
+// from ss output and /proc: parsing of real ss rows
 // (with and without the Netid column, names and paths with spaces, a socket
 // shared by two processes), the adapter's steps through injected seams, its
 // failures, and one lookup per connection.
-import type { Socket } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import {
   type PeerCred,
@@ -14,6 +18,7 @@ import {
   SsPeerCredentials,
   socketInode,
 } from '../../agent/api/peer-credentials.js';
+import { defaultPeerCredentials, loadPeercred, SoPeerCredentials } from '../../agent/api/peercred-addon.js';
 import type { CommandRunner } from '../../hostnet/command.js';
 
 // Captured from `ss -H -x -n -p -A unix_stream state connected` (iproute2 6.1) and `ss -xpn`.
@@ -104,4 +109,27 @@ t.test('peerOf asks once per connection and keeps a failure as an answer', async
   t.same(await peerOf(peers, b), { error: 'ss failed' });
   t.same(await peerOf(peers, b), { error: 'ss failed' });
   t.equal(asked, 2, 'one lookup per socket');
+});
+
+t.test('the addon: SO_PEERCRED on a real accepted connection names the connecting process', async (t) => {
+  const fn = loadPeercred();
+  if (fn instanceof Error) throw fn;
+  const dir = await mkdtemp(join(tmpdir(), 'berth-peercred-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 's.sock');
+  const accepted = new Promise<Socket>((resolve) => {
+    const srv = createServer((c) => resolve(c));
+    srv.listen(path);
+    t.teardown(() => srv.close());
+  });
+  const client = connect(path);
+  t.teardown(() => client.destroy());
+  const conn = await accepted;
+  t.teardown(() => conn.destroy());
+  const me = { pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() };
+  t.same(await new SoPeerCredentials(fn).of(conn), me, 'this process, as the kernel recorded it');
+  t.same(defaultPeerCredentials().via, 'SO_PEERCRED', 'the default when the addon is built');
+  t.throws(() => fn(-1), /Bad file descriptor/);
+  t.throws(() => fn('x' as unknown as number), /fd must be an integer/);
+  await t.rejects(new SoPeerCredentials(fn).of({} as Socket), /the connection has no file descriptor/);
 });
