@@ -143,7 +143,7 @@ export const adminSocket = attack(
       ),
       see(
         outside.code === 3 && /permission denied/.test(outside.stderr),
-        `uid ${NOBODY} outside group berth: exit ${outside.code}, ${outside.stderr.trim()}`,
+        `uid ${NOBODY} outside group berth: exit ${outside.code}, ${/permission denied/.test(outside.stderr) ? 'permission denied' : outside.stderr.trim()}`,
       ),
       see(inside.code === 0, `control: uid ${NOBODY} in group berth reaches berthd (exit ${inside.code})`),
       see(
