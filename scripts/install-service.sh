@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs berth as a system service from this (built) checkout:
-#   /usr/lib/berth/            dist/, production node_modules/, package.json, README.md
+#   /usr/lib/berth/            dist/, native/peercred's addon, production node_modules/, package.json, README.md
 #   /usr/bin/berthd, berthctl  wrappers that exec node on the installed dist
 #   /usr/lib/systemd/system/berthd.service
 #   /usr/lib/sysusers.d/berth.conf, /usr/lib/tmpfiles.d/berth.conf
@@ -37,6 +37,7 @@ node_bin=${NODE:-$(command -v node || true)}
 [ -n "$dest" ] || [ "$(id -u)" -eq 0 ] || die "needs root (or DESTDIR=DIR to stage a package)"
 
 build() {
+  bash scripts/build-native.sh
   # The same freshness rule as scripts/provision.sh: rebuild when a source is newer than the build.
   local stamp=dist/.berth-build-stamp
   if [ -f dist/agent/daemon/main.js ] && [ -f "$stamp" ] &&
@@ -57,6 +58,8 @@ install_lib() {
   cp -a dist/agent dist/hostnet dist/images "$lib/dist.new/"
   rm -rf "$lib/dist"
   mv "$lib/dist.new" "$lib/dist"
+  # The SO_PEERCRED addon, where dist/agent/api looks for it (../../../native/...).
+  install -D -m 0755 native/peercred/build/Release/peercred.node "$lib/native/peercred/build/Release/peercred.node"
   install -m 0644 package.json package-lock.json README.md "$lib/"
 }
 

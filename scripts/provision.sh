@@ -67,6 +67,8 @@ install_npm() {
 }
 
 build() {
+  # The SO_PEERCRED addon keeps its own freshness check.
+  bash scripts/build-native.sh
   # Rebuild only when a source file is newer than the last build.
   local stamp=dist/.berth-build-stamp
   if [ -f "$stamp" ] && [ -z "$(find agent hostnet images tsconfig.json package.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then

@@ -1,5 +1,6 @@
-// The admin API: a fastify instance with the error catalog wired in and every
-// refused request written to the audit log. Listening is unix-socket.ts's job.
+// The admin API: a fastify instance with the error catalog wired in, and every
+// refused request and every change written to the audit log (admin-audit.ts).
+// Listening is unix-socket.ts's job.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
@@ -19,6 +20,9 @@ import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
+import { AdminAudit } from './admin-audit.js';
+import type { PeerCredentials } from './peer-credentials.js';
+import { defaultPeerCredentials } from './peercred-addon.js';
 import { auditRoutes } from './routes/audit.js';
 import { imageRoutes } from './routes/images.js';
 import { instanceRoutes } from './routes/instances.js';
@@ -44,12 +48,8 @@ export interface AdminServices {
   /** The Ed25519 public key (PEM) that signs instance identity documents. */
   metadataPublicKey?: string;
   images?: ImageStore;
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    berthError?: BerthError;
-  }
+  /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
+  peers?: PeerCredentials;
 }
 
 /** Maps anything a handler threw onto the catalog. */
@@ -98,6 +98,16 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     bodyLimit: 1024 * 1024,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Before the routes: it refuses to register a write route that names no audit event.
+  let peers = services.peers;
+  if (!peers) {
+    const found = defaultPeerCredentials();
+    peers = found.peers;
+    log.info({ component: 'admin-api', via: found.via }, 'admin audit names peers by');
+  }
+  const changes = new AdminAudit(services.audit, peers);
+  changes.install(app);
+
   app.setErrorHandler((err, req, reply) => {
     const berr = toBerthError(err as Error);
     req.berthError = berr;
@@ -121,22 +131,6 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     );
   });
 
-  // The refusal is on disk before the caller sees it.
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (reply.statusCode < 400 || reply.statusCode >= 500) return payload;
-    const berr = req.berthError;
-    await services.audit
-      .append({
-        event: 'admin.request',
-        outcome: 'refused',
-        reason: berr?.message ?? `HTTP ${reply.statusCode}`,
-        path: `${req.method} ${req.url}`,
-        detail: { status: reply.statusCode, code: berr?.code ?? 'unknown' },
-      })
-      .catch((err) => req.log.error({ err }, 'could not append audit record'));
-    return payload;
-  });
-
   await app.register(statusRoutes, { prefix: API_PREFIX, source: services.status });
   await app.register(auditRoutes, { prefix: API_PREFIX, audit: services.audit });
   await app.register(networkRoutes, {
@@ -152,6 +146,7 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     await app.register(policyRoutes, { prefix: API_PREFIX, policies: services.policies });
   if (services.metadataPublicKey)
     await app.register(metadataRoutes, { prefix: API_PREFIX, publicKeyPem: services.metadataPublicKey });
-  if (services.images) await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images });
+  if (services.images)
+    await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images, changes });
   return app;
 }

@@ -55,6 +55,12 @@ export const AuditRecord = Type.Object(
     instance: Type.Optional(Type.String()),
     identity: Type.Optional(Type.String()),
     path: Type.Optional(Type.String()),
+    peer: Type.Optional(
+      Type.Object(
+        { pid: Type.Integer(), uid: Type.Integer(), gid: Type.Integer() },
+        { description: "the admin socket's peer process, for admin.* records" },
+      ),
+    ),
     detail: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },
   { additionalProperties: false },

@@ -20,6 +20,8 @@ export interface AuditInput {
   instance?: string;
   identity?: string;
   path?: string;
+  /** The admin socket's peer process (admin.* records), as the kernel reports it. */
+  peer?: { pid: number; uid: number; gid: number };
   detail?: Record<string, unknown>;
   /** When it happened, if earlier than now: a refusal an endpoint queued while berthd was away. */
   time?: string;

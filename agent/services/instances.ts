@@ -8,7 +8,7 @@ import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driv
 import type { Names } from '../../hostnet/names.js';
 import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
-import { BerthError, causeText, couldNot } from '../errors.js';
+import { BerthError, causeText, couldNot, invalidField } from '../errors.js';
 import { inputKeys, prepareInputs } from '../metadata/inputs.js';
 import type { BatchOp, Store } from '../store/store.js';
 import { HostLock } from './host-lock.js';
@@ -35,7 +35,13 @@ export interface InstanceServiceOptions {
   onChanged?: (rec: InstanceRecord) => void;
   /** The libvirt runtime (libvirt-runtime.ts); without it libvirt creates are not implemented. */
   libvirt?: LibvirtRuntime;
+  /** The 8 hex digits of a new instance id (random); tests force collisions with it. */
+  newIdHex?: () => string;
 }
+
+/** berth's instance ids: "i-" and hex. A name of that shape would shadow an id in every lookup. */
+export const INSTANCE_ID = /^i-[0-9a-f]+$/;
+const ID_TRIES = 4;
 
 export class InstanceService {
   private readonly byId = new Map<string, InstanceRecord>();
@@ -153,6 +159,11 @@ export class InstanceService {
         'the libvirt runtime lands with compute; use --runtime netns',
       );
     }
+    if (INSTANCE_ID.test(input.name))
+      throw invalidField(
+        'name',
+        `"${input.name}" looks like an instance id ("i-" and hex); instance ids are berth's to give, choose another name`,
+      );
     if (this.idByName.has(input.name)) {
       throw couldNot(
         'BERTH_ERR_ALREADY_EXISTS',
@@ -167,7 +178,7 @@ export class InstanceService {
     const inputs = prepareInputs(input);
     // Image hash and libvirt are checked before anything is allocated.
     const boot = runtime === 'libvirt' ? await this.opts.libvirt?.prepare(input) : undefined;
-    const hex = randomBytes(4).toString('hex');
+    const hex = this.freshIdHex();
     const id = `i-${hex}`;
     const mac = this.opts.macs.reserve({ instance: id, nic: 0 });
     let ip: ReturnType<ReturnType<NetworkService['ipam']>['reserve']>;
@@ -207,11 +218,28 @@ export class InstanceService {
           ip.op,
           ...inputs.ops(id),
         ],
-        { guards: [{ key: `${NAME_PREFIX}${rec.name}`, absent: true }, mac.guard, ip.guard] },
+        {
+          guards: [
+            // The id is random: the guard, not luck, keeps a collision from overwriting an instance.
+            { key: `${INSTANCE_PREFIX}${id}`, absent: true },
+            { key: `${NAME_PREFIX}${rec.name}`, absent: true },
+            mac.guard,
+            ip.guard,
+          ],
+        },
       );
     } catch (err) {
       mac.abort();
       ip.abort();
+      if (err instanceof BerthError && err.message.includes(`"${INSTANCE_PREFIX}${id}"`))
+        throw couldNot(
+          'BERTH_ERR_CONFLICT',
+          'create',
+          'instance',
+          rec.name,
+          `its new id "${id}" is already taken by another instance; nothing was written, try again`,
+          { field: 'id' },
+        );
       // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
       if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
       throw err;
@@ -263,6 +291,14 @@ export class InstanceService {
         err instanceof BerthError && err.code.startsWith('BERTH_ERR_STORE') ? err.code : 'BERTH_ERR_HOST_OP';
       throw couldNot(code, 'create', 'instance', rec.name, err, {});
     }
+  }
+
+  /** A random id hex no tracked instance has; the store guard catches the rest. */
+  private freshIdHex(): string {
+    const next = this.opts.newIdHex ?? (() => randomBytes(4).toString('hex'));
+    let hex = next();
+    for (let i = 1; i < ID_TRIES && this.byId.has(`i-${hex}`); i++) hex = next();
+    return hex;
   }
 
   /** Deletes the records in one batch; the MAC and IP go into quarantine. */

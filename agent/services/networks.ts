@@ -1,7 +1,8 @@
 // Networks: validated, stored, and realised on the host through the network
 // driver (bridge, VLAN plumbing, endpoint namespace). Each network owns its IPAM.
 import type { Logger } from 'pino';
-import { Ipam, serviceAddress } from '../../hostnet/alloc/ipam.js';
+import type { AllocRecord } from '../../hostnet/alloc/allocator.js';
+import { IP_KEY_PREFIX, Ipam, serviceAddress, staleIpKeys } from '../../hostnet/alloc/ipam.js';
 import type { NetworkDriver, NetworkSpec } from '../../hostnet/driver.js';
 import type { Network, NetworkCreate } from '../api/types.js';
 import type { NetworkConfig } from '../config/schema.js';
@@ -157,7 +158,13 @@ export class NetworkService {
     const rec = recordFrom(input, 'api');
     await this.checkVlan(rec);
     const key = `${NETWORK_PREFIX}${rec.name}`;
-    await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
+    // Quarantines kept from a deleted network of this name carry over; the rest of its records go.
+    const old = await this.opts.store.list<AllocRecord>(`${IP_KEY_PREFIX}${rec.name}/`);
+    const stale = staleIpKeys(old, { now: Date.now(), subnet: rec.subnet });
+    await this.opts.store.batch(
+      [{ type: 'put', key, value: rec }, ...stale.map((k) => ({ type: 'del' as const, key: k }))],
+      { guards: [{ key, absent: true }] },
+    );
     try {
       await this.opts.driver.ensureNetwork(toSpec(rec));
     } catch (err) {
@@ -183,10 +190,11 @@ export class NetworkService {
       throw couldNot('BERTH_ERR_CONFLICT', 'delete', 'network', name, `${users} instance(s) still use it`);
     this.opts.onRemoved?.(rec);
     await this.opts.driver.removeNetwork(toSpec(rec));
-    const ipKeys = await this.opts.store.list(`ip/${name}/`);
+    // Running IP quarantines stay: a re-created network must not hand out a just-released IP.
+    const ipRows = await this.opts.store.list<AllocRecord>(`${IP_KEY_PREFIX}${name}/`);
     await this.opts.store.batch([
       { type: 'del', key: `${NETWORK_PREFIX}${name}` },
-      ...ipKeys.map((e) => ({ type: 'del' as const, key: e.key })),
+      ...staleIpKeys(ipRows, { now: Date.now() }).map((key) => ({ type: 'del' as const, key })),
     ]);
     this.records.delete(name);
     this.ipams.delete(name);

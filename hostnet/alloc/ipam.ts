@@ -1,8 +1,8 @@
 // Fixed IPv4 addresses per network. The network, broadcast, gateway and the
 // endpoint's service address are never handed to a guest.
 import type { Store } from '../../agent/store/store.js';
-import { broadcastOf, intToIp, ipToInt, parseCidr } from '../ipv4.js';
-import { Allocator, type Owner, type Reservation, type Usage } from './allocator.js';
+import { broadcastOf, cidrContains, intToIp, ipToInt, isIPv4, parseCidr } from '../ipv4.js';
+import { Allocator, type AllocRecord, type Owner, type Reservation, type Usage } from './allocator.js';
 
 export interface IpamNetwork {
   name: string;
@@ -19,6 +19,28 @@ export function serviceAddress(net: IpamNetwork): string {
   let candidate = broadcastOf(cidr) - 1;
   if (net.gateway !== undefined && ipToInt(net.gateway) === candidate) candidate -= 1;
   return intToIp(candidate);
+}
+
+/**
+ * The keys of a network's IP records that may go: everything but a quarantine
+ * still running, and (for the subnet a network is created with) addresses
+ * outside it. A network's delete keeps its running quarantines, so deleting
+ * and re-creating a network (same name and subnet) never hands a freshly
+ * released IP to the next guest before its time.
+ */
+export function staleIpKeys(
+  rows: { key: string; value: AllocRecord }[],
+  keep: { now: number; subnet?: string },
+): string[] {
+  const cidr = keep.subnet === undefined ? undefined : parseCidr(keep.subnet);
+  return rows
+    .filter(({ key, value }) => {
+      if (value.state !== 'quarantined' || (value.until ?? 0) <= keep.now) return true;
+      if (!cidr) return false;
+      const ip = key.slice(key.lastIndexOf('/') + 1);
+      return !isIPv4(ip) || !cidrContains(cidr, ipToInt(ip));
+    })
+    .map((r) => r.key);
 }
 
 export class Ipam {

@@ -1,4 +1,5 @@
 // The attack matrix of issue #8, in the order docs/security.md lists it.
+import { adminSocket } from './admin.js';
 import { dhcpDeclineReleaseForged, dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
 import { hostServices } from './host.js';
@@ -37,4 +38,5 @@ export const MATRIX: readonly AttackFn[] = [
   malformedHttp,
   requestFlood,
   hostServices,
+  adminSocket,
 ];

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { NetworkDriver } from '../../../hostnet/driver.js';
 import type { Observer } from '../../daemon/services.js';
@@ -18,7 +19,21 @@ export const networkRoutes: FastifyPluginAsyncTypebox<{
   });
   app.post(
     '/networks',
-    { schema: { body: NetworkCreate, response: { 201: Network } } },
+    {
+      schema: { body: NetworkCreate, response: { 201: Network } },
+      config: {
+        audit: {
+          event: 'admin.network.create',
+          describe: (req) => {
+            const { name, subnet, vlan, uplink } = req.body as NetworkCreate;
+            return {
+              network: name,
+              detail: { subnet, ...(vlan !== undefined ? { vlan, uplink } : {}) },
+            };
+          },
+        },
+      },
+    },
     async (req, reply) => {
       const rec = await networks.create(req.body);
       return reply.status(201).send(await networks.view(rec, []));
@@ -27,7 +42,13 @@ export const networkRoutes: FastifyPluginAsyncTypebox<{
   app.get('/networks/:name', { schema: { params, response: { 200: Network } } }, async (req) =>
     networks.view(networks.get(req.params.name), await driver.guardDrops()),
   );
-  app.delete('/networks/:name', { schema: { params } }, async (req, reply) => {
+  const deleted = {
+    audit: {
+      event: 'admin.network.delete',
+      describe: (req: FastifyRequest) => ({ network: (req.params as { name: string }).name }),
+    },
+  };
+  app.delete('/networks/:name', { schema: { params }, config: deleted }, async (req, reply) => {
     await networks.delete(req.params.name);
     return reply.status(204).send();
   });

@@ -10,7 +10,15 @@ const cells = (r: AuditRecord) => [
   r.time,
   r.event,
   r.outcome,
-  [r.instance, r.mac, r.port, r.ip].filter(Boolean).join(' ') || r.path,
+  [
+    r.peer ? `uid=${r.peer.uid} gid=${r.peer.gid} pid=${r.peer.pid}` : undefined,
+    r.instance,
+    r.mac,
+    r.port,
+    r.ip,
+  ]
+    .filter(Boolean)
+    .join(' ') || r.path,
   r.reason,
 ];
 
@@ -61,7 +69,9 @@ function positiveInt(name: string, value: unknown): number | undefined {
 export function registerAudit(program: Command, ctx: CliContext): void {
   program
     .command('audit')
-    .description('show the audit log: every refusal, with who (MAC, port, IP) and why')
+    .description(
+      'show the audit log: every refusal and admin change, with who (MAC, port, IP; uid, gid, pid) and why',
+    )
     .option('--limit <n>', 'newest N records (default 100)')
     .option('--after <seq>', 'records after this sequence number, oldest first')
     .option('--outcome <outcome>', 'refused, allowed or info')
