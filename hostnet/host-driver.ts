@@ -98,10 +98,19 @@ export class HostDriver implements NetworkDriver {
       mtu: net.mtu,
       ...(plan?.portVid !== undefined ? { vid: plan.portVid } : {}),
     });
-    const endpoint = { network: net.name, bridge: place.bridge, ifname: place.endpointVeth };
+    const endpoint = {
+      network: net.name,
+      bridge: place.bridge,
+      ifname: place.endpointVeth,
+      serviceIp: net.serviceIp,
+    };
     const known = this.endpoints.get(net.name);
     this.endpoints.set(net.name, endpoint);
-    const moved = !known || known.bridge !== endpoint.bridge || known.ifname !== endpoint.ifname;
+    const moved =
+      !known ||
+      known.bridge !== endpoint.bridge ||
+      known.ifname !== endpoint.ifname ||
+      known.serviceIp !== endpoint.serviceIp;
     if (updateGuard && moved) await this.applyGuard();
     return place;
   }

@@ -9,19 +9,23 @@ import { planGuard } from './plan.js';
 import { freshPortScript, type PortPresence, readPortPresence, removalScript } from './port-presence.js';
 import {
   DROP_REASONS,
-  type DropReason,
+  EDGE_REASONS,
   endpointFor,
   type GuardEndpoint,
   type GuardPort,
+  type GuardReason,
   type GuardState,
   TABLE_COUNTERS,
   validateState,
 } from './render.js';
 
 export interface GuardDrop {
-  /** The guest port, or "*" for table-wide counters (unguarded ports, steered DHCP copies). */
+  /**
+   * The guest port, the endpoint port for a network's edge counters, or "*"
+   * for table-wide counters (unguarded ports, steered DHCP copies, fallbacks).
+   */
   port: string;
-  reason: DropReason | (typeof TABLE_COUNTERS)[number];
+  reason: GuardReason;
   packets: number;
   bytes: number;
 }
@@ -68,7 +72,11 @@ export class Guard {
       const desired = { ports: [port], endpoints: this.endpoints };
       const [valid] = validateState(this.names, desired).ports as [GuardPort];
       const endpoint = endpointFor(valid, desired.endpoints);
-      const fast = await this.quickly(valid.ifname, (p) => freshPortScript(this.names, p, valid, endpoint));
+      const fast = await this.quickly(
+        valid.ifname,
+        (p) => freshPortScript(this.names, p, valid, endpoint),
+        endpoint?.ifname,
+      );
       return fast ?? this.reconcile(desired, port.ifname);
     });
   }
@@ -89,10 +97,11 @@ export class Guard {
   private async quickly(
     ifname: string,
     plan: (presence: PortPresence) => string | undefined,
+    endpoint?: string,
   ): Promise<true | undefined> {
     if (!this.skeletonKnown) return undefined;
     try {
-      const script = plan(await readPortPresence(this.nft, this.table, ifname));
+      const script = plan(await readPortPresence(this.nft, this.table, ifname, endpoint));
       if (script === undefined) return undefined;
       await this.nft.run(script);
       return true;
@@ -109,11 +118,8 @@ export class Guard {
       const dot = name.indexOf('.');
       const port = dot < 0 ? '*' : name.slice(0, dot);
       const reason = name.slice(dot + 1) as GuardDrop['reason'];
-      if (
-        dot < 0
-          ? (TABLE_COUNTERS as readonly string[]).includes(reason)
-          : DROP_REASONS.includes(reason as DropReason)
-      ) {
+      const known: readonly string[] = dot < 0 ? TABLE_COUNTERS : [...DROP_REASONS, ...EDGE_REASONS];
+      if (known.includes(reason)) {
         out.push({ port, reason, packets, bytes });
       }
     }

@@ -1,8 +1,10 @@
-// One port's footprint in the guard table, read from the three element sets
-// and the chain names: a few small listings instead of the whole table, whose
-// listing grows with every port (0.5 s at 350 ports, most of it counters).
-// addPort and removePort use it for the common case, a port wholly absent or
-// wholly present; anything in between goes through the full reconcile.
+// One port's footprint in the guard table, read from the element sets and
+// maps it has elements in and the chain names: a few small listings instead
+// of the whole table, whose listing grows with every port (0.5 s at 350
+// ports, most of it counters). addPort and removePort use it for the common
+// case, a port wholly absent or wholly present; anything in between goes
+// through the full reconcile, and so does a script nft refuses (an element
+// the listing did not show, say), since one transaction applies all or nothing.
 
 import type { Names } from '../names.js';
 import type { NftApplier } from './nft.js';
@@ -14,11 +16,14 @@ import {
   DHCP_PATHS,
   DHCP_REPLIES,
   DROP_REASONS,
+  deleteEdgeDispatch,
+  type GuardEndpoint,
   type GuardPort,
   PORT_MAP,
   portChain,
   replyElement,
 } from './render.js';
+import { EDGE_CHAIN_PREFIX, EDGE_MAP, edgeSet, portEdgeCommands } from './render-edges.js';
 
 export interface PortPresence {
   chain: boolean;
@@ -28,30 +33,48 @@ export interface PortPresence {
   paths: string[];
   /** The MAC its DHCP replies may carry. */
   reply: string | undefined;
+  /** The endpoint whose edge chain its `edges` element jumps to. */
+  edge: string | undefined;
+  /** Its (port . MAC . IP) elements in that network's (or the given endpoint's) addrs set. */
+  addrs: string[][];
 }
 
+/** Reads the port's footprint; `endpoint` is the network it is about to join, when known. */
 export async function readPortPresence(
   nft: NftApplier,
   table: string,
   ifname: string,
+  endpoint?: string,
 ): Promise<PortPresence> {
-  const [chains, map, paths, replies] = await Promise.all([
+  const set = (name: string) => nft.list(['set', 'bridge', table, name]);
+  const [chains, map, edges, paths, replies, addrs] = await Promise.all([
     nft.list(['chains', 'bridge']),
     nft.list(['map', 'bridge', table, PORT_MAP]),
-    nft.list(['set', 'bridge', table, DHCP_PATHS]),
-    nft.list(['set', 'bridge', table, DHCP_REPLIES]),
+    nft.list(['map', 'bridge', table, EDGE_MAP]),
+    set(DHCP_PATHS),
+    set(DHCP_REPLIES),
+    endpoint ? set(edgeSet('addrs', endpoint)) : undefined,
   ]);
   const ownChain = `${CHAIN_PREFIX}${ifname}`;
   const chain = listed(chains).some((i) => {
     const c = (i as { chain?: { table?: string; name?: string } }).chain;
     return c?.table === table && c.name === ownChain;
   });
-  const seen = observeGuard({ nftables: [...listed(map), ...listed(paths), ...listed(replies)] });
+  const seen = observeGuard({
+    nftables: [...listed(map), ...listed(edges), ...listed(paths), ...listed(replies)],
+  });
+  const edge = seen.edges.get(ifname)?.slice(EDGE_CHAIN_PREFIX.length);
+  // A port being removed names its network only through its edges element: one more listing.
+  const where = endpoint ?? edge;
+  const addrsListing = endpoint || !where ? addrs : await set(edgeSet('addrs', where));
+  const own = where ? observeGuard(addrsListing).edgeSets.get(edgeSet('addrs', where)) : undefined;
   return {
     chain,
     dispatch: seen.dispatch.get(ifname),
     paths: seen.paths.filter(([p]) => p === ifname).map(([, e]) => e),
     reply: seen.replies.get(ifname),
+    edge,
+    addrs: (own ?? []).filter((v) => v[0] === ifname),
   };
 }
 
@@ -61,7 +84,14 @@ function listed(listing: unknown): unknown[] {
 }
 
 function absent(p: PortPresence): boolean {
-  return !p.chain && p.dispatch === undefined && p.paths.length === 0 && p.reply === undefined;
+  return (
+    !p.chain &&
+    p.dispatch === undefined &&
+    p.paths.length === 0 &&
+    p.reply === undefined &&
+    p.edge === undefined &&
+    p.addrs.length === 0
+  );
 }
 
 /** The script that adds a port found wholly absent; undefined when it is not. */
@@ -69,23 +99,43 @@ export function freshPortScript(
   names: Names,
   presence: PortPresence,
   port: GuardPort,
-  endpoint: string | undefined,
+  endpoint: GuardEndpoint | undefined,
 ): string | undefined {
   return absent(presence) ? `${addPortCommands(names, port, endpoint).join('\n')}\n` : undefined;
 }
 
+/** The MAC and IP the port's addrs elements carry, when they are exactly the two it owns. */
+function edgeAddress(p: PortPresence): { mac: string; ipv4: string } | undefined {
+  const ip = p.addrs.find((v) => v[2] !== '0.0.0.0');
+  const mac = ip?.[1];
+  const whole =
+    p.addrs.length === 2 && p.addrs.every((v) => v[1] === mac) && p.addrs.some((v) => v[2] === '0.0.0.0');
+  return whole && mac === p.reply ? { mac: mac as string, ipv4: ip?.[2] as string } : undefined;
+}
+
 /**
- * The script that removes a port found wholly present (chain, dispatch, reply
- * and every counter its rules name); undefined when it is partly there.
+ * The script that removes a port found wholly present (chain, dispatch, reply,
+ * its edge elements and every counter its rules name); undefined when it is
+ * partly there.
  */
 export function removalScript(names: Names, presence: PortPresence, ifname: string): string | undefined {
   if (!presence.chain || presence.dispatch !== portChain(ifname) || presence.reply === undefined)
     return undefined;
+  const address = edgeAddress(presence);
+  if (presence.edge !== undefined ? !address : presence.addrs.length > 0) return undefined;
   const t = `bridge ${names.guardTable()}`;
+  const edge =
+    presence.edge !== undefined && address
+      ? [
+          deleteEdgeDispatch(t, ifname),
+          ...portEdgeCommands(t, { ifname, ...address }, presence.edge, 'delete'),
+        ]
+      : [];
   return `${[
     `delete element ${t} ${PORT_MAP} { "${ifname}" }`,
     ...presence.paths.map((e) => `delete element ${t} ${DHCP_PATHS} { "${ifname}" . "${e}" }`),
     replyElement(t, ifname, presence.reply, 'delete'),
+    ...edge,
     `delete chain ${t} ${portChain(ifname)}`,
     ...DROP_REASONS.map((r) => `delete counter ${t} ${counterName(ifname, r)}`),
   ].join('\n')}\n`;
