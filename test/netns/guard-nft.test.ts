@@ -63,7 +63,7 @@ const asPort = (g: Guest, ipv6: string[] = [g.ip6]): GuardPort => ({
 });
 const desired: GuardState = {
   ports: [asPort(A), asPort(B)],
-  endpoints: [{ network: NETWORK, bridge, ifname: endpoint.port }],
+  endpoints: [{ network: NETWORK, bridge, ifname: endpoint.port, serviceIp: endpoint.ip }],
 };
 
 async function cleanup(): Promise<void> {
