@@ -1,5 +1,12 @@
 // The attack matrix of issue #8, in the order docs/security.md lists it.
 import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
+import {
+  arpPayloadFromForeign,
+  declineFromForeign,
+  endpointStaysLocal,
+  rogueDhcpServer,
+  rogueMetadata,
+} from './edges.js';
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
 import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
@@ -24,4 +31,9 @@ export const MATRIX: readonly AttackFn[] = [
   malformedHttp,
   requestFlood,
   hostServices,
+  arpPayloadFromForeign,
+  rogueMetadata,
+  rogueDhcpServer,
+  declineFromForeign,
+  endpointStaysLocal,
 ];
