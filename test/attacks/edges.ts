@@ -220,7 +220,7 @@ export const declineFromForeign = attack(
 
 export const endpointStaysLocal = attack(
   'Endpoint frames leave only to guest ports',
-  "while guests ARP for the service addresses, take DHCP leases and read metadata and the endpoint ARPs for them, a capture on a foreign port shows no frame from the endpoint's MAC (endpoint-egress drops counted); it does show the guests' own broadcasts (control)",
+  "while guests ARP for the service addresses and read metadata and the endpoint ARPs for them, a capture on a foreign port shows no frame from the endpoint's MAC (endpoint-egress drops counted); it does show the guests' own broadcasts (control)",
   async (t, { lab, subnet }) => {
     await lab.network('ee', subnet());
     const [a, b] = await Promise.all([mdGuest(lab, 'ee-a', 'ee'), mdGuest(lab, 'ee-b', 'ee')]);
