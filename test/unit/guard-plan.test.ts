@@ -428,3 +428,36 @@ t.test('a one-port script nft refuses falls back to the whole-table reconcile', 
   t.equal(nft.tableReads, reads + 1, 'the whole table was read after the refusal');
   t.same(lines(nft.scripts.at(-1)), [...portCommands(names, B, EP), ...edgeElements('add', B)]);
 });
+
+t.test("addPort of a changed port swaps only its own edge elements, never another port's", async (t) => {
+  const nft = new RecordingNft(listing(both));
+  const guard = new Guard(names, nft);
+  await guard.apply(both);
+  t.equal(await guard.addPort({ ...A, ipv4: '10.9.0.77' }), true);
+  const got = lines(nft.scripts.at(-1));
+  t.same(got.slice(-4), [
+    `add element ${T} addrs_gae1 { "gapa" . 02:00:00:00:00:0a . 10.9.0.77 }`,
+    `add element ${T} ips_gae1 { 10.9.0.77 }`,
+    `delete element ${T} addrs_gae1 { "gapa" . 02:00:00:00:00:0a . 10.9.0.10 }`,
+    `delete element ${T} ips_gae1 { 10.9.0.10 }`,
+  ]);
+  t.notMatch(nft.scripts.at(-1), /gapb|02:00:00:00:00:0b|10\.9\.0\.11/, 'port B is not touched');
+});
+
+t.test('an endpoint the table lacks is created before a port that needs it', async (t) => {
+  const nft = new RecordingNft(listing({ ports: [A], endpoints: [] }));
+  const guard = new Guard(names, nft);
+  t.equal(
+    await guard.apply({ ports: [A], endpoints: [] }),
+    false,
+    'a port without a network has no edge objects',
+  );
+  await guard.apply({ ports: [A], endpoints: [EP] });
+  const got = lines(nft.scripts[0]);
+  t.same(got.slice(0, addEndpointCommands(T, EP).length), addEndpointCommands(T, EP));
+  t.ok(
+    got.indexOf(`add element ${T} edges { "gapa" : jump edge_gae1 }`) >
+      got.indexOf(`add chain ${T} edge_gae1`),
+    'the edges element comes after the chain it jumps to',
+  );
+});
