@@ -144,8 +144,9 @@ export class HostDriver implements NetworkDriver {
   }
 
   async unguardPort(ifname: string): Promise<void> {
+    const known = this.ports.get(ifname);
     this.ports.delete(ifname);
-    await this.guard.removePort(ifname);
+    await this.guard.removePort(ifname, known);
   }
 
   async ensureNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec, links = this.links): Promise<void> {

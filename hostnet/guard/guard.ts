@@ -72,19 +72,25 @@ export class Guard {
       const desired = { ports: [port], endpoints: this.endpoints };
       const [valid] = validateState(this.names, desired).ports as [GuardPort];
       const endpoint = endpointFor(valid, desired.endpoints);
-      const fast = await this.quickly(
-        valid.ifname,
-        (p) => freshPortScript(this.names, p, valid, endpoint),
-        endpoint?.ifname,
-      );
+      const fast = await this.quickly(valid.ifname, (p) => freshPortScript(this.names, p, valid, endpoint));
       return fast ?? this.reconcile(desired, port.ifname);
     });
   }
 
-  /** Removes one port's chain, elements and counters; a port that is not there is already removed. */
-  removePort(ifname: string): Promise<boolean> {
+  /**
+   * Removes one port's chain, elements and counters; a port that is not there
+   * is already removed. `known`, the port as it was added, saves reading its
+   * network's edge elements back (nft still checks them).
+   */
+  removePort(ifname: string, known?: GuardPort): Promise<boolean> {
     return this.serial(async () => {
-      const fast = await this.quickly(ifname, (p) => removalScript(this.names, p, ifname));
+      const endpoint = known && this.endpoints ? endpointFor(known, this.endpoints) : undefined;
+      const edge = endpoint && known ? { endpoint: endpoint.ifname, mac: known.mac, ipv4: known.ipv4 } : null;
+      const fast = await this.quickly(
+        ifname,
+        (p) => removalScript(this.names, p, ifname, known ? edge : undefined),
+        { edges: known === undefined },
+      );
       return fast ?? this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname);
     });
   }
@@ -97,11 +103,11 @@ export class Guard {
   private async quickly(
     ifname: string,
     plan: (presence: PortPresence) => string | undefined,
-    endpoint?: string,
+    read: { edges?: boolean } = {},
   ): Promise<true | undefined> {
     if (!this.skeletonKnown) return undefined;
     try {
-      const script = plan(await readPortPresence(this.nft, this.table, ifname, endpoint));
+      const script = plan(await readPortPresence(this.nft, this.table, ifname, read));
       if (script === undefined) return undefined;
       await this.nft.run(script);
       return true;

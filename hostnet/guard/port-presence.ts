@@ -33,27 +33,33 @@ export interface PortPresence {
   paths: string[];
   /** The MAC its DHCP replies may carry. */
   reply: string | undefined;
-  /** The endpoint whose edge chain its `edges` element jumps to. */
+  /** The endpoint whose edge chain its `edges` element jumps to (read only when asked for). */
   edge: string | undefined;
-  /** Its (port . MAC . IP) elements in that network's (or the given endpoint's) addrs set. */
+  /** Its (port . MAC . IP) elements in that network's addrs set (read only when asked for). */
   addrs: string[][];
 }
 
-/** Reads the port's footprint; `endpoint` is the network it is about to join, when known. */
+/**
+ * Reads the port's footprint. Adding needs only the chain and the elements
+ * keyed by the port in the table-wide maps and sets: the edge elements a new
+ * port adds are idempotent, and an edges element left with another target
+ * makes nft refuse the script. Removing a port nobody described reads its
+ * `edges` element and its network's addrs set too (`edges: true`), to learn
+ * the network, MAC and IP its edge elements carry.
+ */
 export async function readPortPresence(
   nft: NftApplier,
   table: string,
   ifname: string,
-  endpoint?: string,
+  options: { edges?: boolean } = {},
 ): Promise<PortPresence> {
   const set = (name: string) => nft.list(['set', 'bridge', table, name]);
-  const [chains, map, edges, paths, replies, addrs] = await Promise.all([
+  const [chains, map, edges, paths, replies] = await Promise.all([
     nft.list(['chains', 'bridge']),
     nft.list(['map', 'bridge', table, PORT_MAP]),
-    nft.list(['map', 'bridge', table, EDGE_MAP]),
+    options.edges ? nft.list(['map', 'bridge', table, EDGE_MAP]) : undefined,
     set(DHCP_PATHS),
     set(DHCP_REPLIES),
-    endpoint ? set(edgeSet('addrs', endpoint)) : undefined,
   ]);
   const ownChain = `${CHAIN_PREFIX}${ifname}`;
   const chain = listed(chains).some((i) => {
@@ -64,17 +70,16 @@ export async function readPortPresence(
     nftables: [...listed(map), ...listed(edges), ...listed(paths), ...listed(replies)],
   });
   const edge = seen.edges.get(ifname)?.slice(EDGE_CHAIN_PREFIX.length);
-  // A port being removed names its network only through its edges element: one more listing.
-  const where = endpoint ?? edge;
-  const addrsListing = endpoint || !where ? addrs : await set(edgeSet('addrs', where));
-  const own = where ? observeGuard(addrsListing).edgeSets.get(edgeSet('addrs', where)) : undefined;
+  const addrs = edge
+    ? observeGuard(await set(edgeSet('addrs', edge))).edgeSets.get(edgeSet('addrs', edge))
+    : [];
   return {
     chain,
     dispatch: seen.dispatch.get(ifname),
     paths: seen.paths.filter(([p]) => p === ifname).map(([, e]) => e),
     reply: seen.replies.get(ifname),
     edge,
-    addrs: (own ?? []).filter((v) => v[0] === ifname),
+    addrs: (addrs ?? []).filter((v) => v[0] === ifname),
   };
 }
 
@@ -105,37 +110,51 @@ export function freshPortScript(
 }
 
 /** The MAC and IP the port's addrs elements carry, when they are exactly the two it owns. */
-function edgeAddress(p: PortPresence): { mac: string; ipv4: string } | undefined {
+function edgeAddress(p: PortPresence): PortEdge | undefined {
   const ip = p.addrs.find((v) => v[2] !== '0.0.0.0');
   const mac = ip?.[1];
   const whole =
     p.addrs.length === 2 && p.addrs.every((v) => v[1] === mac) && p.addrs.some((v) => v[2] === '0.0.0.0');
-  return whole && mac === p.reply ? { mac: mac as string, ipv4: ip?.[2] as string } : undefined;
+  return whole && p.edge && mac === p.reply
+    ? { endpoint: p.edge, mac: mac as string, ipv4: ip?.[2] as string }
+    : undefined;
+}
+
+/** Where a port's edge elements are: its network's endpoint, and the MAC and IP they carry. */
+export interface PortEdge {
+  endpoint: string;
+  mac: string;
+  ipv4: string;
 }
 
 /**
  * The script that removes a port found wholly present (chain, dispatch, reply,
  * its edge elements and every counter its rules name); undefined when it is
- * partly there.
+ * partly there. `known` is what the caller says the port's edge elements are
+ * (null: it has none); without it they come from the presence read with
+ * `edges: true`. Either way nft checks them: deleting an element that is not
+ * there refuses the whole script.
  */
-export function removalScript(names: Names, presence: PortPresence, ifname: string): string | undefined {
+export function removalScript(
+  names: Names,
+  presence: PortPresence,
+  ifname: string,
+  known?: PortEdge | null,
+): string | undefined {
   if (!presence.chain || presence.dispatch !== portChain(ifname) || presence.reply === undefined)
     return undefined;
-  const address = edgeAddress(presence);
-  if (presence.edge !== undefined ? !address : presence.addrs.length > 0) return undefined;
+  const edge = known === undefined ? edgeAddress(presence) : (known ?? undefined);
+  if (known === undefined && !edge && (presence.edge !== undefined || presence.addrs.length > 0))
+    return undefined;
   const t = `bridge ${names.guardTable()}`;
-  const edge =
-    presence.edge !== undefined && address
-      ? [
-          deleteEdgeDispatch(t, ifname),
-          ...portEdgeCommands(t, { ifname, ...address }, presence.edge, 'delete'),
-        ]
-      : [];
+  const edgeCommands = edge
+    ? [deleteEdgeDispatch(t, ifname), ...portEdgeCommands(t, { ifname, ...edge }, edge.endpoint, 'delete')]
+    : [];
   return `${[
     `delete element ${t} ${PORT_MAP} { "${ifname}" }`,
     ...presence.paths.map((e) => `delete element ${t} ${DHCP_PATHS} { "${ifname}" . "${e}" }`),
     replyElement(t, ifname, presence.reply, 'delete'),
-    ...edge,
+    ...edgeCommands,
     `delete chain ${t} ${portChain(ifname)}`,
     ...DROP_REASONS.map((r) => `delete counter ${t} ${counterName(ifname, r)}`),
   ].join('\n')}\n`;

@@ -155,8 +155,11 @@ class RecordingNft implements NftApplier {
     this.tableReads += 1;
     return this.table;
   }
+  /** Every small listing read, by what was asked for. */
+  readonly listed: string[] = [];
   /** `chains bridge`, or one map or set by name, cut from the table listing. */
   async list(what: string[]): Promise<unknown> {
+    this.listed.push(what.join(' '));
     const items = (this.table as { nftables?: Record<string, { name?: string }>[] } | undefined)?.nftables;
     if (!items) return what[0] === 'chains' ? { nftables: [] } : undefined;
     const [kind, , , name] = what as [string, string, string?, string?];
@@ -459,5 +462,34 @@ t.test('an endpoint the table lacks is created before a port that needs it', asy
     got.indexOf(`add element ${T} edges { "gapa" : jump edge_gae1 }`) >
       got.indexOf(`add chain ${T} edge_gae1`),
     'the edges element comes after the chain it jumps to',
+  );
+});
+
+t.test('removePort told the port it removes reads no edge listings; nft checks the elements', async (t) => {
+  const nft = new RecordingNft(listing(both));
+  const guard = new Guard(names, nft);
+  await guard.apply(both);
+  t.equal(await guard.removePort('gapa', A), true);
+  t.notOk(
+    nft.listed.some((l) => /edges|addrs_/.test(l)),
+    `listings read: ${nft.listed.join('; ')}`,
+  );
+  t.match(
+    nft.scripts.at(-1),
+    /delete element bridge ga_guard addrs_gae1 \{ "gapa" \. 02:00:00:00:00:0a \. 10\.9\.0\.10, "gapa" \. 02:00:00:00:00:0a \. 0\.0\.0\.0 \}/,
+  );
+  nft.listed.length = 0;
+  nft.table = listing({ ports: [B], endpoints: [EP] });
+  t.equal(await guard.addPort(A), true);
+  t.notOk(
+    nft.listed.some((l) => /edges|addrs_/.test(l)),
+    'adding reads no edge listings either',
+  );
+  nft.listed.length = 0;
+  nft.table = listing(both);
+  t.equal(await guard.removePort('gapa'), true);
+  t.ok(
+    nft.listed.some((l) => /edges/.test(l)),
+    'without the port, its edges element is read',
   );
 });
