@@ -105,10 +105,19 @@ export class HostDriver implements NetworkDriver {
       mtu: net.mtu,
       ...(plan?.portVid !== undefined ? { vid: plan.portVid } : {}),
     });
-    const endpoint = { network: net.name, bridge: place.bridge, ifname: place.endpointVeth };
+    const endpoint = {
+      network: net.name,
+      bridge: place.bridge,
+      ifname: place.endpointVeth,
+      serviceIp: net.serviceIp,
+    };
     const known = this.endpoints.get(net.name);
     this.endpoints.set(net.name, endpoint);
-    const moved = !known || known.bridge !== endpoint.bridge || known.ifname !== endpoint.ifname;
+    const moved =
+      !known ||
+      known.bridge !== endpoint.bridge ||
+      known.ifname !== endpoint.ifname ||
+      known.serviceIp !== endpoint.serviceIp;
     if (updateGuard && moved) await this.applyGuard();
     return place;
   }
@@ -158,6 +167,7 @@ export class HostDriver implements NetworkDriver {
 
   async unguardPort(ifname: string): Promise<void> {
     const spec = this.specs.get(ifname);
+    const known = this.ports.get(ifname);
     this.ports.delete(ifname);
     this.specs.delete(ifname);
     const errors: unknown[] = [];
@@ -167,7 +177,7 @@ export class HostDriver implements NetworkDriver {
       await this.bindings.unpinFdb(b).catch((err) => errors.push(err));
       await this.bindings.unpinNeighbour(b).catch((err) => errors.push(err));
     }
-    await this.guard.removePort(ifname);
+    await this.guard.removePort(ifname, known);
     if (errors.length > 0) throw errors[0];
   }
 

@@ -63,6 +63,17 @@ export class Names {
     return `${this.prefix}_guard`;
   }
 
+  /**
+   * The NFLOG group this berthd's guard logs drops to: unique per prefix, so
+   * several berthds on one machine never share one (only one process may bind
+   * an NFLOG group).
+   */
+  logGroup(): number {
+    return (
+      1024 + (Number.parseInt(createHash('sha256').update(this.prefix).digest('hex').slice(0, 4), 16) % 64000)
+    );
+  }
+
   owns(ifname: string): boolean {
     return (
       ifname.startsWith(this.prefix) &&

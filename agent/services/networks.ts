@@ -203,7 +203,8 @@ export class NetworkService {
 
   async view(rec: NetworkRecord, drops?: Awaited<ReturnType<NetworkDriver['guardDrops']>>): Promise<Network> {
     const placement = this.opts.driver.placement(rec);
-    const ports = new Set(this.opts.portsOn(rec.name));
+    // The network's edge counters are named after its endpoint port.
+    const ports = new Set([...this.opts.portsOn(rec.name), placement.endpointVeth]);
     return {
       name: rec.name,
       subnet: rec.subnet,

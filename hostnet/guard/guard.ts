@@ -9,19 +9,23 @@ import { planGuard } from './plan.js';
 import { freshPortScript, type PortPresence, readPortPresence, removalScript } from './port-presence.js';
 import {
   DROP_REASONS,
-  type DropReason,
+  EDGE_REASONS,
   endpointFor,
   type GuardEndpoint,
   type GuardPort,
+  type GuardReason,
   type GuardState,
   TABLE_COUNTERS,
   validateState,
 } from './render.js';
 
 export interface GuardDrop {
-  /** The guest port, or "*" for table-wide counters (unguarded ports, steered DHCP copies). */
+  /**
+   * The guest port, the endpoint port for a network's edge counters, or "*"
+   * for table-wide counters (unguarded ports, steered DHCP copies, fallbacks).
+   */
   port: string;
-  reason: DropReason | (typeof TABLE_COUNTERS)[number];
+  reason: GuardReason;
   packets: number;
   bytes: number;
 }
@@ -73,10 +77,20 @@ export class Guard {
     });
   }
 
-  /** Removes one port's chain, elements and counters; a port that is not there is already removed. */
-  removePort(ifname: string): Promise<boolean> {
+  /**
+   * Removes one port's chain, elements and counters; a port that is not there
+   * is already removed. `known`, the port as it was added, saves reading its
+   * network's edge elements back (nft still checks them).
+   */
+  removePort(ifname: string, known?: GuardPort): Promise<boolean> {
     return this.serial(async () => {
-      const fast = await this.quickly(ifname, (p) => removalScript(this.names, p, ifname));
+      const endpoint = known && this.endpoints ? endpointFor(known, this.endpoints) : undefined;
+      const edge = endpoint && known ? { endpoint: endpoint.ifname, mac: known.mac, ipv4: known.ipv4 } : null;
+      const fast = await this.quickly(
+        ifname,
+        (p) => removalScript(this.names, p, ifname, known ? edge : undefined),
+        { edges: known === undefined },
+      );
       return fast ?? this.reconcile({ ports: [], endpoints: this.endpoints ?? [] }, ifname);
     });
   }
@@ -89,10 +103,11 @@ export class Guard {
   private async quickly(
     ifname: string,
     plan: (presence: PortPresence) => string | undefined,
+    read: { edges?: boolean } = {},
   ): Promise<true | undefined> {
     if (!this.skeletonKnown) return undefined;
     try {
-      const script = plan(await readPortPresence(this.nft, this.table, ifname));
+      const script = plan(await readPortPresence(this.nft, this.table, ifname, read));
       if (script === undefined) return undefined;
       await this.nft.run(script);
       return true;
@@ -109,11 +124,8 @@ export class Guard {
       const dot = name.indexOf('.');
       const port = dot < 0 ? '*' : name.slice(0, dot);
       const reason = name.slice(dot + 1) as GuardDrop['reason'];
-      if (
-        dot < 0
-          ? (TABLE_COUNTERS as readonly string[]).includes(reason)
-          : DROP_REASONS.includes(reason as DropReason)
-      ) {
+      const known: readonly string[] = dot < 0 ? TABLE_COUNTERS : [...DROP_REASONS, ...EDGE_REASONS];
+      if (known.includes(reason)) {
         out.push({ port, reason, packets, bytes });
       }
     }

@@ -1,6 +1,14 @@
 // Reads what the guard table holds from `nft -j list table` output: enough
 // to diff against the desired state without re-parsing nft's reprint of rules.
-import { CHAIN_PREFIX, DHCP_PATHS, DHCP_REPLIES, FINGERPRINT_PREFIX, PORT_MAP } from './render.js';
+import { FINGERPRINT_PREFIX } from './fingerprint.js';
+import { CHAIN_PREFIX, DHCP_PATHS, DHCP_REPLIES, PORT_MAP } from './render.js';
+import {
+  EDGE_CHAIN_PREFIX,
+  EDGE_MAP,
+  ENDPOINT_CHAIN_PREFIX,
+  ENDPOINT_MAP,
+  parseEdgeSet,
+} from './render-edges.js';
 
 export interface ObservedGuard {
   /** Fingerprint on the dispatch rule; undefined when it is missing or foreign. */
@@ -14,6 +22,15 @@ export interface ObservedGuard {
   /** port -> MAC (aa:bb:..) its DHCP replies may carry as chaddr. */
   replies: Map<string, string>;
   counters: Map<string, { packets: number; bytes: number }>;
+  /** Endpoint ifname -> the chain its `endpoints` element jumps to. */
+  endpoints: Map<string, string>;
+  /** Guest port -> the `edge_` chain its `edges` element jumps to. */
+  edges: Map<string, string>;
+  /** Endpoint ifname -> fingerprint on its `ep_` / `edge_` chain (undefined if none). */
+  endpointChains: Map<string, string | undefined>;
+  edgeChains: Map<string, string | undefined>;
+  /** Edge set name (`addrs_<ep>`…) -> its elements, each as the list of its values. */
+  edgeSets: Map<string, string[][]>;
 }
 
 type Json = Record<string, unknown>;
@@ -49,17 +66,37 @@ export function observeGuard(listing: unknown): ObservedGuard {
     paths: [],
     replies: new Map(),
     counters: new Map(),
+    endpoints: new Map(),
+    edges: new Map(),
+    endpointChains: new Map(),
+    edgeChains: new Map(),
+    edgeSets: new Map(),
   };
   for (const item of items(listing)) {
     if (item.counter) {
       const c = item.counter as Json;
       seen.counters.set(String(c.name), { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) });
-    } else if (item.map && (item.map as Json).name === PORT_MAP) {
-      for (const el of elements(item.map as Json)) {
+    } else if (item.map) {
+      const name = (item.map as Json).name;
+      const into =
+        name === PORT_MAP
+          ? seen.dispatch
+          : name === ENDPOINT_MAP
+            ? seen.endpoints
+            : name === EDGE_MAP
+              ? seen.edges
+              : undefined;
+      for (const el of into ? elements(item.map as Json) : []) {
         const [key, verdict] = el as [unknown, { jump?: { target?: string } }];
         const target = verdict?.jump?.target;
-        if (typeof unwrap(key) === 'string' && target) seen.dispatch.set(unwrap(key) as string, target);
+        if (typeof unwrap(key) === 'string' && target) into?.set(unwrap(key) as string, target);
       }
+    } else if (item.set && parseEdgeSet(String((item.set as Json).name))) {
+      const values = elements(item.set as Json).map((el) => {
+        const v = unwrap(el) as { concat?: unknown[] } | string;
+        return typeof v === 'string' ? [v] : (v?.concat ?? []).map(String);
+      });
+      seen.edgeSets.set(String((item.set as Json).name), values);
     } else if (item.set && (item.set as Json).name === DHCP_PATHS) {
       for (const el of elements(item.set as Json)) {
         const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
@@ -75,17 +112,34 @@ export function observeGuard(listing: unknown): ObservedGuard {
       }
     } else if (item.chain) {
       const name = String((item.chain as Json).name);
-      if (name.startsWith(CHAIN_PREFIX)) seen.chains.set(name.slice(CHAIN_PREFIX.length), undefined);
+      const owned = ownedChain(seen, name);
+      if (owned) owned.map.set(owned.key, undefined);
     } else if (item.rule) {
       const rule = item.rule as Json;
       const chain = String(rule.chain);
       const print = fingerprintOf(rule.comment);
+      const owned = ownedChain(seen, chain);
       if (chain === 'prerouting' && print) seen.skeleton = print;
       // The fingerprint rides on the last rule, so a chain cut short by hand reads as changed.
-      else if (chain.startsWith(CHAIN_PREFIX)) seen.chains.set(chain.slice(CHAIN_PREFIX.length), print);
+      else if (owned) owned.map.set(owned.key, print);
     }
   }
   return seen;
+}
+
+/** Which map of fingerprints a chain name belongs in, and under which port or endpoint. */
+function ownedChain(
+  seen: ObservedGuard,
+  chain: string,
+): { map: Map<string, string | undefined>; key: string } | undefined {
+  for (const [prefix, map] of [
+    [CHAIN_PREFIX, seen.chains],
+    [ENDPOINT_CHAIN_PREFIX, seen.endpointChains],
+    [EDGE_CHAIN_PREFIX, seen.edgeChains],
+  ] as const) {
+    if (chain.startsWith(prefix)) return { map, key: chain.slice(prefix.length) };
+  }
+  return undefined;
 }
 
 /** Every handle in a listing, keyed by object, so tests can prove a no-op reconcile changed nothing. */

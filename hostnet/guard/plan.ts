@@ -4,16 +4,20 @@
 import { BerthError } from '../../agent/errors.js';
 import type { Names } from '../names.js';
 import type { ObservedGuard } from './observe.js';
+import { changeEndpoint, diffElements, observedEndpoints, removeEndpointCommands } from './plan-edges.js';
 import {
-  addPortCommands,
+  addEdgeDispatch,
   counterName,
   DHCP_PATHS,
   DROP_REASONS,
+  deleteEdgeDispatch,
   endpointFor,
+  type GuardEndpoint,
   type GuardPort,
   type GuardState,
   PORT_MAP,
   portChain,
+  portCommands,
   portFingerprint,
   portRules,
   renderGuard,
@@ -21,6 +25,7 @@ import {
   skeletonFingerprint,
   validateState,
 } from './render.js';
+import { edgeChain } from './render-edges.js';
 
 export interface PlanOptions {
   /** Reconcile this one port only and leave every other port as observed (addPort/removePort). */
@@ -53,27 +58,37 @@ export function planGuard(
     return `delete table ${t}\n${renderGuard(names, want)}`;
   }
 
-  const adds: string[] = [];
-  const deletes: string[] = [];
+  // Networks first (a port's elements need its network's chains and sets), then ports, then elements;
+  // removals last, elements before the chains and sets they name.
+  const lines: string[] = [];
+  const scoped =
+    options.only === undefined ? want.endpoints : ports.map((p) => endpointFor(p, want.endpoints));
+  for (const ep of new Set(scoped)) if (ep) lines.push(...changeEndpoint(t, observed, ep));
   for (const port of ports)
-    adds.push(...changePort(names, observed, port, endpointFor(port, want.endpoints)));
+    lines.push(...changePort(names, observed, port, endpointFor(port, want.endpoints)));
+  lines.push(...diffElements(t, observed, want, options.only));
 
   const keep = new Set(want.ports.map((p) => p.ifname));
   for (const ifname of observedPorts(observed)) {
     if (keep.has(ifname) || (options.only !== undefined && ifname !== options.only)) continue;
-    deletes.push(...removePortCommands(names, observed, ifname));
+    lines.push(...removePortCommands(names, observed, ifname));
   }
-  const lines = [...adds, ...deletes];
+  if (options.only === undefined) {
+    const endpoints = new Set(want.endpoints.map((e) => e.ifname));
+    for (const e of observedEndpoints(observed))
+      if (!endpoints.has(e)) lines.push(...removeEndpointCommands(t, observed, e));
+  }
   return lines.length === 0 ? undefined : `${lines.join('\n')}\n`;
 }
 
 function observedPorts(observed: ObservedGuard): string[] {
   const owners = [...observed.counters.keys()]
-    .filter((c) => c.includes('.'))
-    .map((c) => c.split('.')[0] as string);
+    .filter((c) => (DROP_REASONS as readonly string[]).includes(c.slice(c.indexOf('.') + 1)))
+    .map((c) => c.slice(0, c.indexOf('.')));
   const all = [
     ...observed.chains.keys(),
     ...observed.dispatch.keys(),
+    ...observed.edges.keys(),
     ...observed.paths.map((p) => p[0]),
     ...observed.replies.keys(),
     ...owners,
@@ -85,12 +100,17 @@ function changePort(
   names: Names,
   observed: ObservedGuard,
   port: GuardPort,
-  endpoint: string | undefined,
+  ep: GuardEndpoint | undefined,
 ): string[] {
   const t = `bridge ${names.guardTable()}`;
   const chain = portChain(port.ifname);
-  if (!observed.chains.has(port.ifname) && !observed.dispatch.has(port.ifname)) {
-    const fresh = addPortCommands(names, port, endpoint);
+  const endpoint = ep?.ifname;
+  if (
+    !observed.chains.has(port.ifname) &&
+    !observed.dispatch.has(port.ifname) &&
+    !observed.edges.has(port.ifname)
+  ) {
+    const fresh = portCommands(names, port, ep);
     // Leftover counters of an earlier port with this name keep their numbers; re-adding them would fail.
     return fresh.filter(
       (c) => !c.startsWith('add counter') || !observed.counters.has(c.split(' ').at(-1) as string),
@@ -123,10 +143,15 @@ function changePort(
     if (reply !== undefined) out.push(replyElement(t, port.ifname, reply, 'delete'));
     out.push(replyElement(t, port.ifname, port.mac, 'add'));
   }
+  const edge = observed.edges.get(port.ifname);
+  if (edge !== (endpoint ? edgeChain(endpoint) : undefined)) {
+    if (edge !== undefined) out.push(deleteEdgeDispatch(t, port.ifname));
+    if (endpoint) out.push(addEdgeDispatch(t, port.ifname, endpoint));
+  }
   return out;
 }
 
-/** Element first, then chain (the jump holds a reference to it), then the counters its rules used. */
+/** Elements first, then chain (the jump holds a reference to it), then the counters its rules used; diffElements drops its edge set elements. */
 function removePortCommands(names: Names, observed: ObservedGuard, ifname: string): string[] {
   const t = `bridge ${names.guardTable()}`;
   const out: string[] = [];
@@ -136,6 +161,7 @@ function removePortCommands(names: Names, observed: ObservedGuard, ifname: strin
   }
   const reply = observed.replies.get(ifname);
   if (reply !== undefined) out.push(replyElement(t, ifname, reply, 'delete'));
+  if (observed.edges.has(ifname)) out.push(deleteEdgeDispatch(t, ifname));
   if (observed.chains.has(ifname)) out.push(`delete chain ${t} ${portChain(ifname)}`);
   for (const name of observed.counters.keys()) {
     if (name.startsWith(`${ifname}.`)) out.push(`delete counter ${t} ${name}`);

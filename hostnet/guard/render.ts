@@ -19,14 +19,43 @@
 //   a guest naming the bridge's MAC, or broadcast, as its next hop could reach
 //   the host's own services. Only unicast to the host is counted: honest
 //   guests' broadcasts land here too.
+// - forward also classes every port (render-edges.ts): frames toward or from
+//   an endpoint go to its network's `ep_` chain, frames from uplink or foreign
+//   ports toward a guest go to its network's `edge_` chain. Each dispatch is
+//   followed by a drop for owned names the maps do not hold (fail closed).
+// - every drop counts in a named counter, then logs through its reason's
+//   rate-limited log chain (reasons.ts).
 // Rules match interface names, so they exist before the tap or veth does.
-// Each port owns a chain, its map/set elements and its named counters, so
-// adding or removing a port never touches another port's rule handles.
-import { createHash } from 'node:crypto';
-import { BerthError } from '../../agent/errors.js';
-import { isIPv4, isMac } from '../ipv4.js';
-import { IFNAMSIZ, type Names } from '../names.js';
+// Each port owns a chain, its map/set elements and its named counters, and
+// each network its two chains, four sets and counters, so adding or removing
+// a port never touches another port's rule handles.
+import type { Names } from '../names.js';
+import { fingerprintOfRules, withFingerprint } from './fingerprint.js';
 import { canonicalIPv6, ipv6Hex, linkLocalFromMac } from './ipv6.js';
+import { DROP_REASONS, type DropReason, dropTo, logCommands, TABLE_COUNTERS } from './reasons.js';
+import {
+  addEndpointCommands,
+  EDGE_MAP,
+  ENDPOINT_MAP,
+  edgeChain,
+  type GuardEndpoint,
+  portEdgeCommands,
+} from './render-edges.js';
+import { validateState } from './validate.js';
+
+export { FINGERPRINT_PREFIX, fingerprint } from './fingerprint.js';
+export {
+  DROP_REASONS,
+  type DropReason,
+  EDGE_REASONS,
+  type EdgeReason,
+  GUARD_REASONS,
+  type GuardReason,
+  LOG_PREFIX,
+  TABLE_COUNTERS,
+} from './reasons.js';
+export type { GuardEndpoint } from './render-edges.js';
+export { validateState } from './validate.js';
 
 export interface GuardPort {
   /** The tap or root-side veth on the bridge; must carry the owned port prefix. */
@@ -39,39 +68,15 @@ export interface GuardPort {
   ipv6?: readonly string[];
 }
 
-export interface GuardEndpoint {
-  network: string;
-  bridge: string;
-  /** The endpoint's root-side veth on that bridge. */
-  ifname: string;
-}
-
 export interface GuardState {
   ports: readonly GuardPort[];
   endpoints: readonly GuardEndpoint[];
 }
 
-export const DROP_REASONS = [
-  'mac-spoof',
-  'ip-spoof',
-  'arp-spoof',
-  'dhcp-chaddr',
-  'dhcp-server',
-  'ipv6-spoof',
-  'ipv6-ra',
-  'ethertype',
-] as const;
-export type DropReason = (typeof DROP_REASONS)[number];
-
-/** Drops that belong to no desired port: frames from unguarded owned ports, steered DHCP copies, frames to the host. */
-export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer', 'dhcp-reply-steer', 'to-host'] as const;
-
 export const PORT_MAP = 'ports';
 export const DHCP_PATHS = 'dhcp_paths';
 export const DHCP_REPLIES = 'dhcp_replies';
 export const CHAIN_PREFIX = 'port_';
-/** Rule comments carry a fingerprint of what was rendered, so reconcile compares hashes, not nft's reprint. */
-export const FINGERPRINT_PREFIX = 'berth guard ';
 
 const UDP_HEADER_BYTES = 8;
 const BOOTP_CHADDR_OFFSET = 28;
@@ -90,20 +95,16 @@ export function portChain(ifname: string): string {
   return `${CHAIN_PREFIX}${ifname}`;
 }
 
-export function fingerprint(lines: readonly string[]): string {
-  return createHash('sha256').update(lines.join('\n')).digest('hex').slice(0, 12);
-}
-
 /** The rule bodies of one port's chain; the last one carries the fingerprint of all of them. */
 export function portRules(port: GuardPort): string[] {
   const { ifname, mac, ipv4 } = port;
-  const drop = (reason: DropReason) => `counter name "${counterName(ifname, reason)}" drop`;
+  const drop = (reason: DropReason) => dropTo(counterName(ifname, reason), reason);
   const ch = chaddrMatch();
   const ownV6 = [linkLocalFromMac(mac), ...(port.ipv6 ?? []).map((a) => canonicalIPv6(a) as string)];
   const v6 = [...new Set(ownV6)].sort();
   const v6hex = v6.map(ipv6Hex).join(', ');
   const target = `@th,${ICMPV6_ND_TARGET_OFFSET * 8},128`;
-  const rules = [
+  return withFingerprint([
     `ether saddr != ${mac} ${drop('mac-spoof')}`,
     // Sender 0.0.0.0 is an RFC 5227 probe: receivers learn nothing from it, and guests need it before DHCP binds.
     `ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether ${mac} arp saddr ip { 0.0.0.0, ${ipv4} } accept`,
@@ -124,58 +125,80 @@ export function portRules(port: GuardPort): string[] {
     'ether type ip6 ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept',
     `ether type ip6 ${drop('ipv6-spoof')}`,
     drop('ethertype'),
-  ];
-  const last = rules.length - 1;
-  rules[last] = `${rules[last]} comment "${FINGERPRINT_PREFIX}${fingerprint(rules)}"`;
-  return rules;
+  ]);
 }
 
 export function portFingerprint(port: GuardPort): string {
-  const last = portRules(port).at(-1) as string;
-  return (/"berth guard ([0-9a-f]+)"$/.exec(last) as RegExpExecArray)[1] as string;
+  return fingerprintOfRules(portRules(port));
 }
 
-/** The table, its base chains, map, set and table-wide counters; the dispatch rule carries their fingerprint. */
+/** The table, its base chains, maps, sets, log chains and table-wide counters; the dispatch rule carries their fingerprint. */
 export function skeletonCommands(names: Names): string[] {
   const t = `bridge ${names.guardTable()}`;
-  const guestPorts = `"${names.prefix}p*"`;
+  const guest = `"${names.prefix}p*"`;
+  const endpoint = `"${names.prefix}e*"`;
+  const outside = `oifname ${guest} iifname != ${guest} iifname != ${endpoint}`;
+  const log = logCommands(t, names.logGroup());
   const rules = [
-    `add rule ${t} prerouting iifname ${guestPorts} counter name "unguarded" drop`,
-    `add rule ${t} forward iifname ${guestPorts} udp dport 67 iifname . oifname != @${DHCP_PATHS} counter name "dhcp-steer" drop`,
-    `add rule ${t} forward oifname ${guestPorts} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} counter name "dhcp-reply-steer" drop`,
-    `add rule ${t} input iifname ${guestPorts} meta pkttype host counter name "to-host" drop`,
-    `add rule ${t} input iifname ${guestPorts} drop`,
+    `add rule ${t} prerouting iifname ${guest} ${dropTo('unguarded', 'unguarded')}`,
+    `add rule ${t} forward iifname ${endpoint} oifname != ${guest} iifname vmap @${ENDPOINT_MAP}`,
+    `add rule ${t} forward iifname ${endpoint} oifname != ${guest} ${dropTo('endpoint-egress', 'endpoint-egress')}`,
+    `add rule ${t} forward oifname ${endpoint} oifname vmap @${ENDPOINT_MAP}`,
+    `add rule ${t} forward oifname ${endpoint} ${dropTo('edge-to-endpoint', 'edge-to-endpoint')}`,
+    `add rule ${t} forward ${outside} oifname vmap @${EDGE_MAP}`,
+    `add rule ${t} forward ${outside} ${dropTo('edge-unmapped', 'edge-unmapped')}`,
+    `add rule ${t} forward iifname ${guest} udp dport 67 iifname . oifname != @${DHCP_PATHS} ${dropTo('dhcp-steer', 'dhcp-steer')}`,
+    `add rule ${t} forward oifname ${guest} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} ${dropTo('dhcp-reply-steer', 'dhcp-reply-steer')}`,
+    `add rule ${t} input iifname ${guest} meta pkttype host ${dropTo('to-host', 'to-host')}`,
+    `add rule ${t} input iifname ${guest} drop`,
+    ...log.rules,
   ];
   const objects = [
     `add table ${t}`,
     ...TABLE_COUNTERS.map((c) => `add counter ${t} ${c}`),
     `add map ${t} ${PORT_MAP} { type ifname : verdict; }`,
+    `add map ${t} ${ENDPOINT_MAP} { type ifname : verdict; }`,
+    `add map ${t} ${EDGE_MAP} { type ifname : verdict; }`,
     `add set ${t} ${DHCP_PATHS} { type ifname . ifname; }`,
     `add set ${t} ${DHCP_REPLIES} { typeof oifname . @th,${chaddrMatch().offset},${chaddrMatch().length}; }`,
+    ...log.objects,
     `add chain ${t} prerouting { type filter hook prerouting priority -200; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority -200; policy accept; }`,
     `add chain ${t} input { type filter hook input priority -200; policy accept; }`,
   ];
-  const print = fingerprint([...objects, ...rules]);
-  return [
+  const [dispatch] = withFingerprint([
     ...objects,
-    `add rule ${t} prerouting iifname vmap @${PORT_MAP} comment "${FINGERPRINT_PREFIX}${print}"`,
     ...rules,
-  ];
+    `add rule ${t} prerouting iifname vmap @${PORT_MAP}`,
+  ]).slice(-1);
+  return [...objects, dispatch as string, ...rules];
 }
 
 export function skeletonFingerprint(names: Names): string {
   const dispatch = skeletonCommands(names).find((c) => c.includes(`vmap @${PORT_MAP}`)) as string;
-  return (/"berth guard ([0-9a-f]+)"$/.exec(dispatch) as RegExpExecArray)[1] as string;
+  return fingerprintOfRules([dispatch]);
 }
 
-/** The endpoint a port's DHCP client frames may reach, if its network has one. */
-export function endpointFor(port: GuardPort, endpoints: readonly GuardEndpoint[]): string | undefined {
-  return endpoints.find((e) => e.network === port.network && e.bridge === port.bridge)?.ifname;
+/** The endpoint of a port's network, if the guard knows one. */
+export function endpointFor(port: GuardPort, endpoints: readonly GuardEndpoint[]): GuardEndpoint | undefined {
+  return endpoints.find((e) => e.network === port.network && e.bridge === port.bridge);
 }
 
-/** Everything one port owns, in creation order: counters, chain, rules, dispatch and DHCP path. */
-export function addPortCommands(names: Names, port: GuardPort, endpoint: string | undefined): string[] {
+/** Everything one port owns, in creation order: counters, chain, rules, dispatch, DHCP path and edge elements. */
+export function addPortCommands(
+  names: Names,
+  port: GuardPort,
+  endpoint: GuardEndpoint | undefined,
+): string[] {
+  const t = `bridge ${names.guardTable()}`;
+  return [
+    ...portCommands(names, port, endpoint),
+    ...(endpoint ? portEdgeCommands(t, port, endpoint.ifname, 'add') : []),
+  ];
+}
+
+/** What addPortCommands adds except the elements in the network's edge sets (plan diffs those as sets). */
+export function portCommands(names: Names, port: GuardPort, endpoint: GuardEndpoint | undefined): string[] {
   const t = `bridge ${names.guardTable()}`;
   const chain = portChain(port.ifname);
   return [
@@ -183,9 +206,19 @@ export function addPortCommands(names: Names, port: GuardPort, endpoint: string 
     `add chain ${t} ${chain}`,
     ...portRules(port).map((r) => `add rule ${t} ${chain} ${r}`),
     `add element ${t} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`,
-    ...(endpoint ? [`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint}" }`] : []),
+    ...(endpoint ? [`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint.ifname}" }`] : []),
     replyElement(t, port.ifname, port.mac, 'add'),
+    ...(endpoint ? [addEdgeDispatch(t, port.ifname, endpoint.ifname)] : []),
   ];
+}
+
+/** The `edges` element that sends frames from outside toward this port through its network's edge chain. */
+export function addEdgeDispatch(t: string, ifname: string, endpoint: string): string {
+  return `add element ${t} ${EDGE_MAP} { "${ifname}" : jump ${edgeChain(endpoint)} }`;
+}
+
+export function deleteEdgeDispatch(t: string, ifname: string): string {
+  return `delete element ${t} ${EDGE_MAP} { "${ifname}" }`;
 }
 
 export function macHex(mac: string): string {
@@ -197,57 +230,13 @@ export function replyElement(t: string, ifname: string, mac: string, verb: 'add'
   return `${verb} element ${t} ${DHCP_REPLIES} { "${ifname}" . ${macHex(mac)} }`;
 }
 
-/** The whole table as one script, ports sorted by name so the text is stable. */
+/** The whole table as one script, endpoints and ports sorted by name so the text is stable. */
 export function renderGuard(names: Names, state: GuardState): string {
   const valid = validateState(names, state);
+  const t = `bridge ${names.guardTable()}`;
   const lines = [...skeletonCommands(names)];
+  for (const ep of valid.endpoints) lines.push(...addEndpointCommands(t, ep));
   for (const port of valid.ports)
     lines.push(...addPortCommands(names, port, endpointFor(port, valid.endpoints)));
   return `${lines.join('\n')}\n`;
-}
-
-const IFNAME = /^[a-z0-9][a-z0-9_-]*$/;
-
-function checkIfname(names: Names, ifname: string, kind: 'p' | 'e', field: string): void {
-  const ok = IFNAME.test(ifname) && ifname.length <= IFNAMSIZ && ifname.startsWith(`${names.prefix}${kind}`);
-  if (!ok) {
-    const want = kind === 'p' ? 'a guest port' : 'an endpoint veth';
-    throw new BerthError(
-      'BERTH_ERR_INVALID_ARGUMENT',
-      `${field}: "${ifname}" is not ${want} name owned by berth (want "${names.prefix}${kind}..." of at most ${IFNAMSIZ} lower-case letters, digits, "-" or "_")`,
-      { field },
-    );
-  }
-}
-
-function invalid(field: string, reason: string): BerthError {
-  return new BerthError('BERTH_ERR_INVALID_ARGUMENT', `${field}: ${reason}`, { field });
-}
-
-/**
- * Checks every value that will be spliced into nft text (nothing unchecked reaches the script) and
- * returns the state with ports and endpoints sorted by ifname.
- */
-export function validateState(names: Names, state: GuardState): GuardState {
-  const seen = new Set<string>();
-  state.ports.forEach((p, i) => {
-    const f = `ports[${i}]`;
-    checkIfname(names, p.ifname, 'p', `${f}.ifname`);
-    if (seen.has(p.ifname)) throw invalid(`${f}.ifname`, `"${p.ifname}" is listed twice`);
-    seen.add(p.ifname);
-    if (!isMac(p.mac))
-      throw invalid(`${f}.mac`, `"${p.mac}" is not a MAC address (want aa:bb:cc:dd:ee:ff, lower case)`);
-    if (!isIPv4(p.ipv4) || p.ipv4 === '0.0.0.0')
-      throw invalid(`${f}.ipv4`, `"${p.ipv4}" is not a usable IPv4 address`);
-    (p.ipv6 ?? []).forEach((a, j) => {
-      if (!canonicalIPv6(a))
-        throw invalid(`${f}.ipv6[${j}]`, `"${a}" is not an IPv6 address (hex groups only)`);
-    });
-  });
-  state.endpoints.forEach((e, i) => {
-    checkIfname(names, e.ifname, 'e', `endpoints[${i}].ifname`);
-  });
-  const byName = <T extends { ifname: string }>(a: T, b: T) =>
-    a.ifname < b.ifname ? -1 : a.ifname > b.ifname ? 1 : 0;
-  return { ports: [...state.ports].sort(byName), endpoints: [...state.endpoints].sort(byName) };
 }

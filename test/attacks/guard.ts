@@ -3,6 +3,7 @@
 // is sent from inside a netns guest that berthd made; a peer or the endpoint
 // shows the frame had no effect, and `network show` counts the drop.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Names } from '../../hostnet/names.js';
 import { FRAMES, fdbPort, inNetns, neighbourMac, PYTHON, rogue } from '../helpers/hostnet_lab.js';
 import { attack, see } from './result.js';
 
@@ -62,7 +63,7 @@ export const ipSpoof = attack(
 
 export const garpForeignIp = attack(
   'Gratuitous ARP for another IP',
-  "peers keep the victim's MAC for the victim's IP; arp-spoof drops counted; the same frame from an unguarded port does poison (control)",
+  "peers keep the victim's MAC for the victim's IP, whether the claim comes from a guest port (arp-spoof drops counted) or an unguarded port (edge-guest-claim drops counted); an unguarded port's claim of an address no local guest holds does move a peer's entry (control)",
   async (t, { lab, subnet }) => {
     const cidr = subnet();
     const net = await lab.network('ga', cidr);
@@ -73,6 +74,20 @@ export const garpForeignIp = attack(
     ]);
     const learnt =
       (await lab.ping('ga-third', victim.ip)) && (await neighbourMac(third.netns, victim.ip)) === victim.mac;
+    // An address no local guest holds, known to the third guest by an older MAC.
+    const free = cidr.replace(/0\/24$/, '150');
+    await inNetns(third.netns, [
+      'ip',
+      'neigh',
+      'replace',
+      free,
+      'lladdr',
+      '02:00:00:00:0e:99',
+      'dev',
+      'eth0',
+      'nud',
+      'stale',
+    ]);
     // Past the neighbour locktime (1 s), so an unguarded claim would replace the entry.
     await sleep(1200);
     await lab.execOk('ga-attacker', [PYTHON, FRAMES, 'eth0', `garp=${victim.ip}`]);
@@ -86,12 +101,15 @@ export const garpForeignIp = attack(
       ip: cidr.replace(/0\/24$/, '201'),
       prefixLen: 24,
     });
-    await inNetns(r.netns, [PYTHON, FRAMES, 'eth0', `garp=${victim.ip}`]);
+    const endpoint = new Names(lab.prefix).endpointVeth('ga');
+    await inNetns(r.netns, [PYTHON, FRAMES, 'eth0', `garp=${victim.ip}`, `garp=${free}`]);
     let poisoned: string | undefined;
     for (let i = 0; i < 20 && poisoned !== evil; i++) {
       await sleep(50);
-      poisoned = await neighbourMac(third.netns, victim.ip);
+      poisoned = await neighbourMac(third.netns, free);
     }
+    const fromRogue = await neighbourMac(third.netns, victim.ip);
+    const edgeDrops = await lab.drops('ga', endpoint, 'edge-guest-claim');
     return [
       see(learnt, `control: a third guest maps ${victim.ip} to the victim's MAC`),
       see(
@@ -100,8 +118,13 @@ export const garpForeignIp = attack(
       ),
       see(drops >= 3, `arp-spoof drops on the attacker's port: ${drops}`),
       see(
+        fromRogue === victim.mac,
+        `after the same claim from an unguarded port the third guest maps it to ${fromRogue ?? 'nothing'}`,
+      ),
+      see(edgeDrops >= 3, `edge-guest-claim drops on the network: ${edgeDrops}`),
+      see(
         poisoned === evil,
-        `control: the same frame from an unguarded port moves the entry to ${poisoned ?? 'nothing'}`,
+        `control: the unguarded port's claim of ${free} (no local guest's) moves the entry to ${poisoned ?? 'nothing'}`,
       ),
     ];
   },

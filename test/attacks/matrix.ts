@@ -1,6 +1,13 @@
 // The attack matrix of issue #8, in the order docs/security.md lists it.
 import { adminSocket } from './admin.js';
 import { dhcpDeclineReleaseForged, dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
+import {
+  arpPayloadFromForeign,
+  declineFromForeign,
+  endpointStaysLocal,
+  rogueDhcpServer,
+  rogueMetadata,
+} from './edges.js';
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
 import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
@@ -38,5 +45,10 @@ export const MATRIX: readonly AttackFn[] = [
   malformedHttp,
   requestFlood,
   hostServices,
+  arpPayloadFromForeign,
+  rogueMetadata,
+  rogueDhcpServer,
+  declineFromForeign,
+  endpointStaysLocal,
   adminSocket,
 ];

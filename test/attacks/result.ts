@@ -13,12 +13,15 @@ export interface AttackResult {
   expected: string;
   observed: string;
   pass: boolean;
+  /** Guard drop counters that rose during the row, by reason (for the audit checks that pair with them). */
+  drops?: Record<string, number>;
 }
 
 export interface Observation {
   ok: boolean;
   /** What was seen, in words, with the measured values. */
   saw: string;
+  drops?: Record<string, number>;
 }
 
 /** What every attack gets: a running berthd with its own prefix, and where its metrics listen. */
@@ -35,8 +38,8 @@ export type AttackFn = ((t: Test, ctx: AttackLab) => Promise<AttackResult>) & {
   expected: string;
 };
 
-export function see(ok: boolean, saw: string): Observation {
-  return { ok, saw };
+export function see(ok: boolean, saw: string, drops?: Record<string, number>): Observation {
+  return drops ? { ok, saw, drops } : { ok, saw };
 }
 
 /**
@@ -55,11 +58,13 @@ export function attack(
     } catch (err) {
       seen = [see(false, `the attack could not be carried out: ${(err as Error).message}`)];
     }
+    const drops = Object.assign({}, ...seen.map((o) => o.drops ?? {})) as Record<string, number>;
     return {
       row,
       expected,
       observed: seen.map((o) => (o.ok ? o.saw : `NOT AS EXPECTED: ${o.saw}`)).join('; '),
       pass: seen.length > 0 && seen.every((o) => o.ok),
+      ...(Object.keys(drops).length > 0 ? { drops } : {}),
     };
   };
   return Object.assign(fn, { row, expected });

@@ -44,6 +44,8 @@ const A = guest('a', 10);
 const B = guest('b', 11);
 /** Plugged into the bridge with an owned port name, but never given to the guard. */
 const C = guest('c', 12);
+/** Plugged in by hand under a name that is neither a guest port nor an endpoint: the foreign class. */
+const F = { ...guest('f', 13), port: 'gaxf0' };
 
 const sh = (...argv: string[]) => osCommandRunner.run(argv);
 const inNs = (ns: string, ...argv: string[]) => sh('ip', 'netns', 'exec', ns, ...argv);
@@ -63,11 +65,12 @@ const asPort = (g: Guest, ipv6: string[] = [g.ip6]): GuardPort => ({
 });
 const desired: GuardState = {
   ports: [asPort(A), asPort(B)],
-  endpoints: [{ network: NETWORK, bridge, ifname: endpoint.port }],
+  endpoints: [{ network: NETWORK, bridge, ifname: endpoint.port, serviceIp: endpoint.ip }],
 };
 
 async function cleanup(): Promise<void> {
-  for (const ns of [endpoint.ns, A.ns, B.ns, C.ns]) await ok(sh('ip', 'netns', 'del', ns));
+  for (const ns of [endpoint.ns, A.ns, B.ns, C.ns, F.ns]) await ok(sh('ip', 'netns', 'del', ns));
+  await ok(sh('ip', 'link', 'del', F.port));
   await ok(sh('ip', 'link', 'del', bridge));
   await new Guard(names).destroy();
 }
@@ -121,7 +124,7 @@ t.before(async () => {
   await sh('ip', 'link', 'add', bridge, 'type', 'bridge');
   await sh('ip', 'link', 'set', bridge, 'up');
   await plug(endpoint.ns, endpoint.port, '02:00:00:77:00:01', [`${endpoint.ip}/24`]);
-  for (const g of [A, B, C]) await plug(g.ns, g.port, g.mac, [`${g.ip}/24`, `${g.ip6}/64`]);
+  for (const g of [A, B, C, F]) await plug(g.ns, g.port, g.mac, [`${g.ip}/24`, `${g.ip6}/64`]);
 });
 t.teardown(cleanup);
 
@@ -246,6 +249,24 @@ t.test('an owned port missing from the desired state passes nothing', async (t) 
   t.notOk(await ping(C.ns, B.ip), 'C cannot reach B');
   t.notOk(await ping(endpoint.ns, C.ip), 'the endpoint cannot reach C');
   t.ok((await dropped(guard, '*', 'unguarded')) > before, 'unguarded counter rose');
+});
+
+t.test('a foreign port reaches guests, never the endpoint, and cannot claim a guest', async (t) => {
+  const edge = (reason: string) => dropped(guard, endpoint.port, reason);
+  const before = await Promise.all(['edge-to-endpoint', 'edge-guest-claim'].map(edge));
+  const unmapped = await dropped(guard, '*', 'edge-unmapped');
+  t.ok(await ping(F.ns, A.ip), 'control: the foreign namespace pings guest A');
+  t.notOk(await ping(F.ns, endpoint.ip), 'it cannot ping the endpoint');
+  t.notOk(await ping(endpoint.ns, F.ip), 'nor the endpoint it');
+  t.ok((await edge('edge-to-endpoint')) > (before[0] as number), 'edge-to-endpoint counted');
+  const seen = await capture(B.ns, `arp and ether src ${F.mac}`, () =>
+    send(F, `garp=${A.ip}`, `garp=${F.ip}`),
+  );
+  t.equal(seen.filter((l) => l.includes(`tell ${A.ip}`)).length, 0, "B never sees F claim A's IP");
+  t.ok(seen.filter((l) => l.includes(`tell ${F.ip}`)).length >= 1, 'B does see F announce its own IP');
+  t.ok((await edge('edge-guest-claim')) >= (before[1] as number) + 3, 'edge-guest-claim counted');
+  t.notOk(await ping(F.ns, C.ip), 'an owned port the guard has no network for gets nothing from F');
+  t.ok((await dropped(guard, '*', 'edge-unmapped')) > unmapped, 'edge-unmapped counted');
 });
 
 t.test('removePort and addPort touch only that port', async (t) => {

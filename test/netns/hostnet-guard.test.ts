@@ -2,6 +2,7 @@
 // a changed MAC, a foreign source IP and a gratuitous ARP for another guest's
 // IP, and `berthctl network show --json` counts each drop by port and reason.
 import t from 'tap';
+import { Names } from '../../hostnet/names.js';
 import {
   FRAMES,
   fdbPort,
@@ -99,16 +100,38 @@ t.test('a gratuitous ARP for another guest IP is dropped; arp-spoof counts', asy
   t.ok(arp >= 3, `arp-spoof drops on the attacker's port: ${arp}`);
   t.equal(await lab.drops('a', attacker.port, 'mac-spoof'), 0, 'the frame carried the real MAC');
 
-  // Control: the same claim from a port berthd does not guard does move the entry,
-  // so the assertion above can fail.
+  // From a foreign port (no berth port name) the claim of a local guest's IP is refused too, while
+  // a claim of an address no local guest holds does move the entry: the assertions above can fail.
+  const free = '10.66.0.150';
+  await inNetns(third.netns, [
+    'ip',
+    'neigh',
+    'replace',
+    free,
+    'lladdr',
+    '02:00:00:00:0e:99',
+    'dev',
+    'eth0',
+    'nud',
+    'stale',
+  ]);
+  await new Promise((r) => setTimeout(r, 1200));
   const evil = '02:00:00:00:0e:01';
   const r = await rogue(t, lab.prefix, 'arp', net.bridge, { mac: evil, ip: '10.66.0.201', prefixLen: 24 });
-  const ctrl = await inNetns(r.netns, [PYTHON, FRAMES, 'eth0', `garp=${victim.ip}`]);
+  const ctrl = await inNetns(r.netns, [PYTHON, FRAMES, 'eth0', `garp=${victim.ip}`, `garp=${free}`]);
   t.equal(ctrl.code, 0, `scapy ran in the rogue namespace: ${ctrl.stdout}`);
   let seen: string | undefined;
   for (let i = 0; i < 20 && seen !== evil; i++) {
     await new Promise((r) => setTimeout(r, 50));
-    seen = await neighbourMac(third.netns, victim.ip);
+    seen = await neighbourMac(third.netns, free);
   }
-  t.equal(seen, evil, 'unguarded, the same gratuitous ARP does poison the neighbour entry');
+  t.equal(seen, evil, "from a foreign port, a claim of no local guest's address does move the entry");
+  t.equal(
+    await neighbourMac(third.netns, victim.ip),
+    victim.mac,
+    "from a foreign port, the claim of the victim's IP does not",
+  );
+  const endpoint = new Names(lab.prefix).endpointVeth('a');
+  const claims = await lab.drops('a', endpoint, 'edge-guest-claim');
+  t.ok(claims >= 3, `edge-guest-claim drops on the network: ${claims}`);
 });
