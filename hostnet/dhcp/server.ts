@@ -142,18 +142,18 @@ export const ALWAYS_SENT: readonly number[] = [
 ];
 
 /**
- * RFC 2131 §4.1, with berth's one difference. An OFFER or ACK for a client
- * without an address goes to its assigned address, not to 255.255.255.255:
- * the endpoint's PERMANENT neighbour entry turns that into a frame for the
- * assigned MAC, which the bridge FDB pins to the guest's own port. A
- * broadcast would reach every port of the bridge, including a foreign one
- * that sent the request with the guest's MAC in chaddr, and hand it the
- * guest's lease. The broadcast flag is the sender's to set, so it does not
- * change this; every common client reads DHCP from a raw socket before it
- * has an address. A NAK carries nothing worth stealing and is broadcast. A
- * client with ciaddr set is reachable there. giaddr is ignored: every guest
- * berth answers sits on a local port, so a relay address in the request is
- * one the sender made up, and answering toward it would send a lease elsewhere.
+ * RFC 2131 §4.1. An OFFER or ACK for a client without an address is
+ * unicast to its assigned address when the broadcast flag is clear: the
+ * endpoint's PERMANENT neighbour entry turns that into a frame for the
+ * assigned MAC, which the sticky FDB entry delivers to the guest's own port
+ * only. A client that sets the flag (it cannot read unicast before it has an
+ * address) is answered by broadcast, as the RFC requires; the guard then
+ * lets the copy out of the one guest port whose MAC is the chaddr and out of
+ * no uplink or foreign port, so a broadcast hands nobody else the lease. A
+ * NAK carries nothing worth stealing and is broadcast. A client with ciaddr
+ * set is reachable there. giaddr is ignored: every guest berth answers sits
+ * on a local port, so a relay address in the request is one the sender made
+ * up, and answering toward it would send a lease elsewhere.
  */
 export function destination(
   request: DhcpPacket,
@@ -162,6 +162,7 @@ export function destination(
 ): Destination {
   if (type === 'NAK') return { address: BROADCAST, port: CLIENT_PORT };
   if (request.ciaddr !== ZERO) return { address: request.ciaddr, port: CLIENT_PORT };
+  if (request.broadcast) return { address: BROADCAST, port: CLIENT_PORT };
   return { address: assigned ?? BROADCAST, port: CLIENT_PORT };
 }
 

@@ -365,17 +365,22 @@ t.test('a bound lease past its end reads as expired', async (t) => {
 });
 
 t.test(
-  'the broadcast flag does not make an OFFER or ACK a broadcast: it is the sender’s to set',
+  'an OFFER or ACK is unicast to the assigned address unless the client sets the broadcast flag (RFC 2131 §4.1)',
   async (t) => {
+    t.same(
+      run({ type: MessageType.DISCOVER }).reply?.to,
+      { address: GUEST.ip, port: 68 },
+      'flag clear: unicast',
+    );
     const offer = run({ type: MessageType.DISCOVER, flags: BROADCAST_FLAG });
-    t.same(offer.reply?.to, { address: GUEST.ip, port: 68 });
+    t.same(offer.reply?.to, { address: '255.255.255.255', port: 68 }, 'flag set: broadcast');
     const ack = run({
       type: MessageType.REQUEST,
       server: NET.serverId,
       requested: GUEST.ip,
       flags: BROADCAST_FLAG,
     });
-    t.same(ack.reply?.to, { address: GUEST.ip, port: 68 });
+    t.same(ack.reply?.to, { address: '255.255.255.255', port: 68 });
     t.equal(wire(ack).flags & BROADCAST_FLAG, BROADCAST_FLAG, 'the flag is echoed as RFC 2131 asks');
   },
 );
