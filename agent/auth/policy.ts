@@ -74,6 +74,28 @@ export const RESOURCES = [
 
 export type Resource = (typeof RESOURCES)[number];
 
+/**
+ * Names stored policies may still carry from before every value had exactly
+ * one resource. A rename maps one to one. A whole document that used to be
+ * its own resource (OpenStack meta_data.json, NoCloud meta-data, berth's
+ * identity page) now spreads over several: a deny of it keeps denying all of
+ * them, an allow of it allows none, so an old policy never guards less than
+ * it did. New policies must use the current names (validatePolicy).
+ */
+const LEGACY_PATTERNS: Record<string, { deny: string; allow?: string }> = {
+  'meta-data/local-hostname': { deny: 'meta-data/hostname', allow: 'meta-data/hostname' },
+  'meta-data/reservation-id': { deny: 'meta-data/instance-id', allow: 'meta-data/instance-id' },
+  'meta-data': { deny: 'meta-data/*', allow: 'meta-data/*' },
+  'meta-data/openstack': { deny: 'meta-data/*' },
+  'meta-data/nocloud': { deny: 'meta-data/*' },
+  'meta-data/identity': { deny: 'meta-data/*' },
+};
+
+function currentPattern(effect: 'deny' | 'allow', pattern: string): string | undefined {
+  const legacy = LEGACY_PATTERNS[pattern];
+  return legacy ? legacy[effect] : pattern;
+}
+
 // More specific identities outrank less specific ones, so an operator can
 // deny for everyone (`*`) and allow back for a role, or the other way round.
 const RANK = { instance: 0, mac: 1, 'mac-range': 2, image: 3, role: 4, any: 5 } as const;
@@ -141,6 +163,8 @@ export function validatePolicy(p: PolicyRecord): void {
           `"${perm}" is not read:<resource> or write:<resource> (e.g. read:meta-data/*)`,
         );
       // A typo (read:meta-data/public-key) would match nothing and deny nothing, silently.
+      const renamed = LEGACY_PATTERNS[parsed.pattern]?.allow;
+      if (renamed) invalid(`${list}.${i}`, `"${parsed.pattern}" is now called "${renamed}"`);
       if (!RESOURCES.some((r) => patternMatches(parsed.pattern, r)))
         invalid(`${list}.${i}`, `"${parsed.pattern}" names no resource; resources: ${RESOURCES.join(', ')}`);
     });
@@ -189,7 +213,16 @@ export function compileRules(policies: PolicyRecord[], who: CallerIdentity): Rul
     for (const effect of ['deny', 'allow'] as const) {
       for (const perm of effect === 'deny' ? p.deny : p.allow) {
         const parsed = parsePermission(perm);
-        if (parsed) rules.push({ rank: best.rank, effect, ...parsed, policy: p.name, identity: best.text });
+        const pattern = parsed && currentPattern(effect, parsed.pattern);
+        if (parsed && pattern)
+          rules.push({
+            rank: best.rank,
+            effect,
+            op: parsed.op,
+            pattern,
+            policy: p.name,
+            identity: best.text,
+          });
       }
     }
   }

@@ -225,3 +225,42 @@ t.test('endpoint cache: one berthd call per IP, invalidation, in-flight epoch', 
   await pending;
   t.equal(cache.size, 0, 'a lookup in flight across an invalidation is not kept');
 });
+
+t.test(
+  'a stored policy with a resource name from before the one-resource model never guards less',
+  async (t) => {
+    const who: CallerIdentity = { instance: 'i-1', name: 'old', mac: '0a:b7:e7:00:00:01' };
+    const stored = (deny: string[], allow: string[] = []): PolicyRecord[] => [
+      { name: 'legacy', identities: ['*'], deny, allow },
+      { name: 'none', identities: ['*'], deny: ['read:meta-data/*', 'read:user-data'], allow: [] },
+    ];
+    const decide = (p: PolicyRecord[], resource: string) =>
+      evaluate(compileRules(p.slice(0, 1), who), 'read', resource).allowed;
+    t.equal(
+      decide(stored(['read:meta-data/local-hostname']), 'meta-data/hostname'),
+      false,
+      'a rename maps across',
+    );
+    t.equal(decide(stored(['read:meta-data/reservation-id']), 'meta-data/instance-id'), false);
+    for (const doc of ['meta-data/openstack', 'meta-data/nocloud', 'meta-data/identity']) {
+      t.equal(
+        decide(stored([`read:${doc}`]), 'meta-data/public-keys'),
+        false,
+        `deny ${doc} still denies the keys`,
+      );
+      const allowOnly = evaluate(compileRules(stored([], [`read:${doc}`]), who), 'read', 'meta-data/tags');
+      t.equal(allowOnly.allowed, false, `allow ${doc} allows nothing under a wider deny`);
+    }
+    t.throws(
+      () =>
+        validatePolicy({
+          name: 'new',
+          identities: ['*'],
+          deny: ['read:meta-data/local-hostname'],
+          allow: [],
+        }),
+      /deny\.0: "meta-data\/local-hostname" is now called "meta-data\/hostname"/,
+      'new policies must use the current names',
+    );
+  },
+);
