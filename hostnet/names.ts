@@ -63,6 +63,14 @@ export class Names {
     return `${this.prefix}_guard`;
   }
 
+  /**
+   * The NFLOG group of this berthd's guard drops: one per prefix, since only
+   * one process may bind an NFLOG group and several berthds can share a host.
+   */
+  logGroup(): number {
+    return 1024 + (Number.parseInt(createHash('sha256').update(this.prefix).digest('hex').slice(0, 4), 16) % 64000);
+  }
+
   owns(ifname: string): boolean {
     return (
       ifname.startsWith(this.prefix) &&

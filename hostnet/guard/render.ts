@@ -19,6 +19,10 @@
 //   a guest naming the bridge's MAC, or broadcast, as its next hop could reach
 //   the host's own services. Only unicast to the host is counted: honest
 //   guests' broadcasts land here too.
+// - every drop counts in its named counter (exact), then jumps to the
+//   reason's log chain, which NFLOGs at most 10 frames/s per in-port (a
+//   dynamic set keyed by iifname) with the prefix "berth <reason> " to
+//   Names.logGroup(); berthd reads them and writes guard.drop audit records.
 // Rules match interface names, so they exist before the tap or veth does.
 // Each port owns a chain, its map/set elements and its named counters, so
 // adding or removing a port never touches another port's rule handles.
@@ -66,6 +70,39 @@ export type DropReason = (typeof DROP_REASONS)[number];
 /** Drops that belong to no desired port: frames from unguarded owned ports, steered DHCP copies, frames to the host. */
 export const TABLE_COUNTERS = ['unguarded', 'dhcp-steer', 'dhcp-reply-steer', 'to-host'] as const;
 
+/** Every reason that can appear in a drop's NFLOG prefix. */
+export const GUARD_REASONS = [...DROP_REASONS, ...TABLE_COUNTERS] as const;
+export type GuardReason = (typeof GUARD_REASONS)[number];
+/** NFLOG prefixes read "berth <reason> ". */
+export const LOG_PREFIX = 'berth ';
+/** Logged frames per second per in-port and reason (the named counters stay exact). */
+const LOG_RATE = 'limit rate 10/second burst 20 packets';
+
+/** The chain a drop of this reason jumps to: it logs (rate-limited) and drops. */
+export function logChain(reason: GuardReason): string {
+  return `log_${reason.replaceAll('-', '_')}`;
+}
+
+function rateSet(reason: GuardReason): string {
+  return `rl_${reason.replaceAll('-', '_')}`;
+}
+
+/** The named counter, then the reason's log chain, which drops. */
+function countAndLog(counter: string, reason: GuardReason): string {
+  return `counter name "${counter}" goto ${logChain(reason)}`;
+}
+
+/** One rate set and one log chain per reason, in the skeleton so every port's rules can jump to them. */
+export function logCommands(names: Names): string[] {
+  const t = `bridge ${names.guardTable()}`;
+  return GUARD_REASONS.flatMap((r) => [
+    `add set ${t} ${rateSet(r)} { type ifname; flags dynamic; timeout 10s; }`,
+    `add chain ${t} ${logChain(r)}`,
+    `add rule ${t} ${logChain(r)} add @${rateSet(r)} { iifname ${LOG_RATE} } log prefix "${LOG_PREFIX}${r} " group ${names.logGroup()}`,
+    `add rule ${t} ${logChain(r)} drop`,
+  ]);
+}
+
 export const PORT_MAP = 'ports';
 export const DHCP_PATHS = 'dhcp_paths';
 export const DHCP_REPLIES = 'dhcp_replies';
@@ -97,7 +134,7 @@ export function fingerprint(lines: readonly string[]): string {
 /** The rule bodies of one port's chain; the last one carries the fingerprint of all of them. */
 export function portRules(port: GuardPort): string[] {
   const { ifname, mac, ipv4 } = port;
-  const drop = (reason: DropReason) => `counter name "${counterName(ifname, reason)}" drop`;
+  const drop = (reason: DropReason) => countAndLog(counterName(ifname, reason), reason);
   const ch = chaddrMatch();
   const ownV6 = [linkLocalFromMac(mac), ...(port.ipv6 ?? []).map((a) => canonicalIPv6(a) as string)];
   const v6 = [...new Set(ownV6)].sort();
@@ -140,10 +177,10 @@ export function skeletonCommands(names: Names): string[] {
   const t = `bridge ${names.guardTable()}`;
   const guestPorts = `"${names.prefix}p*"`;
   const rules = [
-    `add rule ${t} prerouting iifname ${guestPorts} counter name "unguarded" drop`,
-    `add rule ${t} forward iifname ${guestPorts} udp dport 67 iifname . oifname != @${DHCP_PATHS} counter name "dhcp-steer" drop`,
-    `add rule ${t} forward oifname ${guestPorts} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} counter name "dhcp-reply-steer" drop`,
-    `add rule ${t} input iifname ${guestPorts} meta pkttype host counter name "to-host" drop`,
+    `add rule ${t} prerouting iifname ${guestPorts} ${countAndLog('unguarded', 'unguarded')}`,
+    `add rule ${t} forward iifname ${guestPorts} udp dport 67 iifname . oifname != @${DHCP_PATHS} ${countAndLog('dhcp-steer', 'dhcp-steer')}`,
+    `add rule ${t} forward oifname ${guestPorts} udp sport 67 udp dport 68 oifname . @th,${chaddrMatch().offset},${chaddrMatch().length} != @${DHCP_REPLIES} ${countAndLog('dhcp-reply-steer', 'dhcp-reply-steer')}`,
+    `add rule ${t} input iifname ${guestPorts} meta pkttype host ${countAndLog('to-host', 'to-host')}`,
     `add rule ${t} input iifname ${guestPorts} drop`,
   ];
   const objects = [
@@ -155,6 +192,7 @@ export function skeletonCommands(names: Names): string[] {
     `add chain ${t} prerouting { type filter hook prerouting priority -200; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority -200; policy accept; }`,
     `add chain ${t} input { type filter hook input priority -200; policy accept; }`,
+    ...logCommands(names),
   ];
   const print = fingerprint([...objects, ...rules]);
   return [
