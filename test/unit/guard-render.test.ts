@@ -38,11 +38,59 @@ add set bridge ga_guard dhcp_replies { typeof oifname . @th,288,48; }
 add chain bridge ga_guard prerouting { type filter hook prerouting priority -200; policy accept; }
 add chain bridge ga_guard forward { type filter hook forward priority -200; policy accept; }
 add chain bridge ga_guard input { type filter hook input priority -200; policy accept; }
-add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard 80bcaa13724e"
-add rule bridge ga_guard prerouting iifname "gap*" counter name "unguarded" drop
-add rule bridge ga_guard forward iifname "gap*" udp dport 67 iifname . oifname != @dhcp_paths counter name "dhcp-steer" drop
-add rule bridge ga_guard forward oifname "gap*" udp sport 67 udp dport 68 oifname . @th,288,48 != @dhcp_replies counter name "dhcp-reply-steer" drop
-add rule bridge ga_guard input iifname "gap*" meta pkttype host counter name "to-host" drop
+add set bridge ga_guard rl_mac_spoof { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_mac_spoof
+add rule bridge ga_guard log_mac_spoof add @rl_mac_spoof { iifname limit rate 10/second burst 20 packets } log prefix "berth mac-spoof " group 63789
+add rule bridge ga_guard log_mac_spoof drop
+add set bridge ga_guard rl_ip_spoof { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_ip_spoof
+add rule bridge ga_guard log_ip_spoof add @rl_ip_spoof { iifname limit rate 10/second burst 20 packets } log prefix "berth ip-spoof " group 63789
+add rule bridge ga_guard log_ip_spoof drop
+add set bridge ga_guard rl_arp_spoof { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_arp_spoof
+add rule bridge ga_guard log_arp_spoof add @rl_arp_spoof { iifname limit rate 10/second burst 20 packets } log prefix "berth arp-spoof " group 63789
+add rule bridge ga_guard log_arp_spoof drop
+add set bridge ga_guard rl_dhcp_chaddr { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_dhcp_chaddr
+add rule bridge ga_guard log_dhcp_chaddr add @rl_dhcp_chaddr { iifname limit rate 10/second burst 20 packets } log prefix "berth dhcp-chaddr " group 63789
+add rule bridge ga_guard log_dhcp_chaddr drop
+add set bridge ga_guard rl_dhcp_server { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_dhcp_server
+add rule bridge ga_guard log_dhcp_server add @rl_dhcp_server { iifname limit rate 10/second burst 20 packets } log prefix "berth dhcp-server " group 63789
+add rule bridge ga_guard log_dhcp_server drop
+add set bridge ga_guard rl_ipv6_spoof { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_ipv6_spoof
+add rule bridge ga_guard log_ipv6_spoof add @rl_ipv6_spoof { iifname limit rate 10/second burst 20 packets } log prefix "berth ipv6-spoof " group 63789
+add rule bridge ga_guard log_ipv6_spoof drop
+add set bridge ga_guard rl_ipv6_ra { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_ipv6_ra
+add rule bridge ga_guard log_ipv6_ra add @rl_ipv6_ra { iifname limit rate 10/second burst 20 packets } log prefix "berth ipv6-ra " group 63789
+add rule bridge ga_guard log_ipv6_ra drop
+add set bridge ga_guard rl_ethertype { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_ethertype
+add rule bridge ga_guard log_ethertype add @rl_ethertype { iifname limit rate 10/second burst 20 packets } log prefix "berth ethertype " group 63789
+add rule bridge ga_guard log_ethertype drop
+add set bridge ga_guard rl_unguarded { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_unguarded
+add rule bridge ga_guard log_unguarded add @rl_unguarded { iifname limit rate 10/second burst 20 packets } log prefix "berth unguarded " group 63789
+add rule bridge ga_guard log_unguarded drop
+add set bridge ga_guard rl_dhcp_steer { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_dhcp_steer
+add rule bridge ga_guard log_dhcp_steer add @rl_dhcp_steer { iifname limit rate 10/second burst 20 packets } log prefix "berth dhcp-steer " group 63789
+add rule bridge ga_guard log_dhcp_steer drop
+add set bridge ga_guard rl_dhcp_reply_steer { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_dhcp_reply_steer
+add rule bridge ga_guard log_dhcp_reply_steer add @rl_dhcp_reply_steer { iifname limit rate 10/second burst 20 packets } log prefix "berth dhcp-reply-steer " group 63789
+add rule bridge ga_guard log_dhcp_reply_steer drop
+add set bridge ga_guard rl_to_host { type ifname; flags dynamic; timeout 10s; }
+add chain bridge ga_guard log_to_host
+add rule bridge ga_guard log_to_host add @rl_to_host { iifname limit rate 10/second burst 20 packets } log prefix "berth to-host " group 63789
+add rule bridge ga_guard log_to_host drop
+add rule bridge ga_guard prerouting iifname vmap @ports comment "berth guard 6785adc8649d"
+add rule bridge ga_guard prerouting iifname "gap*" counter name "unguarded" goto log_unguarded
+add rule bridge ga_guard forward iifname "gap*" udp dport 67 iifname . oifname != @dhcp_paths counter name "dhcp-steer" goto log_dhcp_steer
+add rule bridge ga_guard forward oifname "gap*" udp sport 67 udp dport 68 oifname . @th,288,48 != @dhcp_replies counter name "dhcp-reply-steer" goto log_dhcp_reply_steer
+add rule bridge ga_guard input iifname "gap*" meta pkttype host counter name "to-host" goto log_to_host
 add rule bridge ga_guard input iifname "gap*" drop
 add counter bridge ga_guard gapa.mac-spoof
 add counter bridge ga_guard gapa.ip-spoof
@@ -53,23 +101,23 @@ add counter bridge ga_guard gapa.ipv6-spoof
 add counter bridge ga_guard gapa.ipv6-ra
 add counter bridge ga_guard gapa.ethertype
 add chain bridge ga_guard port_gapa
-add rule bridge ga_guard port_gapa ether saddr != 02:00:00:00:00:0a counter name "gapa.mac-spoof" drop
+add rule bridge ga_guard port_gapa ether saddr != 02:00:00:00:00:0a counter name "gapa.mac-spoof" goto log_mac_spoof
 add rule bridge ga_guard port_gapa ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:00:00:00:00:0a arp saddr ip { 0.0.0.0, 10.9.0.10 } accept
-add rule bridge ga_guard port_gapa ether type arp counter name "gapa.arp-spoof" drop
-add rule bridge ga_guard port_gapa ether type ip ip saddr != { 0.0.0.0, 10.9.0.10 } counter name "gapa.ip-spoof" drop
-add rule bridge ga_guard port_gapa ether type ip udp sport 67 counter name "gapa.dhcp-server" drop
+add rule bridge ga_guard port_gapa ether type arp counter name "gapa.arp-spoof" goto log_arp_spoof
+add rule bridge ga_guard port_gapa ether type ip ip saddr != { 0.0.0.0, 10.9.0.10 } counter name "gapa.ip-spoof" goto log_ip_spoof
+add rule bridge ga_guard port_gapa ether type ip udp sport 67 counter name "gapa.dhcp-server" goto log_dhcp_server
 add rule bridge ga_guard port_gapa ether type ip udp sport 68 udp dport 67 ip frag-off & 0x3fff == 0 @th,288,48 0x02000000000a accept
-add rule bridge ga_guard port_gapa ether type ip udp dport 67 counter name "gapa.dhcp-chaddr" drop
+add rule bridge ga_guard port_gapa ether type ip udp dport 67 counter name "gapa.dhcp-chaddr" goto log_dhcp_chaddr
 add rule bridge ga_guard port_gapa ether type ip ip saddr 10.9.0.10 accept
-add rule bridge ga_guard port_gapa ether type ip counter name "gapa.ip-spoof" drop
-add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapa.ipv6-ra" drop
-add rule bridge ga_guard port_gapa ether type ip6 udp sport 547 counter name "gapa.dhcp-server" drop
-add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0x20010db800000000000000000000000a, 0xfe80000000000000000000fffe00000a } counter name "gapa.ipv6-spoof" drop
+add rule bridge ga_guard port_gapa ether type ip counter name "gapa.ip-spoof" goto log_ip_spoof
+add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapa.ipv6-ra" goto log_ipv6_ra
+add rule bridge ga_guard port_gapa ether type ip6 udp sport 547 counter name "gapa.dhcp-server" goto log_dhcp_server
+add rule bridge ga_guard port_gapa ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0x20010db800000000000000000000000a, 0xfe80000000000000000000fffe00000a } counter name "gapa.ipv6-spoof" goto log_ipv6_spoof
 add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr { 2001:db8::a, fe80::ff:fe00:a } accept
 add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 { 0x20010db800000000000000000000000a, 0xfe80000000000000000000fffe00000a } accept
 add rule bridge ga_guard port_gapa ether type ip6 ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept
-add rule bridge ga_guard port_gapa ether type ip6 counter name "gapa.ipv6-spoof" drop
-add rule bridge ga_guard port_gapa counter name "gapa.ethertype" drop comment "berth guard 3857f63089d2"
+add rule bridge ga_guard port_gapa ether type ip6 counter name "gapa.ipv6-spoof" goto log_ipv6_spoof
+add rule bridge ga_guard port_gapa counter name "gapa.ethertype" goto log_ethertype comment "berth guard d905b93ac4db"
 add element bridge ga_guard ports { "gapa" : jump port_gapa }
 add element bridge ga_guard dhcp_paths { "gapa" . "gae1" }
 add element bridge ga_guard dhcp_replies { "gapa" . 0x02000000000a }
@@ -82,23 +130,23 @@ add counter bridge ga_guard gapb.ipv6-spoof
 add counter bridge ga_guard gapb.ipv6-ra
 add counter bridge ga_guard gapb.ethertype
 add chain bridge ga_guard port_gapb
-add rule bridge ga_guard port_gapb ether saddr != 02:00:00:00:00:0b counter name "gapb.mac-spoof" drop
+add rule bridge ga_guard port_gapb ether saddr != 02:00:00:00:00:0b counter name "gapb.mac-spoof" goto log_mac_spoof
 add rule bridge ga_guard port_gapb ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:00:00:00:00:0b arp saddr ip { 0.0.0.0, 10.9.0.11 } accept
-add rule bridge ga_guard port_gapb ether type arp counter name "gapb.arp-spoof" drop
-add rule bridge ga_guard port_gapb ether type ip ip saddr != { 0.0.0.0, 10.9.0.11 } counter name "gapb.ip-spoof" drop
-add rule bridge ga_guard port_gapb ether type ip udp sport 67 counter name "gapb.dhcp-server" drop
+add rule bridge ga_guard port_gapb ether type arp counter name "gapb.arp-spoof" goto log_arp_spoof
+add rule bridge ga_guard port_gapb ether type ip ip saddr != { 0.0.0.0, 10.9.0.11 } counter name "gapb.ip-spoof" goto log_ip_spoof
+add rule bridge ga_guard port_gapb ether type ip udp sport 67 counter name "gapb.dhcp-server" goto log_dhcp_server
 add rule bridge ga_guard port_gapb ether type ip udp sport 68 udp dport 67 ip frag-off & 0x3fff == 0 @th,288,48 0x02000000000b accept
-add rule bridge ga_guard port_gapb ether type ip udp dport 67 counter name "gapb.dhcp-chaddr" drop
+add rule bridge ga_guard port_gapb ether type ip udp dport 67 counter name "gapb.dhcp-chaddr" goto log_dhcp_chaddr
 add rule bridge ga_guard port_gapb ether type ip ip saddr 10.9.0.11 accept
-add rule bridge ga_guard port_gapb ether type ip counter name "gapb.ip-spoof" drop
-add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapb.ipv6-ra" drop
-add rule bridge ga_guard port_gapb ether type ip6 udp sport 547 counter name "gapb.dhcp-server" drop
-add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0xfe80000000000000000000fffe00000b } counter name "gapb.ipv6-spoof" drop
+add rule bridge ga_guard port_gapb ether type ip counter name "gapb.ip-spoof" goto log_ip_spoof
+add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter name "gapb.ipv6-ra" goto log_ipv6_ra
+add rule bridge ga_guard port_gapb ether type ip6 udp sport 547 counter name "gapb.dhcp-server" goto log_dhcp_server
+add rule bridge ga_guard port_gapb ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != { 0xfe80000000000000000000fffe00000b } counter name "gapb.ipv6-spoof" goto log_ipv6_spoof
 add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr { fe80::ff:fe00:b } accept
 add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 { 0xfe80000000000000000000fffe00000b } accept
 add rule bridge ga_guard port_gapb ether type ip6 ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept
-add rule bridge ga_guard port_gapb ether type ip6 counter name "gapb.ipv6-spoof" drop
-add rule bridge ga_guard port_gapb counter name "gapb.ethertype" drop comment "berth guard bf0f33169580"
+add rule bridge ga_guard port_gapb ether type ip6 counter name "gapb.ipv6-spoof" goto log_ipv6_spoof
+add rule bridge ga_guard port_gapb counter name "gapb.ethertype" goto log_ethertype comment "berth guard fe38275fdec9"
 add element bridge ga_guard ports { "gapb" : jump port_gapb }
 add element bridge ga_guard dhcp_paths { "gapb" . "gae1" }
 add element bridge ga_guard dhcp_replies { "gapb" . 0x02000000000b }
