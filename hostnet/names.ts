@@ -68,7 +68,9 @@ export class Names {
    * one process may bind an NFLOG group and several berthds can share a host.
    */
   logGroup(): number {
-    return 1024 + (Number.parseInt(createHash('sha256').update(this.prefix).digest('hex').slice(0, 4), 16) % 64000);
+    return (
+      1024 + (Number.parseInt(createHash('sha256').update(this.prefix).digest('hex').slice(0, 4), 16) % 64000)
+    );
   }
 
   owns(ifname: string): boolean {

@@ -92,6 +92,8 @@ export class Daemon {
     // a slow or restarting libvirtd must not hold up the admin API or netns guests.
     void services.libvirt.start();
     await reconcileHost(services, log);
+    // After the first pass, so the driver holds the desired guard to restore.
+    services.driver.watchGuard(log.child({ component: 'guard' }));
     await startObserving(services, log);
     const dhcp = new DhcpService({
       store,
@@ -242,6 +244,7 @@ export class Daemon {
     this.deps.notifier.notify({ STOPPING: 1, STATUS: 'stopping; guests keep running' });
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.services?.driver.stopWatching();
     this.services?.observer.stop();
     // Endpoints keep serving guests (DHCP clients retry, metadata comes from
     // their caches) until the next berthd adopts them.

@@ -14,9 +14,12 @@ import {
   DHCP_PATHS,
   DHCP_REPLIES,
   DROP_REASONS,
+  endpointFor,
+  type GuardEndpoint,
   type GuardPort,
   PORT_MAP,
   portChain,
+  portRules,
   replyElement,
 } from './render.js';
 
@@ -89,4 +92,32 @@ export function removalScript(names: Names, presence: PortPresence, ifname: stri
     `delete chain ${t} ${portChain(ifname)}`,
     ...DROP_REASONS.map((r) => `delete counter ${t} ${counterName(ifname, r)}`),
   ].join('\n')}\n`;
+}
+
+/**
+ * Rewrites the ports' chains and re-adds their elements and counters whatever
+ * is left of them: `add` of an existing counter, chain or identical element
+ * is a no-op in nft, and the flush empties the chain before its rules go in.
+ */
+export function repairScript(
+  names: Names,
+  ports: readonly GuardPort[],
+  endpoints: readonly GuardEndpoint[],
+): string {
+  const t = `bridge ${names.guardTable()}`;
+  const lines: string[] = [];
+  for (const port of ports) {
+    const chain = portChain(port.ifname);
+    const endpoint = endpointFor(port, endpoints);
+    lines.push(
+      ...DROP_REASONS.map((r) => `add counter ${t} ${counterName(port.ifname, r)}`),
+      `add chain ${t} ${chain}`,
+      `flush chain ${t} ${chain}`,
+      ...portRules(port).map((r) => `add rule ${t} ${chain} ${r}`),
+      `add element ${t} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`,
+      ...(endpoint ? [`add element ${t} ${DHCP_PATHS} { "${port.ifname}" . "${endpoint}" }`] : []),
+      replyElement(t, port.ifname, port.mac, 'add'),
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }
