@@ -20,6 +20,7 @@ import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { createEndpoints, ensureEndpoint } from './endpoints.js';
+import { startGuardDropAudit } from './guard-drops.js';
 import { BerthMetrics } from './metrics.js';
 import { type MetricsServer, startMetricsServer } from './metrics-server.js';
 import type { Notifier } from './sd-notify.js';
@@ -62,6 +63,7 @@ export class Daemon {
   private endpoints: EndpointSupervisor | undefined;
   private dhcp: DhcpService | undefined;
   private metricsServer: MetricsServer | undefined;
+  private guardDrops: { stop(): void } | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -94,6 +96,7 @@ export class Daemon {
     await reconcileHost(services, log);
     // After the first pass, so the driver holds the desired guard to restore.
     services.driver.watchGuard(log.child({ component: 'guard' }));
+    this.guardDrops = startGuardDropAudit(services, audit, log);
     await startObserving(services, log);
     const dhcp = new DhcpService({
       store,
@@ -245,6 +248,7 @@ export class Daemon {
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.driver.stopWatching();
+    this.guardDrops?.stop();
     this.services?.observer.stop();
     // Endpoints keep serving guests (DHCP clients retry, metadata comes from
     // their caches) until the next berthd adopts them.
