@@ -86,7 +86,10 @@ export class HostDriver implements NetworkDriver {
     if (!this.guard.applied) return;
     const started = Date.now();
     if (tamper) {
-      const what = tamper.tableGone ? 'deleted or flushed' : 'changed';
+      const what =
+        tamper.tableGone || tamper.whole
+          ? "somebody deleted, flushed or changed berth's guard table; restoring"
+          : `somebody changed the rules of ports ${tamper.ports.join(', ')} in berth's guard table; restoring`;
       logger.warn?.(
         {
           table: this.guard.table,
@@ -94,7 +97,7 @@ export class HostDriver implements NetworkDriver {
           events: tamper.events,
           seen: tamper.seen,
         },
-        `somebody ${what} berth's guard table; restoring`,
+        what,
       );
     }
     // A table known gone is written whole without reading it first, and ports
