@@ -65,18 +65,12 @@ async function inner(prefix: string): Promise<void> {
   const nft = new CommandNftApplier();
   const guard = new Guard(names, nft);
   let fast = true;
-  let tamperAt = 0;
   let healed: ((ms: number) => void) | undefined;
   const watch = new GuardWatch({
     table: guard.table,
     ownTransaction: (pid) => guard.ownTransaction(pid),
     writing: () => guard.writing(),
     heal: async (tamper) => {
-      if (process.env.BENCH_GUARD_DEBUG && tamper)
-        console.log(
-          `    seen at ${(performance.now() - tamperAt).toFixed(0)} ms`,
-          JSON.stringify(tamper).slice(0, 300),
-        );
       // As HostDriver.healGuard does.
       if (fast && tamper && !tamper.whole && tamper.ports.length > 0)
         await guard.repairPorts(desired, tamper.ports);
@@ -122,10 +116,7 @@ async function inner(prefix: string): Promise<void> {
         healed = resolve;
       });
       const start = performance.now();
-      tamperAt = start;
       sh('nft', c.tamper);
-      if (process.env.BENCH_GUARD_DEBUG)
-        console.log(`    tamper took ${(performance.now() - start).toFixed(0)} ms`);
       const end = await Promise.race([done, sleep(30_000).then(() => Number.NaN)]);
       healed = undefined;
       await watch.idle();
