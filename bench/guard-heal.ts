@@ -98,11 +98,13 @@ async function inner(prefix: string): Promise<void> {
       name: '`nft flush chain … port_x`',
       tamper: ['flush', 'chain', 'bridge', guard.table, `port_${victim}`],
       fast: true,
+      portOnly: true,
     },
     {
-      name: '`nft delete table`, read first (before)',
-      tamper: ['delete', 'table', 'bridge', guard.table],
+      name: '`nft flush chain … port_x`, whole-table reconcile (before)',
+      tamper: ['flush', 'chain', 'bridge', guard.table, `port_${victim}`],
       fast: false,
+      portOnly: true,
     },
   ];
   const rows: { c: Case; ms: number[]; closed: number[] }[] = [];
