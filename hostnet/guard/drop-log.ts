@@ -104,7 +104,9 @@ export class DropLog {
 
   private spawn(): void {
     const pcap = new PcapReader();
-    const argv = ['tcpdump', '-i', `nflog:${this.o.group}`, '-U', '-w', '-', '-s', '65535'];
+    // -Z root: tcpdump otherwise switches to user tcpdump, and a credential
+    // change clears the parent-death signal, so a killed berthd left it running.
+    const argv = ['tcpdump', '-Z', 'root', '-i', `nflog:${this.o.group}`, '-U', '-w', '-', '-s', '65535'];
     const child = (this.o.spawner ?? osStreamSpawner).spawn(argv, {
       spawned: () => {
         this.spawnedAt = Date.now();

@@ -84,7 +84,7 @@ t.test('the reader names the port by ifindex and restarts tcpdump when it dies',
     backoff: { initialMs: 5, maxMs: 20 },
   });
   log.start();
-  t.same(spawned[0]?.argv, ['tcpdump', '-i', 'nflog:4242', '-U', '-w', '-', '-s', '65535']);
+  t.same(spawned[0]?.argv, ['tcpdump', '-Z', 'root', '-i', 'nflog:4242', '-U', '-w', '-', '-s', '65535']);
   spawned[0]?.h.data(CAPTURE);
   await new Promise((r) => setTimeout(r, 20));
   t.equal(events.length, 4);
