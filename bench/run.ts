@@ -22,6 +22,7 @@ const BENCHES: Bench[] = [
   { name: 'alloc', what: 'MAC + IP allocation' },
   { name: 'resolve', what: 'identity resolution, 1000 ports' },
   { name: 'reconcile', what: 'reconcile at start, 200 instances' },
+  { name: 'guard-heal', what: 'guard restored after a flush or delete, 200 ports' },
   { name: 'rss', what: 'berthd memory, 1000 instances' },
   { name: 'storm', what: 'boot storm vs dnsmasq + nginx' },
   { name: 'dhcp', what: 'DHCP vs dnsmasq' },

@@ -9,7 +9,14 @@ export interface CommandResult {
 
 export interface CommandRunner {
   /** Resolves with the output, or rejects with CommandError when the exit code is not 0. */
-  run(argv: string[], options?: { input?: string; timeoutMs?: number }): Promise<CommandResult>;
+  run(argv: string[], options?: RunOptions): Promise<CommandResult>;
+}
+
+export interface RunOptions {
+  input?: string;
+  timeoutMs?: number;
+  /** Told the child's pid once it runs (the guard watch tells berth's own nft writes from others'). */
+  onSpawn?: (pid: number) => void;
 }
 
 export class CommandError extends Error {
@@ -43,6 +50,7 @@ export const osCommandRunner: CommandRunner = {
           } else resolve({ stdout, stderr });
         },
       );
+      if (child.pid !== undefined) options.onSpawn?.(child.pid);
       if (options.input !== undefined) child.stdin?.end(options.input);
     });
   },

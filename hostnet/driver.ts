@@ -58,6 +58,13 @@ export interface DesiredHostState {
   netnsGuests: NetnsGuestSpec[];
 }
 
+/** pino's logger fits. */
+export interface DriverLogger {
+  info?(obj: object, msg?: string): void;
+  warn?(obj: object, msg?: string): void;
+  error?(obj: object, msg?: string): void;
+}
+
 export interface NetworkDriver {
   features(): Promise<KernelFeatures>;
   /** Throws BERTH_ERR_KERNEL_FEATURE naming what is missing for this VLAN network. */
@@ -79,6 +86,12 @@ export interface NetworkDriver {
   removeNetnsGuest(guest: NetnsGuestSpec): Promise<void>;
   execInNetns(netns: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   guardDrops(): Promise<GuardDrop[]>;
+  /**
+   * Restores the guard at once whenever something else changes it (a flushed
+   * ruleset, a deleted table or chain); the periodic reconcile stays the net.
+   */
+  watchGuard(logger: DriverLogger): void;
+  stopWatching(): void;
   /** Brings the host to the desired state and removes owned orphans; gathers failures. */
   reconcile(desired: DesiredHostState): Promise<void>;
 }

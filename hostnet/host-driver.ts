@@ -13,12 +13,15 @@ import type {
   PortSpec,
 } from './driver.js';
 import { Guard } from './guard/guard.js';
-import type { GuardEndpoint, GuardPort } from './guard/render.js';
+import type { GuardEndpoint, GuardPort, GuardState } from './guard/render.js';
+import { GuardWatch } from './guard/watch.js';
+import type { Tamper } from './guard/watch-events.js';
 import { parseCidr } from './ipv4.js';
 import { type BindingWarn, type PortBinding, PortBindings } from './links/bindings.js';
 import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
 import { SnapshotLinkOps } from './links/snapshot-ops.js';
 import type { Names } from './names.js';
+import type { MonitorSpawner, ObserveLogger } from './observe/monitor.js';
 
 /** Netns guests checked at once during reconcile. */
 const GUEST_CHECKS_AT_ONCE = 6;
@@ -29,6 +32,8 @@ export interface HostDriverOptions {
   runner?: CommandRunner;
   /** Told when a kernel feature is missing and berth falls back (sticky FDB entries). */
   warn?: BindingWarn;
+  /** The guard watch's `nft monitor` child (tests feed lines by hand). */
+  spawner?: MonitorSpawner;
 }
 
 export class HostDriver implements NetworkDriver {
@@ -43,6 +48,8 @@ export class HostDriver implements NetworkDriver {
   private readonly bindings: PortBindings;
   /** Every port berth guards, with what it was bound with: unguardPort gets only the name. */
   private readonly specs = new Map<string, PortSpec>();
+  private watch: GuardWatch | undefined;
+  private readonly spawner: MonitorSpawner | undefined;
 
   constructor(
     private readonly names: Names,
@@ -53,6 +60,70 @@ export class HostDriver implements NetworkDriver {
     this.runner = options.runner ?? osCommandRunner;
     this.vlanMode = options.vlanMode ?? 'auto';
     this.bindings = new PortBindings(this.links.ops, options.warn);
+    this.spawner = options.spawner;
+  }
+
+  /**
+   * Restores the guard table whenever something other than berth changes it
+   * (guard/watch.ts), from the desired state this driver holds. Call after the
+   * first reconcile; until then there is nothing to restore to.
+   */
+  watchGuard(logger: ObserveLogger = {}): void {
+    this.watch ??= new GuardWatch({
+      table: this.guard.table,
+      ownTransaction: (pid) => this.guard.ownTransaction(pid),
+      writing: () => this.guard.writing(),
+      heal: (tamper) => this.healGuard(tamper, logger),
+      logger,
+      ...(this.spawner ? { spawner: this.spawner } : {}),
+    });
+    this.watch.start();
+  }
+
+  stopWatching(): void {
+    this.watch?.stop();
+  }
+
+  /** Waits for a heal in progress (tests and the benchmark). */
+  async guardHealed(): Promise<void> {
+    await this.watch?.idle();
+  }
+
+  private async healGuard(tamper: Tamper | undefined, logger: ObserveLogger): Promise<void> {
+    if (!this.guard.applied) return;
+    const started = Date.now();
+    if (tamper) {
+      const what =
+        tamper.tableGone || tamper.whole
+          ? "somebody deleted, flushed or changed berth's guard table; restoring"
+          : `somebody changed the rules of ports ${tamper.ports.join(', ')} in berth's guard table; restoring`;
+      logger.warn?.(
+        {
+          table: this.guard.table,
+          by: { pid: tamper.pid, comm: tamper.comm },
+          events: tamper.events,
+          seen: tamper.seen,
+        },
+        what,
+      );
+    }
+    // A table known gone is written whole without reading it first, and ports
+    // whose chains or elements alone changed are rewritten without reading:
+    // reading 200 ports' table back is most of a heal's time.
+    const changed =
+      tamper && !tamper.whole && tamper.ports.length > 0
+        ? await this.guard.repairPorts(
+            this.guardState(),
+            tamper.ports.filter((p) => this.ports.has(p)),
+          )
+        : await this.applyGuard({ absent: tamper?.tableGone === true });
+    if (tamper)
+      logger.info?.({ table: this.guard.table, ms: Date.now() - started, changed }, 'guard table restored');
+    else if (changed)
+      logger.warn?.(
+        { table: this.guard.table, ms: Date.now() - started },
+        'guard table differed while the watch was not subscribed; restored',
+      );
   }
 
   features(): Promise<KernelFeatures> {
@@ -133,8 +204,12 @@ export class HostDriver implements NetworkDriver {
     this.plans.delete(net.name);
   }
 
-  private applyGuard(): Promise<boolean> {
-    return this.guard.apply({ ports: [...this.ports.values()], endpoints: [...this.endpoints.values()] });
+  private guardState(): GuardState {
+    return { ports: [...this.ports.values()], endpoints: [...this.endpoints.values()] };
+  }
+
+  private applyGuard(options: { absent?: boolean } = {}): Promise<boolean> {
+    return this.guard.apply(this.guardState(), options);
   }
 
   private guardPortOf(port: PortSpec): GuardPort {

@@ -21,6 +21,7 @@ import { LevelStore, PID_FILE } from '../store/level-store.js';
 import { META_KEYS, type Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { createEndpoints, ensureEndpoint } from './endpoints.js';
+import { startGuardDropAudit } from './guard-drops.js';
 import { BerthMetrics } from './metrics.js';
 import { type MetricsServer, startMetricsServer } from './metrics-server.js';
 import type { Notifier } from './sd-notify.js';
@@ -64,6 +65,7 @@ export class Daemon {
   private endpoints: EndpointSupervisor | undefined;
   private dhcp: DhcpService | undefined;
   private metricsServer: MetricsServer | undefined;
+  private guardDrops: { stop(): void } | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -108,6 +110,9 @@ export class Daemon {
     // a slow or restarting libvirtd must not hold up the admin API or netns guests.
     void services.libvirt.start();
     await reconcileHost(services, log);
+    // After the first pass, so the driver holds the desired guard to restore.
+    services.driver.watchGuard(log.child({ component: 'guard' }));
+    this.guardDrops = startGuardDropAudit(services, audit, log);
     await startObserving(services, log);
     const dhcp = new DhcpService({
       store,
@@ -258,6 +263,8 @@ export class Daemon {
     this.deps.notifier.notify({ STOPPING: 1, STATUS: 'stopping; guests keep running' });
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.services?.driver.stopWatching();
+    this.guardDrops?.stop();
     this.services?.observer.stop();
     // Endpoints keep serving guests (DHCP clients retry, metadata comes from
     // their caches) until the next berthd adopts them.

@@ -6,8 +6,15 @@ import type { Names } from '../names.js';
 import { CommandNftApplier, isNotFound, type NftApplier } from './nft.js';
 import { type ObservedGuard, observeGuard } from './observe.js';
 import { planGuard } from './plan.js';
-import { freshPortScript, type PortPresence, readPortPresence, removalScript } from './port-presence.js';
 import {
+  freshPortScript,
+  type PortPresence,
+  readPortPresence,
+  removalScript,
+  repairScript,
+} from './port-presence.js';
+import {
+  addPortCommands,
   DROP_REASONS,
   EDGE_REASONS,
   endpointFor,
@@ -15,6 +22,7 @@ import {
   type GuardPort,
   type GuardReason,
   type GuardState,
+  renderGuard,
   TABLE_COUNTERS,
   validateState,
 } from './render.js';
@@ -41,6 +49,8 @@ export class Guard {
    * the whole table (port-presence.ts).
    */
   private skeletonKnown = false;
+  /** performance.now() when a whole-table write last held every guest port closed (the benchmark reads it). */
+  failClosedAt = 0;
 
   constructor(
     private readonly names: Names,
@@ -49,9 +59,57 @@ export class Guard {
     this.table = names.guardTable();
   }
 
-  /** Reconciles the whole table; resolves true when a transaction ran, false when nothing differed. */
-  apply(desired: GuardState): Promise<boolean> {
+  /**
+   * Reconciles the whole table; resolves true when a transaction ran, false
+   * when nothing differed. `absent`: the caller saw the table deleted, so the
+   * table is written whole without reading it first (the guard watch's fast
+   * path); the script deletes whatever is there in the same transaction, so
+   * it is right even if the table came back meanwhile.
+   */
+  apply(desired: GuardState, options: { absent?: boolean } = {}): Promise<boolean> {
     return this.serial(async () => {
+      this.skeletonKnown = false;
+      const changed = options.absent ? await this.write(desired) : await this.reconcile(desired, undefined);
+      this.endpoints = [...desired.endpoints];
+      this.skeletonKnown = true;
+      return changed;
+    });
+  }
+
+  /** True once apply() ran: only then does the guard know the endpoints a heal needs. */
+  get applied(): boolean {
+    return this.endpoints !== undefined;
+  }
+
+  /** True when pid is one of this guard's recent nft writers (the watch ignores their events). */
+  ownTransaction(pid: number): boolean {
+    return this.nft.ownTransaction?.(pid) ?? false;
+  }
+
+  /** True while one of this guard's writes may still show up in nft monitor. */
+  writing(): boolean {
+    return this.nft.writing?.() ?? false;
+  }
+
+  /**
+   * Puts the named ports' chains, rules, elements and counters back without
+   * reading the table: the watch's path for a port chain flushed or an
+   * element deleted by hand. Every command is idempotent except an element
+   * that now holds another value; then nft refuses the whole transaction and
+   * this falls back to the whole-table reconcile.
+   */
+  repairPorts(desired: GuardState, ifnames: readonly string[]): Promise<boolean> {
+    return this.serial(async () => {
+      const want = validateState(this.names, desired);
+      const ports = want.ports.filter((p) => ifnames.includes(p.ifname));
+      if (ports.length === ifnames.length && this.skeletonKnown) {
+        try {
+          await this.nft.run(repairScript(this.names, ports, want.endpoints));
+          return true;
+        } catch {
+          // Something else differs too: the full reconcile finds it.
+        }
+      }
       this.skeletonKnown = false;
       const changed = await this.reconcile(desired, undefined);
       this.endpoints = [...desired.endpoints];
@@ -148,8 +206,32 @@ export class Guard {
 
   private async reconcile(desired: GuardState, only: string | undefined): Promise<boolean> {
     const observed = await this.observe();
+    if (observed === undefined && only === undefined) return this.write(desired);
     const script = planGuard(this.names, observed, desired, only === undefined ? {} : { only });
     if (script === undefined) return false;
+    return this.commit(script);
+  }
+
+  /**
+   * The whole table, in two transactions. The skeleton alone drops every
+   * owned guest port (no element in the port map: "unguarded"), so guests are
+   * held fail-closed after the first, small one (tens of ms), while the ports'
+   * thousands of rules (most of a 200-port write) follow in the second. The
+   * first replaces whatever table is there, so it is right even if a table
+   * came back meanwhile.
+   */
+  private async write(desired: GuardState): Promise<boolean> {
+    const valid = validateState(this.names, desired);
+    const t = `bridge ${this.table}`;
+    const skeleton = renderGuard(this.names, { ports: [], endpoints: valid.endpoints });
+    await this.commit(`add table ${t}\ndelete table ${t}\n${skeleton}`);
+    this.failClosedAt = performance.now();
+    if (valid.ports.length === 0) return true;
+    const ports = valid.ports.flatMap((p) => addPortCommands(this.names, p, endpointFor(p, valid.endpoints)));
+    return this.commit(`${ports.join('\n')}\n`);
+  }
+
+  private async commit(script: string): Promise<boolean> {
     try {
       await this.nft.run(script);
     } catch (err) {

@@ -17,6 +17,7 @@ import {
   DHCP_REPLIES,
   DROP_REASONS,
   deleteEdgeDispatch,
+  endpointFor,
   type GuardEndpoint,
   type GuardPort,
   PORT_MAP,
@@ -158,4 +159,28 @@ export function removalScript(
     `delete chain ${t} ${portChain(ifname)}`,
     ...DROP_REASONS.map((r) => `delete counter ${t} ${counterName(ifname, r)}`),
   ].join('\n')}\n`;
+}
+
+/**
+ * Rewrites the ports' chains and re-adds their elements and counters whatever
+ * is left of them: `add` of an existing counter, chain or identical element
+ * is a no-op in nft, and the flush empties the chain before its rules go in.
+ */
+export function repairScript(
+  names: Names,
+  ports: readonly GuardPort[],
+  endpoints: readonly GuardEndpoint[],
+): string {
+  const t = `bridge ${names.guardTable()}`;
+  const lines: string[] = [];
+  for (const port of ports) {
+    // Every object the port owns, with its chain emptied first: `add` of an
+    // element or counter that is still there is a no-op, rules are not.
+    const chain = `add chain ${t} ${portChain(port.ifname)}`;
+    for (const command of addPortCommands(names, port, endpointFor(port, endpoints))) {
+      lines.push(command);
+      if (command === chain) lines.push(`flush chain ${t} ${portChain(port.ifname)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
 }

@@ -78,6 +78,13 @@ export class FakeDriver implements NetworkDriver {
     this.step(`removeNetnsGuest ${guest.netns}`);
     this.guests.delete(guest.netns);
   }
+  watching = false;
+  watchGuard() {
+    this.watching = true;
+  }
+  stopWatching() {
+    this.watching = false;
+  }
   async execInNetns(netns: string, argv: string[]) {
     this.step(`exec ${netns} ${argv.join(' ')}`);
     return { code: 0, stdout: `${argv.join(' ')}\n`, stderr: '' };

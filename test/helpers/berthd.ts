@@ -34,8 +34,11 @@ export async function tempDir(t: Test, tag = 'berth'): Promise<string> {
 export function spawnBerthd(
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  /** A command that execs berthd (`nsenter --net=…`), keeping its pid. */
+  wrap: string[] = [],
 ): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, [BERTHD, ...args], {
+  const [file, ...rest] = [...wrap, process.execPath, BERTHD, ...args] as [string, ...string[]];
+  const proc = spawn(file, rest, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -100,6 +103,8 @@ export async function startBerthd(
     env?: NodeJS.ProcessEnv;
     prefix?: string;
     config?: string;
+    /** Runs berthd under this command (which must exec it): `nsenter --net=/run/netns/X`. */
+    wrap?: string[];
   } = {},
 ): Promise<RunningBerthd & { prefix: string }> {
   const base = await tempDir(t, 'berthd');
@@ -111,6 +116,7 @@ export async function startBerthd(
   const { proc, stderr, exited } = spawnBerthd(
     ['--state-dir', stateDir, '--socket', socket, ...args],
     opts.env,
+    opts.wrap,
   );
   let gone = false;
   exited.then(() => {

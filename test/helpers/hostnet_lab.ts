@@ -48,7 +48,7 @@ export async function sh(cmd: string, args: string[], timeout = 30_000): Promise
  */
 export async function startLab(
   t: Test,
-  opts: { prefix?: string; stateDir?: string; socket?: string; config?: string } = {},
+  opts: { prefix?: string; stateDir?: string; socket?: string; config?: string; wrap?: string[] } = {},
 ): Promise<Lab> {
   const prefix = opts.prefix ?? uniquePrefix();
   if (!opts.prefix) t.teardown(() => removePrefixed(prefix));
@@ -57,6 +57,7 @@ export async function startLab(
     ...(opts.config ? { config: opts.config } : {}),
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
     ...(opts.socket ? { socket: opts.socket } : {}),
+    ...(opts.wrap ? { wrap: opts.wrap } : {}),
   });
   // Runs before startBerthd's SIGKILL teardown: a killed berthd leaves its `ip monitor neigh`
   // children behind, pinning the endpoint namespaces after removePrefixed has unnamed them.

@@ -182,11 +182,27 @@ const edgeElements = (verb: 'add' | 'delete', p: GuardPort, e = 'gae1') => [
   `${verb} element ${T} macs_${e} { ${p.mac} }`,
 ];
 
-t.test('an absent table is created whole in one transaction', async (t) => {
-  const nft = new RecordingNft(undefined);
-  t.equal(await new Guard(names, nft).apply(both), true);
-  t.same(nft.scripts, [renderGuard(names, both)]);
-});
+t.test(
+  'an absent table is created whole: the skeleton first (every guest port closed), then the ports',
+  async (t) => {
+    for (const absent of [false, true]) {
+      const nft = new RecordingNft(undefined);
+      t.equal(await new Guard(names, nft).apply(both, { absent }), true);
+      t.equal(nft.scripts.length, 2, 'two transactions');
+      const [first, second] = nft.scripts.map(lines) as [string[], string[]];
+      t.same(
+        first.slice(0, 2),
+        ['add table bridge ga_guard', 'delete table bridge ga_guard'],
+        'replaces what is there',
+      );
+      t.same(first.slice(2), lines(renderGuard(names, { ports: [], endpoints: [EP] })), 'the skeleton alone');
+      t.same([...first.slice(2), ...second], lines(renderGuard(names, both)), 'together: the whole table');
+    }
+    const known = new RecordingNft(undefined);
+    await new Guard(names, known).apply(both, { absent: true });
+    t.equal(known.tableReads, 0, 'a table known gone is not read');
+  },
+);
 
 t.test('the same state again runs nothing', async (t) => {
   const nft = new RecordingNft(listing(both));
@@ -493,3 +509,37 @@ t.test('removePort told the port it removes reads no edge listings; nft checks t
     'without the port, its edges element is read',
   );
 });
+
+t.test(
+  'repairPorts rewrites the named ports without reading the table; a refused script falls back to the reconcile',
+  async (t) => {
+    const nft = new RecordingNft(listing(both));
+    const guard = new Guard(names, nft);
+    await guard.apply(both);
+    const reads = nft.tableReads;
+    t.equal(await guard.repairPorts(both, ['gapa']), true);
+    t.equal(nft.tableReads, reads, 'no whole-table read');
+    const script = lines(nft.scripts.at(-1));
+    t.ok(script.includes('flush chain bridge ga_guard port_gapa'), 'the chain is emptied first');
+    t.ok(
+      script.includes('add element bridge ga_guard ports { "gapa" : jump port_gapa }'),
+      'the dispatch element',
+    );
+    t.ok(
+      script.some((l) => l.startsWith('add element bridge ga_guard edges { "gapa"')),
+      'its edge dispatch element too',
+    );
+    t.notMatch(nft.scripts.at(-1) ?? '', /gapb/, 'the other port is not touched');
+
+    const refusing = new RecordingNft(listing(both));
+    const strict = new Guard(names, refusing);
+    await strict.apply(both);
+    refusing.run = async (s: string) => {
+      if (s.includes('flush chain')) throw new Error('File exists');
+      refusing.scripts.push(s);
+    };
+    const before = refusing.tableReads;
+    t.equal(await strict.repairPorts(both, ['gapa']), false, 'the reconcile found nothing else to change');
+    t.equal(refusing.tableReads, before + 1, 'fell back to reading the whole table');
+  },
+);
