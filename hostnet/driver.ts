@@ -59,6 +59,19 @@ export interface DesiredHostState {
 }
 
 /** pino's logger fits. */
+/** What the guard watch restored after someone else changed berth's table (for the audit log). */
+export interface GuardRestore {
+  /** The table was deleted (a flushed ruleset deletes it too). */
+  tableGone: boolean;
+  /** Ports whose chain or elements alone were changed and repaired. */
+  ports: string[];
+  /** The process that made the change, as nft monitor names it. */
+  by: { pid?: number; comm?: string };
+  /** From the first event seen to the restored table. */
+  ms: number;
+  events: number;
+}
+
 export interface DriverLogger {
   info?(obj: object, msg?: string): void;
   warn?(obj: object, msg?: string): void;
@@ -90,7 +103,7 @@ export interface NetworkDriver {
    * Restores the guard at once whenever something else changes it (a flushed
    * ruleset, a deleted table or chain); the periodic reconcile stays the net.
    */
-  watchGuard(logger: DriverLogger): void;
+  watchGuard(logger: DriverLogger, onRestored?: (restore: GuardRestore) => void): void;
   stopWatching(): void;
   /** Brings the host to the desired state and removes owned orphans; gathers failures. */
   reconcile(desired: DesiredHostState): Promise<void>;

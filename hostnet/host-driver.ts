@@ -5,6 +5,7 @@ import { CommandError, type CommandRunner, osCommandRunner } from './command.js'
 import type {
   DesiredHostState,
   GuardDrop,
+  GuardRestore,
   KernelFeatures,
   NetnsGuestSpec,
   NetworkDriver,
@@ -68,12 +69,12 @@ export class HostDriver implements NetworkDriver {
    * (guard/watch.ts), from the desired state this driver holds. Call after the
    * first reconcile; until then there is nothing to restore to.
    */
-  watchGuard(logger: ObserveLogger = {}): void {
+  watchGuard(logger: ObserveLogger = {}, onRestored?: (restore: GuardRestore) => void): void {
     this.watch ??= new GuardWatch({
       table: this.guard.table,
       ownTransaction: (pid) => this.guard.ownTransaction(pid),
       writing: () => this.guard.writing(),
-      heal: (tamper) => this.healGuard(tamper, logger),
+      heal: (tamper) => this.healGuard(tamper, logger, onRestored),
       logger,
       ...(this.spawner ? { spawner: this.spawner } : {}),
     });
@@ -89,7 +90,11 @@ export class HostDriver implements NetworkDriver {
     await this.watch?.idle();
   }
 
-  private async healGuard(tamper: Tamper | undefined, logger: ObserveLogger): Promise<void> {
+  private async healGuard(
+    tamper: Tamper | undefined,
+    logger: ObserveLogger,
+    onRestored?: (restore: GuardRestore) => void,
+  ): Promise<void> {
     if (!this.guard.applied) return;
     const started = Date.now();
     if (tamper) {
@@ -117,9 +122,20 @@ export class HostDriver implements NetworkDriver {
             tamper.ports.filter((p) => this.ports.has(p)),
           )
         : await this.applyGuard({ absent: tamper?.tableGone === true });
-    if (tamper)
-      logger.info?.({ table: this.guard.table, ms: Date.now() - started, changed }, 'guard table restored');
-    else if (changed)
+    if (tamper) {
+      const ms = Date.now() - started;
+      logger.info?.({ table: this.guard.table, ms, changed }, 'guard table restored');
+      onRestored?.({
+        tableGone: tamper.tableGone,
+        ports: tamper.whole ? [] : tamper.ports,
+        by: {
+          ...(tamper.pid !== undefined ? { pid: tamper.pid } : {}),
+          ...(tamper.comm ? { comm: tamper.comm } : {}),
+        },
+        ms,
+        events: tamper.events,
+      });
+    } else if (changed)
       logger.warn?.(
         { table: this.guard.table, ms: Date.now() - started },
         'guard table differed while the watch was not subscribed; restored',

@@ -111,7 +111,23 @@ export class Daemon {
     void services.libvirt.start();
     await reconcileHost(services, log);
     // After the first pass, so the driver holds the desired guard to restore.
-    services.driver.watchGuard(log.child({ component: 'guard' }));
+    services.driver.watchGuard(log.child({ component: 'guard' }), (r) => {
+      // Someone else's change to the guard is a refusal of sorts: the table was put back.
+      void audit
+        .append({
+          event: 'guard.restored',
+          outcome: 'refused',
+          reason: r.tableGone ? 'table-deleted' : r.ports.length > 0 ? 'port-rules-changed' : 'table-changed',
+          detail: {
+            table: services.names.guardTable(),
+            by: r.by,
+            ports: r.ports,
+            ms: r.ms,
+            events: r.events,
+          },
+        })
+        .catch((err: unknown) => log.error({ err: String(err) }, 'could not audit the guard restore'));
+    });
     this.guardDrops = startGuardDropAudit(services, audit, log);
     await startObserving(services, log);
     const dhcp = new DhcpService({

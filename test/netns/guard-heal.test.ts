@@ -92,6 +92,18 @@ t.test(
       'logged',
     );
     t.ok(await lab.ping('g1', g2.ip), 'honest traffic passes at the end');
+    const restores = await lab.json<AuditRecord[]>(['audit', '--event', 'guard.restored', '--limit', '100']);
+    const reasons = [...restores].sort((a, b) => a.seq - b.seq).map((r) => r.reason);
+    t.ok(
+      reasons.length >= 3 &&
+        reasons.slice(0, -1).every((r) => r === 'table-deleted' || r === 'table-changed') &&
+        reasons.at(-1) === 'port-rules-changed',
+      `each restore is audited: the table (delete, flush ruleset), then the port chain (${reasons.join(', ')})`,
+    );
+    t.ok(
+      restores.every((r) => r.outcome === 'refused' && typeof r.detail?.by === 'object'),
+      'with who did it, as nft monitor named the process',
+    );
   },
 );
 
