@@ -10,14 +10,14 @@ import { udhcpcOnce, udhcpcScript } from '../helpers/dhcp_lab.js';
 import { inNetns, neighbourMac, sh } from '../helpers/hostnet_lab.js';
 import { mdGuest } from '../helpers/metadata_lab.js';
 import { background, capture, edgeDrops, endpointMac, foreign, frames, rose } from './edge-lab.js';
-import { tryCurl } from './observe.js';
+import { auditCursor, guardDropRecord, sawGuardDrop, tryCurl } from './observe.js';
 import { attack, see } from './result.js';
 
 const METADATA_IP = '169.254.169.254';
 
 export const arpPayloadFromForeign = attack(
   "Foreign port: ARP naming a guest's MAC, then metadata",
-  "an ARP request whose payload names the victim's MAC never reaches the endpoint (edge-to-endpoint drops counted), the endpoint holds no entry tying the attacker's IP to the victim's MAC, and the foreign namespace's metadata request gets no answer; the victim's own request is answered (control)",
+  "an ARP request whose payload names the victim's MAC never reaches the endpoint (edge-to-endpoint drops counted), the endpoint holds no entry tying the attacker's IP to the victim's MAC, and the foreign namespace's metadata request gets no answer; the drop is audited (guard.drop, class foreign); the victim's own request is answered (control)",
   async (t, { lab, subnet }) => {
     await lab.network('ea', subnet());
     const victim = await mdGuest(lab, 'ea-victim', 'ea');
@@ -25,6 +25,7 @@ export const arpPayloadFromForeign = attack(
     const net = await lab.show('ea');
     const epMac = await endpointMac(lab, 'ea');
     const before = await edgeDrops(lab, 'ea');
+    const cursor = await auditCursor(lab);
     const sent =
       (await frames(evil.netns, ['arp', epMac, victim.mac, evil.ip, net.service_ip, '5'])) +
       (await frames(evil.netns, ['arp', 'ff:ff:ff:ff:ff:ff', victim.mac, evil.ip, net.service_ip, '5']));
@@ -47,6 +48,11 @@ export const arpPayloadFromForeign = attack(
       ),
       see(entry !== victim.mac, `the endpoint's entry for ${evil.ip}: ${entry ?? 'none'}`),
       see(stolen.status === 0, `the foreign namespace's metadata request: ${stolen.status || 'no answer'}`),
+      sawGuardDrop(
+        await guardDropRecord(lab, cursor, evil.port, 'edge-to-endpoint'),
+        'edge-to-endpoint',
+        'foreign',
+      ),
     ];
   },
 );
@@ -69,7 +75,7 @@ h.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
 
 export const rogueMetadata = attack(
   'Foreign port: rogue metadata service',
-  "a foreign namespace holding 169.254.169.254 and the service address, claiming both by ARP replies and serving HTTP, answers none of the guest's metadata requests (edge-service-claim drops counted); berth answers all with the guest's own instance-id",
+  "a foreign namespace holding 169.254.169.254 and the service address, claiming both by ARP replies and serving HTTP, answers none of the guest's metadata requests (edge-service-claim drops counted); berth answers all with the guest's own instance-id; every drop kind is audited (guard.drop, class foreign)",
   async (t, { lab, subnet }) => {
     await lab.network('em', subnet());
     const guest = await mdGuest(lab, 'em-guest', 'em');
@@ -79,6 +85,7 @@ export const rogueMetadata = attack(
       await inNetns(evil.netns, ['ip', 'addr', 'add', `${ip}/32`, 'dev', 'eth0']);
     const server = background(t, evil.netns, ['/usr/bin/python3', '-c', ROGUE_HTTP]);
     const before = await edgeDrops(lab, 'em');
+    const cursor = await auditCursor(lab);
     const claims = frames(evil.netns, ['claim', '4', guest.mac, METADATA_IP, net.service_ip]);
     await sleep(500);
     const answers: string[] = [];
@@ -110,13 +117,18 @@ export const rogueMetadata = attack(
         `${claimed} claims sent; edge-service-claim drops: ${drops['edge-service-claim'] ?? 0}`,
         drops,
       ),
+      sawGuardDrop(
+        await guardDropRecord(lab, cursor, evil.port, 'edge-service-claim'),
+        'edge-service-claim',
+        'foreign',
+      ),
     ];
   },
 );
 
 export const rogueDhcpServer = attack(
   'Foreign port: rogue DHCP server',
-  "with busybox udhcpd on a foreign port and forged OFFERs/ACKs/DHCPv6 replies sent unasked, from source ports 67 and 1067, the guest's udhcpc gets berth's lease every time and sees no server frame from the rogue (edge-dhcp-server drops counted); another foreign namespace does get the rogue's lease (control)",
+  "with busybox udhcpd on a foreign port and forged OFFERs/ACKs/DHCPv6 replies sent unasked, from source ports 67 and 1067, the guest's udhcpc gets berth's lease every time and sees no server frame from the rogue (edge-dhcp-server drops counted); another foreign namespace does get the rogue's lease (control); every drop kind is audited (guard.drop, class foreign)",
   async (t, { lab, subnet }) => {
     const cidr = subnet();
     await lab.network('ed', cidr);
@@ -150,6 +162,7 @@ export const rogueDhcpServer = attack(
     ]);
     const rogueLease = /ip=(\S+)/.exec(control.stdout)?.[1];
     const before = await edgeDrops(lab, 'ed');
+    const cursor = await auditCursor(lab);
     const blast = frames(evil.netns, ['dhcpserver', '20', guest.mac, guest.mac, `${base}155`]);
     const leases: string[] = [];
     let seen: string[] = [];
@@ -183,13 +196,18 @@ export const rogueDhcpServer = attack(
         `${sent} forged server frames sent; edge-dhcp-server drops: ${drops['edge-dhcp-server'] ?? 0}`,
         drops,
       ),
+      sawGuardDrop(
+        await guardDropRecord(lab, cursor, evil.port, 'edge-dhcp-server'),
+        'edge-dhcp-server',
+        'foreign',
+      ),
     ];
   },
 );
 
 export const declineFromForeign = attack(
   "Foreign port: DHCP DECLINE/RELEASE in a guest's name",
-  "DECLINEs and RELEASEs carrying the victim's chaddr from a foreign port never reach the endpoint (edge-to-endpoint drops counted); the victim's lease stays bound and it renews the same address",
+  "DECLINEs and RELEASEs carrying the victim's chaddr from a foreign port never reach the endpoint (edge-to-endpoint drops counted); the victim's lease stays bound and it renews the same address; every drop kind is audited (guard.drop, class foreign)",
   async (t, { lab, subnet }) => {
     await lab.network('ex', subnet());
     const victim = await lab.guest('ex-victim', 'ex', { address: false });
@@ -199,6 +217,7 @@ export const declineFromForeign = attack(
     const net = await lab.show('ex');
     const epMac = await endpointMac(lab, 'ex');
     const before = await edgeDrops(lab, 'ex');
+    const cursor = await auditCursor(lab);
     const sent = await frames(evil.netns, ['decline', '5', epMac, victim.mac, victim.ip, net.service_ip]);
     await sleep(300);
     const { leases } = await lab.d.client.leases('ex');
@@ -214,6 +233,11 @@ export const declineFromForeign = attack(
       ),
       see(lease?.state === 'bound', `the victim's lease afterwards: ${lease?.state ?? 'none'}`),
       see(renewed.got.ip === victim.ip, `the victim renews: ${renewed.got.ip ?? 'no lease'}`),
+      sawGuardDrop(
+        await guardDropRecord(lab, cursor, evil.port, 'edge-to-endpoint'),
+        'edge-to-endpoint',
+        'foreign',
+      ),
     ];
   },
 );

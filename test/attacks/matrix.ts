@@ -1,6 +1,6 @@
 // The attack matrix of issue #8, in the order docs/security.md lists it.
 import { adminSocket } from './admin.js';
-import { dhcpDeclineReleaseForged, dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
+import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import {
   arpPayloadFromForeign,
   declineFromForeign,
@@ -11,7 +11,7 @@ import {
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
 import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
-import { arpPayloadNamesGuest, guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
+import { guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
 import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
 import {
   denyEveryTree,
@@ -28,11 +28,9 @@ export const MATRIX: readonly AttackFn[] = [
   ipSpoof,
   garpForeignIp,
   dhcpForeignChaddr,
-  dhcpDeclineReleaseForged,
   dhcpStarvation,
   metadataUnknownPort,
   macMoved,
-  arpPayloadNamesGuest,
   guestMacFromForeignPort,
   tokenOtherInstance,
   xffOnTokenPut,

@@ -44,3 +44,39 @@ export async function tryCurl(
     return { status: 0, body: '', headers: '' };
   }
 }
+
+/**
+ * The guard.drop record for frames from `port` dropped for `reason` since
+ * `after`, waiting for it: the drop log reaches the audit a moment after the
+ * frame (NFLOG, tcpdump, berthd), and a frame dropped at once has no reply
+ * anyone could wait for instead.
+ */
+export async function guardDropRecord(
+  lab: Lab,
+  after: number,
+  port: string,
+  reason: string,
+  waitMs = 5_000,
+): Promise<AuditRecord | undefined> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const rec = (await auditSince(lab, after, 'guard.drop')).find(
+      (r) => r.port === port && r.reason === reason,
+    );
+    if (rec || Date.now() > deadline) return rec;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The observation a row makes of its guard.drop record: there, from that port, of that class. */
+export function sawGuardDrop(
+  rec: AuditRecord | undefined,
+  reason: string,
+  cls: string,
+): { ok: boolean; saw: string } {
+  const ok = rec?.reason === reason && rec.outcome === 'refused' && rec.detail?.class === cls;
+  const saw = rec
+    ? `audit: guard.drop ${rec.reason} on ${rec.port} (class ${String(rec.detail?.class)}, MAC ${rec.mac ?? '-'}, IP ${rec.ip ?? '-'}, count ${String(rec.detail?.count)})`
+    : `audit: no guard.drop ${reason} record`;
+  return { ok, saw };
+}

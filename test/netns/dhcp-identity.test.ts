@@ -19,7 +19,7 @@ if (!isRoot()) {
   process.exit(0);
 }
 
-t.test('a namespace on an unknown port gets no offer, and the refusal is audited', async (t) => {
+t.test('a namespace on a foreign port gets no offer, and the guard audits the drop', async (t) => {
   const lab = await startDhcpLab(t, [NET_CONFIG('a', 73)]);
   const net = await lab.show('a');
   const guest = await lab.guest('known', 'a', { address: false });
@@ -48,16 +48,22 @@ t.test('a namespace on an unknown port gets no offer, and the refusal is audited
   t.notMatch(r2.stdout, /event=bound/);
   t.equal(await fdbPort(net.bridge, guest.mac), guest.port, "the guest's MAC stays on the guest's port");
 
-  const records = await lab.json<AuditRecord[]>(['audit', '--event', 'dhcp.discover', '--limit', '1000']);
-  const strangers = records.filter((r) => r.mac === '02:00:5e:10:00:01');
-  t.ok(strangers.length >= 1, 'the stranger is audited');
-  t.ok(
-    strangers.every((r) => r.outcome === 'refused' && r.reason === 'mac-not-assigned' && r.network === 'a'),
-    'refused as an unassigned MAC',
-  );
-  t.ok(
-    strangers.some((r) => r.port === stranger.port),
-    `the record names the port the stranger was observed on (${JSON.stringify(strangers)})`,
+  // Neither reaches the endpoint: the guard keeps frames from a port that is
+  // not a guest's away from it, and audits the drop with what it observed.
+  const drops = await lab.json<AuditRecord[]>(['audit', '--event', 'guard.drop', '--limit', '1000']);
+  for (const [who, port, mac] of [
+    ['stranger', stranger.port, '02:00:5e:10:00:01'],
+    ['thief', thief.port, guest.mac],
+  ] as const) {
+    const rec = drops.find((r) => r.port === port && r.reason === 'edge-to-endpoint');
+    t.ok(rec, `the ${who} is audited on the port it was observed on (${port})`);
+    t.equal(rec?.detail?.class, 'foreign', `the ${who}'s port is foreign`);
+    t.equal(rec?.mac, mac, `the record carries the MAC the ${who} sent`);
+  }
+  const served = await lab.json<AuditRecord[]>(['audit', '--event', 'dhcp.discover', '--limit', '1000']);
+  t.notOk(
+    served.some((r) => r.port === stranger.port || r.port === thief.port),
+    'the DHCP server never saw either',
   );
   t.same(await lab.json<unknown[]>(['lease', 'list']), [], 'no lease was handed out');
 
