@@ -1,4 +1,4 @@
-// The attack matrix of issue #8, in the order docs/security.md lists it.
+// The attack matrix (issues #8 and #12), in the order docs/security.md lists it.
 import { adminSocket } from './admin.js';
 import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import {
@@ -9,6 +9,7 @@ import {
   rogueMetadata,
 } from './edges.js';
 import { garpForeignIp, ipSpoof, macSpoof } from './guard.js';
+import { guardTableDeleted } from './guard-restore.js';
 import { hostServices } from './host.js';
 import { malformedHttp, requestFlood } from './http.js';
 import { guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
@@ -48,5 +49,6 @@ export const MATRIX: readonly AttackFn[] = [
   rogueDhcpServer,
   declineFromForeign,
   endpointStaysLocal,
+  guardTableDeleted,
   adminSocket,
 ];

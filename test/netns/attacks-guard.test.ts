@@ -2,6 +2,7 @@
 // guests against a real berthd, each refused at the guest's own port.
 import t from 'tap';
 import { garpForeignIp, ipSpoof, macSpoof } from '../attacks/guard.js';
+import { guardTableDeleted } from '../attacks/guard-restore.js';
 import { runAttacks } from '../attacks/harness.js';
 import { isRoot } from '../helpers/hostnet_lab.js';
 
@@ -10,4 +11,4 @@ if (!isRoot()) {
   process.exit(0);
 }
 
-await runAttacks(t, [macSpoof, ipSpoof, garpForeignIp]);
+await runAttacks(t, [macSpoof, ipSpoof, garpForeignIp, guardTableDeleted]);
