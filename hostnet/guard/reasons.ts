@@ -73,8 +73,20 @@ export function logChain(reason: GuardReason): string {
   return `${LOG_CHAIN_PREFIX}${ident(reason)}`;
 }
 
-/** The tail of every drop rule: count exactly, then log (rate-limited) and drop. */
+/**
+ * Drops that are the guard doing its routine job, not refusing anyone: the
+ * copies of a DHCP broadcast that need not reach every port. A boot storm
+ * makes thousands a second of them, and an audit record per port and second
+ * for each would bury the refusals, so they are counted and never logged.
+ */
+export const ROUTINE_REASONS: ReadonlySet<GuardReason> = new Set<GuardReason>([
+  'dhcp-steer',
+  'dhcp-reply-steer',
+]);
+
+/** The tail of every drop rule: count exactly, then log (rate-limited) and drop; routine drops only count. */
 export function dropTo(counter: string, reason: GuardReason): string {
+  if (ROUTINE_REASONS.has(reason)) return `counter name "${counter}" drop`;
   return `counter name "${counter}" goto ${logChain(reason)}`;
 }
 
@@ -83,6 +95,7 @@ export function logCommands(t: string, group: number): { objects: string[]; rule
   const objects: string[] = [];
   const rules: string[] = [];
   for (const reason of GUARD_REASONS) {
+    if (ROUTINE_REASONS.has(reason)) continue;
     const set = `${RATE_SET_PREFIX}${ident(reason)}`;
     const chain = logChain(reason);
     objects.push(`add set ${t} ${set} { type ifname; flags dynamic; timeout 10s; }`);
