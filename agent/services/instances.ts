@@ -231,7 +231,12 @@ export class InstanceService {
     } catch (err) {
       mac.abort();
       ip.abort();
-      if (err instanceof BerthError && err.message.includes(`"${INSTANCE_PREFIX}${id}"`))
+      // Only the id's own guard failing means the id is taken; a full disk names the keys too.
+      if (
+        err instanceof BerthError &&
+        err.code === 'BERTH_ERR_CONFLICT' &&
+        err.message.includes(`key "${INSTANCE_PREFIX}${id}" already exists`)
+      )
         throw couldNot(
           'BERTH_ERR_CONFLICT',
           'create',
