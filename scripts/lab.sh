@@ -139,8 +139,15 @@ ip -n "$rogue" route add 169.254.169.254 dev eth0
 rogue_out=$(ip netns exec "$rogue" curl -s -m 5 http://169.254.169.254/latest/meta-data/instance-id || true)
 echo "the rogue got: ${rogue_out:-nothing}"
 
-step "the refusal is audited with what the host observed"
-ctl audit --event metadata.request
+step "the guard keeps a foreign port from the endpoint, and audits it with what the host observed"
+# The drop log reaches the audit a moment after the frame (NFLOG, then berthd).
+rogue_seq=""
+for _ in $(seq 1 50); do
+  rogue_seq=$(ctl audit --event guard.drop --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s).find(x=>x.port==="labrogue0"&&x.detail?.class==="foreign");console.log(r?r.seq:"")})')
+  [ -n "$rogue_seq" ] && break
+  sleep 0.1
+done
+ctl audit --event guard.drop
 
 ok() { [ -n "$1" ] && [ "$1" = "$2" ] && echo yes || echo "NO"; }
 step "summary ($(elapsed))"
@@ -154,6 +161,7 @@ status=0
 [ "$vm_lease" = "$vm_ip" ] && [ "$vm_seen_id" = "$vm_id" ] || { echo "vm1 did not get its lease and identity" >&2; status=1; }
 [ "$n_lease" = "$n_ip" ] && [ "$n_seen_id" = "$n_id" ] || { echo "n1 did not get its lease and identity" >&2; status=1; }
 [ -z "$rogue_out" ] || [ "$rogue_out" != "$n_id" ] || { echo "the rogue was served n1's identity" >&2; status=1; }
+[ -n "$rogue_seq" ] || { echo "no guard.drop record for the rogue's port labrogue0" >&2; status=1; }
 
 if [ "$keep" -eq 1 ]; then
   step "berthd keeps running (pid $pid). Explore:"
