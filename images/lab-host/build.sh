@@ -20,7 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${BERTH_LAB_HOST_CACHE:-/var/cache/berth/lab-host}}
 tg_cache=${BERTH_TEST_GUEST_CACHE:-/var/cache/berth/test-guest}
 # What the lab host needs; their dependencies are found from each .ko's modinfo.
-WANT=(crc32c_generic virtio_pci virtio_net 8021q bridge veth nf_tables nft_objref nft_meta_bridge)
+# The guard logs its drops (nft_log to an NFLOG group) at a rate limit (nft_limit).
+WANT=(crc32c_generic virtio_pci virtio_net 8021q bridge veth nf_tables nft_objref nft_meta_bridge nft_limit nft_log nfnetlink_log)
 BINARIES=(/usr/sbin/ip /usr/sbin/bridge /usr/sbin/nft /usr/bin/setpriv /usr/sbin/sysctl)
 CMDLINE='console=ttyS0 loglevel=4 rdinit=/init'
 
