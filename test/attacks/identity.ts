@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import { fdbPort, inNetns, type Lab, rogue, sh } from '../helpers/hostnet_lab.js';
 import { mdGuest } from '../helpers/metadata_lab.js';
 import { probe } from './guest-probe.js';
-import { auditCursor, auditSince, tryCurl } from './observe.js';
+import { auditCursor, auditSince, guardDropRecord, sawGuardDrop, tryCurl } from './observe.js';
 import { attack, see } from './result.js';
 
 const ID = '/latest/meta-data/instance-id';
@@ -21,7 +21,7 @@ async function stranger(t: Test, lab: Lab, tag: string, bridge: string, mac: str
 
 export const metadataUnknownPort = attack(
   'Metadata from an unknown port',
-  '403 ip-not-assigned, audited with the IP, MAC and port observed; a guest on an owned port is served',
+  "no answer: the guard keeps a port that is not a guest's from the endpoint (edge-to-endpoint), and audits the drop (guard.drop, class foreign) with the MAC observed; a guest on an owned port is served",
   async (t, { lab, subnet }) => {
     const cidr = subnet();
     const net = await lab.network('up', cidr);
@@ -31,20 +31,15 @@ export const metadataUnknownPort = attack(
     const r = await stranger(t, lab, 'up', net.bridge, mac, cidr.replace(/0\/24$/, '200'));
     const cursor = await auditCursor(lab);
     const got = await tryCurl(r.netns, ID);
-    const rec = (await auditSince(lab, cursor, 'metadata.request')).find((x) => x.mac === mac);
+    const rec = await guardDropRecord(lab, cursor, r.port, 'edge-to-endpoint');
+    const drop = sawGuardDrop(rec, 'edge-to-endpoint', 'foreign');
     return [
       see(
         control.status === 200 && control.body === owned.id,
         `control: the owned guest gets ${control.status} ${control.body}`,
       ),
-      see(
-        got.status === 403 && /ip-not-assigned/.test(got.body),
-        `stranger: ${got.status} ${got.body.trim()}`,
-      ),
-      see(
-        rec?.reason === 'ip-not-assigned' && rec.port === r.port,
-        `audit: ${rec ? `${rec.reason} on port ${rec.port}` : 'no record'}`,
-      ),
+      see(got.status === 0, `stranger: ${got.status ? `HTTP ${got.status}` : 'no answer'}`),
+      see(drop.ok && rec?.mac === mac, drop.saw),
     ];
   },
 );
