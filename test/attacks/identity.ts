@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import { fdbPort, inNetns, type Lab, rogue, sh } from '../helpers/hostnet_lab.js';
 import { mdGuest } from '../helpers/metadata_lab.js';
 import { probe } from './guest-probe.js';
-import { auditCursor, auditSince, guardDropRecord, sawGuardDrop, tryCurl } from './observe.js';
+import { auditCursor, guardDropRecord, sawGuardDrop, tryCurl } from './observe.js';
 import { attack, see } from './result.js';
 
 const ID = '/latest/meta-data/instance-id';
