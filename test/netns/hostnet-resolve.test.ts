@@ -59,10 +59,10 @@ t.test(
       'g2 stays pinned',
     );
     t.notMatch(fdb, new RegExp(`${g2.mac} dev ${thief.port}`), "g2's MAC never moved to the thief's port");
-    t.same(
+    t.match(
       await lab.resolve('a', '10.67.0.201'),
-      { ok: false, reason: 'ip-not-assigned', mac: g2.mac, port: g2.port },
-      "g2's MAC behind an IP nobody was assigned is refused",
+      { ok: false, reason: 'ip-not-assigned' },
+      'an IP nobody was assigned is refused, whatever MAC the thief used',
     );
     await resolvesAs(t, lab, 'a', g2);
 
@@ -73,10 +73,10 @@ t.test(
       prefixLen: 24,
     });
     const sent2 = await inNetns(stranger.netns, ['ping', '-n', '-q', '-c', '1', '-W', '1', net.service_ip]);
-    t.equal(sent2.code, 0, `the stranger reached the endpoint: ${sent2.stdout}`);
-    t.same(
+    t.not(sent2.code, 0, 'the guard keeps a port nobody owns from the endpoint');
+    t.match(
       await lab.resolve('a', '10.67.0.202'),
-      { ok: false, reason: 'ip-not-assigned', mac: '02:00:00:00:0f:01', port: stranger.port },
+      { ok: false, reason: 'ip-not-assigned' },
       'a stranger behind an IP nobody was assigned is ip-not-assigned',
     );
     for (const g of [guests[0], guests[2]] as Guest[]) await resolvesAs(t, lab, 'a', g);

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import type { AuditList, Instance } from '../../agent/api/types.js';
+import type { AuditList, AuditRecord, Instance } from '../../agent/api/types.js';
 import { inNetns, isRoot, rogue, startLab } from '../helpers/hostnet_lab.js';
 import { curl, mdGuest } from '../helpers/metadata_lab.js';
 
@@ -129,18 +129,28 @@ t.test('guests get their own data; tokens, strangers and policies', async (t) =>
   t.equal((await lab.ctl(['policy', 'delete', 'web-no-ud'])).code, 0);
   t.equal((await curl(g1.netns, '/latest/user-data')).status, 200, 'policy gone: user-data served again');
 
-  // A stranger on a port berth does not own: 403, audited with what was observed.
+  // A stranger on a port berth does not own: the guard keeps it from the
+  // endpoint (no answer at all) and audits the drop with what was observed.
   const r = await rogue(t, lab.prefix, 'm1', net.bridge, {
     mac: '02:66:00:00:00:01',
     ip: '10.71.0.200',
     prefixLen: 24,
   });
   await inNetns(r.netns, ['ip', 'route', 'add', '169.254.169.254', 'dev', 'eth0']);
-  t.equal((await curl(r.netns, '/latest/meta-data/instance-id')).status, 403, 'unowned port: 403');
-  const after = await lab.d.client.request<AuditList>('GET', '/audit?event=metadata.request&outcome=refused');
+  const stranger = await curl(r.netns, '/latest/meta-data/instance-id', ['-m', '3']).catch((err: Error) => ({
+    status: 0,
+    body: err.message,
+  }));
+  t.equal(stranger.status, 0, 'unowned port: no answer');
+  let drop: AuditRecord | undefined;
+  for (let i = 0; i < 25 && !drop; i++) {
+    const seen = await lab.d.client.request<AuditList>('GET', '/audit?event=guard.drop&limit=1000');
+    drop = seen.records.find((x) => x.port === r.port);
+    if (!drop) await new Promise((res) => setTimeout(res, 200));
+  }
   t.match(
-    after.records.find((x) => x.ip === '10.71.0.200'),
-    { mac: '02:66:00:00:00:01', port: r.port, network: 'm', reason: 'ip-not-assigned' },
+    drop,
+    { mac: '02:66:00:00:00:01', port: r.port, reason: 'edge-to-endpoint', detail: { class: 'foreign' } },
     'the stranger is audited',
   );
 
