@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { INSTANCE_PREFIX, NAME_PREFIX } from '../agent/services/instances.js';
 import { LevelStore } from '../agent/store/level-store.js';
-import type { Store } from '../agent/store/store.js';
+import type { Store } from '../base/store.js';
 import { Ipam } from '../hostnet/alloc/ipam.js';
 import { MacPool } from '../hostnet/alloc/mac-pool.js';
 import { barAtLeast, provenance, updateResults } from './lib/results.js';

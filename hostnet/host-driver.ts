@@ -1,7 +1,7 @@
 // The real NetworkDriver: links (bridges, VLANs, endpoints, netns guests) and
 // the nft guard, kept in step with berth's desired state. Every method is safe
 // to call again; reconcile gathers failures instead of stopping at the first.
-import { CommandError, type CommandRunner, osCommandRunner } from './command.js';
+import { CommandError, type CommandRunner, osCommandRunner } from '../base/command.js';
 import type {
   DesiredHostState,
   GuardDrop,

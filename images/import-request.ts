@@ -6,8 +6,8 @@
 //                            (the Firecracker way: no bootloader on the disk)
 //   kernel                   path = the kernel; initrd, cmdline
 import { stat } from 'node:fs/promises';
-import type { Image, ImageImport } from '../agent/api/types.js';
-import { couldNot } from '../agent/errors.js';
+import { couldNot } from '../base/errors.js';
+import type { Image, ImageImport } from './image-types.js';
 
 export const IMAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 

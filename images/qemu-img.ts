@@ -8,7 +8,7 @@
 // followed. qemu-img info opens an image without its backing chain, and runs
 // under prlimit, as OpenStack does since a crafted image could make it eat
 // memory or CPU (CVE-2015-5162).
-import { type CommandRunner, osCommandRunner } from '../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../base/command.js';
 
 export type DiskFormat = 'qcow2' | 'raw';
 

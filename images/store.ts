@@ -15,10 +15,10 @@ import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Image, ImageImport } from '../agent/api/types.js';
-import { BerthError, couldNot } from '../agent/errors.js';
-import type { Store } from '../agent/store/store.js';
-import { type CommandRunner, osCommandRunner } from '../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../base/command.js';
+import { BerthError, couldNot } from '../base/errors.js';
+import type { Store } from '../base/store.js';
+import type { Image, ImageImport } from './image-types.js';
 import { checkImportRequest, importKind, importSources } from './import-request.js';
 import { type DiskFormat, inspectDisk } from './qemu-img.js';
 

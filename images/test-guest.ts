@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CommandRunner, osCommandRunner } from '../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../base/command.js';
 
 export const DEFAULT_TEST_GUEST_CACHE = '/var/cache/berth/test-guest';
 export const DEFAULT_TEST_DISK_CACHE = '/var/cache/berth/test-disk';

@@ -41,7 +41,7 @@ build() {
   # The same freshness rule as scripts/provision.sh: rebuild when a source is newer than the build.
   local stamp=dist/.berth-build-stamp
   if [ -f dist/agent/daemon/main.js ] && [ -f "$stamp" ] &&
-    [ -z "$(find agent hostnet images tsconfig.json package.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+    [ -z "$(find base agent hostnet images tsconfig.json package.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
     return 0
   fi
   [ -d node_modules ] || die "node_modules is missing: run npm run provision first"

@@ -71,7 +71,7 @@ build() {
   bash scripts/build-native.sh
   # Rebuild only when a source file is newer than the last build.
   local stamp=dist/.berth-build-stamp
-  if [ -f "$stamp" ] && [ -z "$(find agent hostnet images tsconfig.json package.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+  if [ -f "$stamp" ] && [ -z "$(find base agent hostnet images tsconfig.json package.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
     return 0
   fi
   log "building TypeScript"

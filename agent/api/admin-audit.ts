@@ -4,8 +4,8 @@
 // server from starting, so no new change can slip past the log. Reads are not
 // audited and pay nothing: the peer is looked up only for writes and refusals.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { BerthError } from '../../base/errors.js';
 import type { AuditInput, AuditLog } from '../audit/audit-log.js';
-import type { BerthError } from '../errors.js';
 import { type PeerCred, type PeerCredentials, peerOf } from './peer-credentials.js';
 
 /** What a write route records when it succeeds. */

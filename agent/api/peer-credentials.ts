@@ -10,8 +10,8 @@
 // writes and refusals (admin-audit.ts).
 import { readFile, readlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
-import { causeText } from '../errors.js';
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
+import { causeText } from '../../base/errors.js';
 
 export interface PeerCred {
   pid: number;

@@ -2,25 +2,20 @@
 // refused request and every change written to the audit log (admin-audit.ts).
 // Listening is unix-socket.ts's job.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyError,
-  type FastifyInstance,
-  LogController,
-} from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { BerthError } from '../../base/errors.js';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetworkDriver } from '../../hostnet/driver.js';
 import type { ImageStore } from '../../images/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { fieldPath } from '../config/validate.js';
 import type { Observer } from '../daemon/services.js';
-import { BerthError } from '../errors.js';
 import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
 import { AdminAudit } from './admin-audit.js';
+import { errorBody, toBerthError } from './error-mapping.js';
 import type { PeerCredentials } from './peer-credentials.js';
 import { defaultPeerCredentials } from './peercred-addon.js';
 import { auditRoutes } from './routes/audit.js';
@@ -32,7 +27,7 @@ import { networkRoutes } from './routes/networks.js';
 import { policyRoutes } from './routes/policies.js';
 import { poolRoutes } from './routes/pool.js';
 import { type StatusSource, statusRoutes } from './routes/status.js';
-import { API_PREFIX, type ErrorBody } from './types.js';
+import { API_PREFIX } from './types.js';
 
 export interface AdminServices {
   status: StatusSource;
@@ -50,45 +45,6 @@ export interface AdminServices {
   images?: ImageStore;
   /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
   peers?: PeerCredentials;
-}
-
-/** Maps anything a handler threw onto the catalog. */
-export function toBerthError(err: FastifyError | Error): BerthError {
-  if (err instanceof BerthError) return err;
-  const fe = err as FastifyError;
-  if (fe.validation && fe.validation.length > 0) {
-    const first = fe.validation[0] as {
-      instancePath?: string;
-      message?: string;
-      params?: Record<string, unknown>;
-    };
-    const base = fieldPath(first.instancePath ?? '');
-    const missing =
-      (first.params?.requiredProperties as string[] | undefined)?.[0] ??
-      (first.params?.missingProperty as string | undefined);
-    const field =
-      [fe.validationContext === 'body' ? '' : fe.validationContext, base, missing]
-        .filter(Boolean)
-        .join('.') || 'request';
-    return new BerthError(
-      'BERTH_ERR_INVALID_ARGUMENT',
-      `${field}: ${missing ? 'is required' : (first.message ?? 'is invalid')}`,
-      {
-        field,
-        cause: err,
-      },
-    );
-  }
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return new BerthError('BERTH_ERR_INVALID_ARGUMENT', `could not parse request: ${fe.message}`, {
-      cause: err,
-    });
-  }
-  return new BerthError('BERTH_ERR_INTERNAL', `could not handle request: ${err.message}`, { cause: err });
-}
-
-export function errorBody(err: BerthError): ErrorBody {
-  return { error: err.toJSON() };
 }
 
 export async function buildAdminServer(services: AdminServices, log: Logger): Promise<FastifyInstance> {

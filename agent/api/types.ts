@@ -315,43 +315,10 @@ export type Policy = Static<typeof Policy>;
 export const PolicyList = Type.Object({ policies: Type.Array(Policy) });
 export type PolicyList = Static<typeof PolicyList>;
 
-export const ImageKind = Type.Union([Type.Literal('disk'), Type.Literal('kernel')]);
+// Image schemas live with the image store, below the API layer.
+export { Image, ImageImport, ImageKind } from '../../images/image-types.js';
 
-export const ImageImport = Type.Object(
-  {
-    /** A file on berthd's host; the CLI runs there. */
-    path: Type.String({ minLength: 1, maxLength: 4096 }),
-    name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }),
-    kind: Type.Optional(ImageKind),
-    /** A kernel that boots a disk image (with initrd and cmdline): for disks without a bootloader. */
-    kernel: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-    initrd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-    cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
-  },
-  { additionalProperties: false },
-);
-export type ImageImport = Static<typeof ImageImport>;
-
-export const Image = Type.Object({
-  name: Type.String(),
-  sha256: Type.String(),
-  kind: ImageKind,
-  format: Type.Optional(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')])),
-  bytes: Type.Integer(),
-  parts: Type.Array(
-    Type.Object({
-      role: Type.Union([Type.Literal('disk'), Type.Literal('kernel'), Type.Literal('initrd')]),
-      file: Type.String(),
-      sha256: Type.String(),
-      bytes: Type.Integer(),
-    }),
-  ),
-  cmdline: Type.Optional(Type.String()),
-  created_at: Type.String(),
-  source: Type.String(),
-  used_by: Type.Optional(Type.Array(Type.String())),
-});
-export type Image = Static<typeof Image>;
+import { Image } from '../../images/image-types.js';
 
 export const ImageList = Type.Object({ images: Type.Array(Image) });
 export type ImageList = Static<typeof ImageList>;

@@ -3,7 +3,7 @@
 import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { BerthError, causeText } from '../errors.js';
+import { BerthError, causeText } from '../../base/errors.js';
 
 function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {

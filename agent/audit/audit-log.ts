@@ -2,35 +2,11 @@
 // append-only sequence in the store. A record and the sequence counter land in
 // one batch, so after a crash the log is contiguous up to the counter.
 import { EventEmitter } from 'node:events';
-import type { Store } from '../store/store.js';
+import type { Store } from '../../base/store.js';
+import type { AuditInput, AuditOutcome, AuditRecord } from './audit-record.js';
 import { AuditSpill } from './audit-spill.js';
 
-export type AuditOutcome = 'refused' | 'allowed' | 'info';
-
-export interface AuditInput {
-  /** What happened, dotted: "admin.request", "dhcp.discover", "metadata.get". */
-  event: string;
-  outcome: AuditOutcome;
-  reason: string;
-  /** Who and where, as far as the host observed it. */
-  mac?: string;
-  port?: string;
-  ip?: string;
-  network?: string;
-  instance?: string;
-  identity?: string;
-  path?: string;
-  /** The admin socket's peer process (admin.* records), as the kernel reports it. */
-  peer?: { pid: number; uid: number; gid: number };
-  detail?: Record<string, unknown>;
-  /** When it happened, if earlier than now: a refusal an endpoint queued while berthd was away. */
-  time?: string;
-}
-
-export interface AuditRecord extends AuditInput {
-  seq: number;
-  time: string;
-}
+export type { AuditInput, AuditOutcome, AuditRecord } from './audit-record.js';
 
 export interface AuditQuery {
   /** Only records with seq greater than this. */

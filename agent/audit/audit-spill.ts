@@ -18,7 +18,7 @@
 // in the kernel, so kill -9 keeps it.
 import { type FileHandle, open } from 'node:fs/promises';
 import { crc32c } from '../store/crc32c.js';
-import type { AuditRecord } from './audit-log.js';
+import type { AuditRecord } from './audit-record.js';
 
 /** 4 MiB: about 10,000 records of ~400 bytes (berthd.yaml audit.reserve_bytes). */
 export const DEFAULT_SPILL_BYTES = 4 << 20;

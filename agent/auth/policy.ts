@@ -2,8 +2,9 @@
 // allows and denies, and how the policies that match one caller combine.
 // Pure: berthd compiles the rules for one caller once, and the endpoint
 // evaluates them per path without leaving its process.
+
+import { invalidField } from '../../base/errors.js';
 import { isMac, macToInt } from '../../hostnet/ipv4.js';
-import { invalidField } from '../errors.js';
 
 export type Operation = 'read' | 'write';
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { VERSION } from '../version.js';
+import { VERSION } from '../../base/version.js';
 import { processIo } from './output.js';
 import { runCli } from './program.js';
 

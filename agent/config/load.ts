@@ -1,7 +1,7 @@
 // Reads the config file (or the embedded default when the default path is absent).
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
-import { BerthError, causeText } from '../errors.js';
+import { BerthError, causeText } from '../../base/errors.js';
 import { type Config, DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT } from './schema.js';
 import { validateConfig } from './validate.js';
 

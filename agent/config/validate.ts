@@ -1,8 +1,8 @@
 // Turns parsed YAML into a Config or a BerthError that names the key and the reason,
 // e.g. `config: networks[0].subnet: "10.0.0.0/33" is not a CIDR`.
 import { Value } from 'typebox/value';
+import { BerthError } from '../../base/errors.js';
 import { cidrContains, cidrProblem, ipToInt, isIPv4, parseCidr } from '../../hostnet/ipv4.js';
-import { BerthError } from '../errors.js';
 import { type Config, ConfigSchema, EMBEDDED_DEFAULT, type NetworkConfig, type RawConfig } from './schema.js';
 
 /** "/networks/0/subnet" -> "networks[0].subnet" */

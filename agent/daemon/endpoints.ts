@@ -2,10 +2,10 @@
 // datagrams go to the DHCP handler, metadata calls to the metadata handler,
 // and identity changes invalidate the endpoints' caches.
 import type { Logger } from 'pino';
+import { BerthError } from '../../base/errors.js';
 import { serviceAddress } from '../../hostnet/alloc/ipam.js';
 import { type EndpointConfig, METADATA_IP } from '../endpoint/protocol.js';
 import { EndpointSupervisor, type SupervisorOptions } from '../endpoint/supervisor.js';
-import { BerthError } from '../errors.js';
 import type { NetworkRecord } from '../services/networks.js';
 import type { Services } from './services.js';
 

@@ -2,9 +2,9 @@
 // berthd: the host agent, in the foreground. Exit codes: 0 after a clean
 // stop, 1 when it cannot start or run, 2 for a bad config or usage.
 import { Command, CommanderError } from 'commander';
+import { BerthError, causeText } from '../../base/errors.js';
+import { VERSION } from '../../base/version.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';
-import { BerthError, causeText } from '../errors.js';
-import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
 import { createLogger } from './logger.js';
 import { createNotifier } from './sd-notify.js';

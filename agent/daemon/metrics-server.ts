@@ -4,8 +4,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { couldNot } from '../../base/errors.js';
 import { parseListen } from '../config/validate.js';
-import { couldNot } from '../errors.js';
 import type { BerthMetrics } from './metrics.js';
 
 export interface MetricsServer {

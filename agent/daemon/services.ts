@@ -3,6 +3,7 @@
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { META_KEYS, type Store } from '../../base/store.js';
 import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
@@ -15,7 +16,6 @@ import { HostLock } from '../services/host-lock.js';
 import { type InstanceRecord, InstanceService } from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
 import { type NetworkRecord, NetworkService, toSpec } from '../services/networks.js';
-import { META_KEYS, type Store } from '../store/store.js';
 
 export interface Services {
   names: Names;

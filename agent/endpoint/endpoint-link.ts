@@ -2,7 +2,7 @@
 // just-spawned endpoint to start listening), read its hello, answer its calls.
 import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../base/errors.js';
 import { Channel } from './channel.js';
 import type { ChildMessage, Hello, Notice, ParentMessage, RpcRequest } from './protocol.js';
 

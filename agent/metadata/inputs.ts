@@ -3,8 +3,8 @@
 // secret blobs live under their own store keys; the record keeps only their
 // size and hash, so `instance show` never prints user-data.
 import { createHash } from 'node:crypto';
-import { invalidField } from '../errors.js';
-import type { BatchOp, Store } from '../store/store.js';
+import { invalidField } from '../../base/errors.js';
+import type { BatchOp, Store } from '../../base/store.js';
 
 export const USER_DATA_PREFIX = 'userdata/';
 export const VENDOR_DATA_PREFIX = 'vendordata/';

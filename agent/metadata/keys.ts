@@ -10,7 +10,7 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import type { Store } from '../store/store.js';
+import type { Store } from '../../base/store.js';
 
 export const KEYS_KEY = 'meta/metadata_keys';
 

@@ -4,6 +4,7 @@
 // the endpoint everything it needs to answer from its own memory until told
 // to forget. Refusals the endpoint makes come back here for the audit log.
 import type { Logger } from 'pino';
+import type { Store } from '../../base/store.js';
 import { AuditThrottle } from '../../hostnet/dhcp/server-limits.js';
 import type { AuditInput, AuditLog } from '../audit/audit-log.js';
 import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
@@ -11,7 +12,6 @@ import type { Observer } from '../daemon/services.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
-import type { Store } from '../store/store.js';
 import { type InstanceDoc, identityDocument } from './doc.js';
 import {
   type MetadataFields,

@@ -2,12 +2,12 @@
 // the endpoint calls, and the invalidations that keep endpoint caches honest
 // (an instance created or deleted, a policy changed).
 import type { Logger } from 'pino';
+import type { Store } from '../../base/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Services } from '../daemon/services.js';
 import { DELIVER_METHOD } from '../endpoint/refusal-queue.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
 import { PolicyService } from '../services/policies.js';
-import type { Store } from '../store/store.js';
 import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
 import { MetadataService, type QueuedRefusals, type RefusalReport } from './service.js';
 

@@ -6,6 +6,7 @@
 // is dropped and audited, at a bounded rate, so a flood of made-up MACs costs
 // one map lookup each and no store writes beyond the audit throttle.
 import type { Logger } from 'pino';
+import type { Store } from '../../base/store.js';
 import { serviceAddress } from '../../hostnet/alloc/ipam.js';
 import {
   BOOTREQUEST,
@@ -27,7 +28,6 @@ import {
 import { AuditThrottle, PortRateLimiter } from '../../hostnet/dhcp/server-limits.js';
 import type { ResolveResult } from '../../hostnet/observe/resolve.js';
 import type { AuditInput } from '../audit/audit-log.js';
-import type { Store } from '../store/store.js';
 import type { NetworkRecord } from './networks.js';
 
 export const LEASE_PREFIX = 'lease/';

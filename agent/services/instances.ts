@@ -3,14 +3,14 @@
 // releases what was taken. A crash mid-way is finished or undone by recover().
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { BerthError, causeText, couldNot, invalidField } from '../../base/errors.js';
+import type { BatchOp, Store } from '../../base/store.js';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
 import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
-import { BerthError, causeText, couldNot, invalidField } from '../errors.js';
 import { inputKeys, prepareInputs } from '../metadata/inputs.js';
-import type { BatchOp, Store } from '../store/store.js';
 import { HostLock } from './host-lock.js';
 import type { LibvirtRuntime } from './libvirt-runtime.js';
 import { type NetworkService, toSpec } from './networks.js';

@@ -7,7 +7,8 @@
 import { access, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
+import { BerthError, causeText, couldNot } from '../../base/errors.js';
 import type { Names } from '../../hostnet/names.js';
 import type { Reverter } from '../../hostnet/reverter.js';
 import { createOverlay } from '../../images/qemu-img.js';
@@ -18,7 +19,6 @@ import type { DomainState, Hypervisor, HypervisorEvent } from '../compute/hyperv
 import { LibvirtDbus } from '../compute/libvirt-dbus.js';
 import { readSerialLogCap, type SerialLogCap } from '../compute/serial-log-cap.js';
 import { detectVirtType, type VirtTypeChoice } from '../compute/virt-type.js';
-import { BerthError, causeText, couldNot } from '../errors.js';
 
 type State = Instance['state'];
 

@@ -1,14 +1,14 @@
 // Networks: validated, stored, and realised on the host through the network
 // driver (bridge, VLAN plumbing, endpoint namespace). Each network owns its IPAM.
 import type { Logger } from 'pino';
+import { BerthError, couldNot, invalidField } from '../../base/errors.js';
+import type { Store } from '../../base/store.js';
 import type { AllocRecord } from '../../hostnet/alloc/allocator.js';
 import { IP_KEY_PREFIX, Ipam, serviceAddress, staleIpKeys } from '../../hostnet/alloc/ipam.js';
 import type { NetworkDriver, NetworkSpec } from '../../hostnet/driver.js';
 import type { Network, NetworkCreate } from '../api/types.js';
 import type { NetworkConfig } from '../config/schema.js';
 import { validateNetwork } from '../config/validate.js';
-import { BerthError, couldNot, invalidField } from '../errors.js';
-import type { Store } from '../store/store.js';
 import { HostLock } from './host-lock.js';
 
 export interface NetworkRecord {

@@ -1,8 +1,9 @@
 // Policies of the auth manager, kept in the store under `policy/<name>` and
 // mirrored in memory; every change tells the listeners (the metadata caches).
+
+import { BerthError } from '../../base/errors.js';
+import type { Store } from '../../base/store.js';
 import { type PolicyRecord, validatePolicy } from '../auth/policy.js';
-import { BerthError } from '../errors.js';
-import type { Store } from '../store/store.js';
 
 export const POLICY_PREFIX = 'policy/';
 

@@ -7,8 +7,8 @@
 // order, against the store plus the batches accepted before them in the same
 // group, so a guard that passed still holds when its batch lands, and a
 // batch refused by a guard writes nothing, exactly as one batch at a time.
-import { BerthError } from '../errors.js';
-import { type BatchOp, type BatchOptions, type Guard, guardFailure } from './store.js';
+import { BerthError } from '../../base/errors.js';
+import { type BatchOp, type BatchOptions, type Guard, guardFailure } from '../../base/store.js';
 
 export interface GroupWriter {
   /** The committed value of key, synchronously; undefined when absent. */

@@ -3,9 +3,7 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Level } from 'level';
-import { BerthError, causeText } from '../errors.js';
-import { GroupCommit } from './group-commit.js';
-import { checkLevelFiles } from './leveldb-check.js';
+import { BerthError, causeText } from '../../base/errors.js';
 import {
   type BatchOp,
   type BatchOptions,
@@ -15,7 +13,9 @@ import {
   prefixEnd,
   SCHEMA_VERSION,
   type Store,
-} from './store.js';
+} from '../../base/store.js';
+import { GroupCommit } from './group-commit.js';
+import { checkLevelFiles } from './leveldb-check.js';
 import { isDiskFull, resumeAfterFailure } from './write-failure.js';
 
 // LevelDB's lock is per process: a second open of the same path inside one

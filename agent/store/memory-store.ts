@@ -1,5 +1,5 @@
 // An in-memory Store for unit tests of logic that sits on top of the store.
-import { BerthError } from '../errors.js';
+import { BerthError } from '../../base/errors.js';
 import {
   type BatchOp,
   type BatchOptions,
@@ -8,7 +8,7 @@ import {
   type ListOptions,
   prefixEnd,
   type Store,
-} from './store.js';
+} from '../../base/store.js';
 
 export class MemoryStore implements Store {
   private readonly data = new Map<string, string>();

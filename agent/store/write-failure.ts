@@ -9,7 +9,7 @@
 // nothing more until the log has been rotated, which needs some free space.
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { BerthError, causeText } from '../errors.js';
+import { BerthError, causeText } from '../../base/errors.js';
 import type { GroupWriter } from './group-commit.js';
 
 /** Headroom beyond the log's own size: a table for the memtable, a manifest record. */

@@ -2,8 +2,8 @@
 // backed by the store. A reservation is a key written with a guard, so it
 // lands in the caller's atomic batch together with the instance record; the
 // in-memory index makes picking the next free value O(1) amortised.
-import { BerthError } from '../../agent/errors.js';
-import type { BatchOp, Guard, Store } from '../../agent/store/store.js';
+import { BerthError } from '../../base/errors.js';
+import type { BatchOp, Guard, Store } from '../../base/store.js';
 
 export interface Owner {
   instance: string;

@@ -1,6 +1,6 @@
 // Fixed IPv4 addresses per network. The network, broadcast, gateway and the
 // endpoint's service address are never handed to a guest.
-import type { Store } from '../../agent/store/store.js';
+import type { Store } from '../../base/store.js';
 import { broadcastOf, cidrContains, intToIp, ipToInt, isIPv4, parseCidr } from '../ipv4.js';
 import { Allocator, type AllocRecord, type Owner, type Reservation, type Usage } from './allocator.js';
 

@@ -1,6 +1,6 @@
 // Guest MACs from the configured prefixes: unicast, locally administered.
 
-import type { Store } from '../../agent/store/store.js';
+import type { Store } from '../../base/store.js';
 import { macToInt } from '../ipv4.js';
 import { Allocator, type Owner, type Reservation, type Usage } from './allocator.js';
 

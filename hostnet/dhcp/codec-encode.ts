@@ -1,7 +1,7 @@
 // Server replies: OFFER, ACK (including the INFORM answer and the rapid-commit
 // ACK to a DISCOVER) and NAK. Which fields and options each carries follows
 // RFC 2131 table 3; the size never exceeds what the client said it accepts.
-import { invalidField } from '../../agent/errors.js';
+import { invalidField } from '../../base/errors.js';
 import {
   BOOTREPLY,
   BROADCAST_FLAG,

@@ -1,6 +1,6 @@
 // Serializing DHCPv4 messages: the fixed fields, option areas and RFC 3396
 // splitting. No policy here; codec-encode.ts decides what a reply carries.
-import { invalidField } from '../../agent/errors.js';
+import { invalidField } from '../../base/errors.js';
 import {
   AT,
   BOOTP_MIN_LEN,

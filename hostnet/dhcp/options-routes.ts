@@ -3,7 +3,7 @@
 // number: ceil(width / 8) of them) followed by the 4-octet router. A router of
 // 0.0.0.0 means the destination is on-link, which is how a guest reaches
 // 169.254.169.254/32 without a gateway.
-import { invalidField } from '../../agent/errors.js';
+import { invalidField } from '../../base/errors.js';
 import { cidrProblem, isIPv4, parseCidr, prefixMask } from '../ipv4.js';
 
 export interface ClasslessRoute {

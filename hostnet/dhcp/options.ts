@@ -2,7 +2,7 @@
 // have, and a typed read-only view over a packet's options. Option values are
 // kept raw (after RFC 3396 concatenation) so unknown options and option 82
 // pass through untouched; the getters interpret them on demand.
-import { invalidField } from '../../agent/errors.js';
+import { invalidField } from '../../base/errors.js';
 import { isIPv4 } from '../ipv4.js';
 import { type ClasslessRoute, decodeClasslessRoutes } from './options-routes.js';
 

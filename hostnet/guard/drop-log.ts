@@ -10,8 +10,8 @@
 // (seen here: an ARP record with its payload replaced by stale bytes) and a
 // large DHCP frame stopped tcpdump ("Message truncated").
 import { spawn } from 'node:child_process';
-import { causeText } from '../../agent/errors.js';
-import { type CommandRunner, osCommandRunner } from '../command.js';
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
+import { causeText } from '../../base/errors.js';
 import type { ObserveLogger } from '../observe/monitor.js';
 import { type NflogDrop, PcapReader, parseNflog } from './nflog-parse.js';
 

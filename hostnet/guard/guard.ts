@@ -1,7 +1,7 @@
 // The anti-spoofing guard: keeps berth's bridge-family nft table equal to
 // the desired ports and endpoints. Every change is one nft transaction; a
 // reconcile that finds nothing to change runs none, so handles stay put.
-import { BerthError, couldNot } from '../../agent/errors.js';
+import { BerthError, couldNot } from '../../base/errors.js';
 import type { Names } from '../names.js';
 import { CommandNftApplier, isNotFound, type NftApplier } from './nft.js';
 import { type ObservedGuard, observeGuard } from './observe.js';

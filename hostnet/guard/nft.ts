@@ -1,6 +1,6 @@
 // The guard's one seam to nftables: run a script as one transaction, read a
 // table back as JSON. Tests swap in a recording applier.
-import { CommandError, type CommandRunner, osCommandRunner } from '../command.js';
+import { CommandError, type CommandRunner, osCommandRunner } from '../../base/command.js';
 
 export interface NftApplier {
   /** Runs the script with `nft -f -`: all of it commits, or none of it does. */

@@ -1,7 +1,7 @@
 // The reconcile core: desired state vs what the table holds -> one nft
 // transaction, or nothing when they already agree. Only the ports that
 // differ appear in it, so every other port keeps its rule handles.
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import type { Names } from '../names.js';
 import type { ObservedGuard } from './observe.js';
 import { changeEndpoint, diffElements, observedEndpoints, removeEndpointCommands } from './plan-edges.js';

@@ -41,6 +41,7 @@ import {
   type GuardEndpoint,
   portEdgeCommands,
 } from './render-edges.js';
+import type { GuardPort, GuardState } from './state.js';
 import { validateState } from './validate.js';
 
 export { FINGERPRINT_PREFIX, fingerprint } from './fingerprint.js';
@@ -55,23 +56,8 @@ export {
   TABLE_COUNTERS,
 } from './reasons.js';
 export type { GuardEndpoint } from './render-edges.js';
+export type { GuardPort, GuardState } from './state.js';
 export { validateState } from './validate.js';
-
-export interface GuardPort {
-  /** The tap or root-side veth on the bridge; must carry the owned port prefix. */
-  ifname: string;
-  mac: string;
-  ipv4: string;
-  network: string;
-  bridge: string;
-  /** Assigned global IPv6 addresses; the EUI-64 link-local is always allowed. */
-  ipv6?: readonly string[];
-}
-
-export interface GuardState {
-  ports: readonly GuardPort[];
-  endpoints: readonly GuardEndpoint[];
-}
 
 export const PORT_MAP = 'ports';
 export const DHCP_PATHS = 'dhcp_paths';

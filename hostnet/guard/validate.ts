@@ -1,10 +1,10 @@
 // Every value spliced into the guard's nft text is checked here first, so
 // nothing unchecked (a name with a quote, a malformed address) reaches a script.
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import { isIPv4, isMac } from '../ipv4.js';
 import { IFNAMSIZ, type Names } from '../names.js';
 import { canonicalIPv6 } from './ipv6.js';
-import type { GuardState } from './render.js';
+import type { GuardState } from './state.js';
 
 const IFNAME = /^[a-z0-9][a-z0-9_-]*$/;
 

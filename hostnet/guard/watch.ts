@@ -6,7 +6,7 @@
 // berth's own writes are recognised by the writer's pid and ignored. A child
 // that dies is restarted with backoff, and since events were missed meanwhile
 // every (re)start is followed by a full reconcile.
-import { causeText } from '../../agent/errors.js';
+import { causeText } from '../../base/errors.js';
 import {
   type MonitorChild,
   type MonitorSpawner,

@@ -7,7 +7,7 @@
 //   the port exists. A frame with that MAC from any other port never moves it.
 // The neighbour entry goes in with the guard, before the port exists; the FDB
 // pin once the port does. Both are reconciled every pass.
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import { ENDPOINT_IFNAME } from './endpoint.js';
 import type { FdbInfo, LinkOps } from './link-ops.js';
 

@@ -1,7 +1,7 @@
 // Tenant bridges. ensureBridge reads first and writes only what differs, so
 // a berthd restart never flaps a bridge or changes its ifindex.
 import { createHash } from 'node:crypto';
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import type { BridgeOptions, LinkInfo, LinkOps } from './link-ops.js';
 
 export interface EnsureBridgeOptions {

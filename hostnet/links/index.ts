@@ -3,7 +3,8 @@
 import { Names } from '../names.js';
 import { type EnsureBridgeOptions, ensureBridge, removeBridge } from './bridge.js';
 import { type EndpointSpec, ensureEndpoint, removeEndpoint } from './endpoint.js';
-import { IpLinkOps, type LinkInfo, type LinkOps } from './link-ops.js';
+import { IpLinkOps } from './ip-link-ops.js';
+import type { LinkInfo, LinkOps } from './link-ops.js';
 import { ensureNetnsGuest, type NetnsGuestSpec, removeNetnsGuest } from './netns-guest.js';
 import { type Desired, listOwned, type OwnedObjects, type SweepResult, sweepOrphans } from './sweep.js';
 import {

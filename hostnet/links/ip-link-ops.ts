@@ -1,7 +1,8 @@
 // The real LinkOps: iproute2 and sysctl through the CommandRunner seam, root
 // sysctls as /proc/sys files, and each namespace's own /etc/netns folder.
-import { BerthError, couldNot } from '../../agent/errors.js';
-import { CommandError, type CommandRunner, osCommandRunner } from '../command.js';
+
+import { CommandError, type CommandRunner, osCommandRunner } from '../../base/command.js';
+import { BerthError, couldNot } from '../../base/errors.js';
 import { parseFdbDump, parseNeighDump } from '../observe/parse.js';
 import type {
   BridgeOptions,

@@ -2,7 +2,7 @@
 // The real adapter (ip-link-ops.ts) drives iproute2 through the CommandRunner
 // seam; reads use `ip -j`, so the logic above can compare observed state
 // before it writes.
-import type { CommandResult } from '../command.js';
+import type { CommandResult } from '../../base/command.js';
 
 export interface Ipv4Address {
   address: string;
@@ -140,5 +140,3 @@ export interface LinkOps {
   /** Succeeds when the entry or its port is already gone. */
   deleteFdb(mac: string, port: string, vlan?: number): Promise<void>;
 }
-
-export { IpLinkOps } from './ip-link-ops.js';

@@ -1,7 +1,7 @@
 // The shared half of an endpoint and a netns guest: a namespace, and a veth
 // whose root end is a bridge port and whose other end lives in the namespace.
 // Each helper reads first and only changes what differs.
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import type { Reverter } from '../reverter.js';
 import { ipv6DisableKey } from './bridge.js';
 import type { LinkInfo, LinkOps } from './link-ops.js';

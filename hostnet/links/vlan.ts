@@ -4,7 +4,7 @@
 // that cannot tag makes VLAN networks fail loudly; berth never falls back to
 // an untagged bridge, which would join tenants that must stay apart.
 import { randomBytes } from 'node:crypto';
-import { BerthError, couldNot } from '../../agent/errors.js';
+import { BerthError, couldNot } from '../../base/errors.js';
 import type { Names } from '../names.js';
 import { ensureBridge } from './bridge.js';
 import type { LinkOps, VlanFlags } from './link-ops.js';

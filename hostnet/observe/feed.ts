@@ -1,8 +1,9 @@
 // One kernel table kept in memory: a monitor child streams its changes, and a
 // full dump replaces the view after every (re)start and periodically, to repair
 // whatever the stream missed. A child that dies is restarted with backoff.
-import { causeText, couldNot } from '../../agent/errors.js';
-import type { CommandRunner } from '../command.js';
+
+import type { CommandRunner } from '../../base/command.js';
+import { causeText, couldNot } from '../../base/errors.js';
 import type { MonitorChild, MonitorSpawner, ObserveLogger } from './monitor.js';
 
 export interface FeedOptions<E, S> {

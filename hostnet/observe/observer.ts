@@ -3,8 +3,9 @@
 // that MAC to a port, and the PortDirectory maps the port to an instance. Every
 // table is held in memory and fed by monitor events, so resolveNow() is a handful
 // of map lookups and no request ever starts a process.
-import { BerthError, couldNot } from '../../agent/errors.js';
-import { type CommandRunner, osCommandRunner } from '../command.js';
+
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
+import { BerthError, couldNot } from '../../base/errors.js';
 import type { Names } from '../names.js';
 import { Feed, type FeedOptions } from './feed.js';
 import { type MonitorSpawner, type ObserveLogger, osMonitorSpawner } from './monitor.js';

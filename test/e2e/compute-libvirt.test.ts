@@ -9,7 +9,7 @@ import { domainXml } from '../../agent/compute/domain-xml.js';
 import type { HypervisorEvent } from '../../agent/compute/hypervisor.js';
 import { LibvirtDbus } from '../../agent/compute/libvirt-dbus.js';
 import { detectVirtType } from '../../agent/compute/virt-type.js';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { ensureTestGuest, parseGuestLog } from '../../images/test-guest.js';
 
 if (process.getuid?.() !== 0) {

@@ -1,6 +1,6 @@
 // A recording NetworkDriver for unit tests of the services. It fails on demand.
 
-import { couldNot } from '../../agent/errors.js';
+import { couldNot } from '../../base/errors.js';
 import type {
   DesiredHostState,
   GuardDrop,

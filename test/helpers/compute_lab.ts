@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { ensureTestGuest, type GuestReport, parseGuestLog, type TestGuest } from '../../images/test-guest.js';
 import { ROOT, type RunningBerthd, removePrefixed, startBerthd, uniquePrefix } from './berthd.js';
 

@@ -3,8 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommandError, type CommandResult, type CommandRunner } from '../../hostnet/command.js';
-import { IpLinkOps } from '../../hostnet/links/link-ops.js';
+import { CommandError, type CommandResult, type CommandRunner } from '../../base/command.js';
+import { IpLinkOps } from '../../hostnet/links/ip-link-ops.js';
 import { NetnsEtc } from '../../hostnet/links/netns-etc.js';
 import type { SysctlFiles } from '../../hostnet/links/proc-sysctl.js';
 

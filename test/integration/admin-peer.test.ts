@@ -20,7 +20,7 @@ import { groupId } from '../../agent/api/unix-socket.js';
 import { AuditLog } from '../../agent/audit/audit-log.js';
 import { BerthClient } from '../../agent/client/client.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
-import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
 import { berthctlAs, NOBODY } from '../helpers/as_user.js';
 import { BERTHD, ROOT, removePrefixed, tempDir, uniquePrefix, writeTestConfig } from '../helpers/berthd.js';
 

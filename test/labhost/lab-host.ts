@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 const run = (argv: string[], timeoutMs = 60_000) => osCommandRunner.run(argv, { timeoutMs });

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { Guard } from '../../hostnet/guard/guard.js';
 import { linkLocalFromMac } from '../../hostnet/guard/ipv6.js';
 import { CommandNftApplier } from '../../hostnet/guard/nft.js';

@@ -1,9 +1,9 @@
 // ensureBridge and VLAN detection against the real kernel.
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { bridgeMac, ensureBridge, removeBridge } from '../../hostnet/links/bridge.js';
-import { IpLinkOps } from '../../hostnet/links/link-ops.js';
+import { IpLinkOps } from '../../hostnet/links/ip-link-ops.js';
 import {
   applyVlanPlan,
   chooseVlanMode,

@@ -2,10 +2,10 @@
 // each other, the service address and 169.254.169.254, and nothing on a
 // second bridge, even with the same subnet.
 import t from 'tap';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { ensureBridge } from '../../hostnet/links/bridge.js';
 import { ensureEndpoint, removeEndpoint } from '../../hostnet/links/endpoint.js';
-import { IpLinkOps } from '../../hostnet/links/link-ops.js';
+import { IpLinkOps } from '../../hostnet/links/ip-link-ops.js';
 import { ensureNetnsGuest, removeNetnsGuest } from '../../hostnet/links/netns-guest.js';
 import { Names } from '../../hostnet/names.js';
 

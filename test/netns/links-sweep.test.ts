@@ -1,8 +1,8 @@
 // sweepOrphans on the real host: owned leftovers go, desired and foreign objects stay.
 import t from 'tap';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { ensureBridge } from '../../hostnet/links/bridge.js';
-import { IpLinkOps } from '../../hostnet/links/link-ops.js';
+import { IpLinkOps } from '../../hostnet/links/ip-link-ops.js';
 import { ensureNetnsGuest } from '../../hostnet/links/netns-guest.js';
 import { listOwned, sweepOrphans } from '../../hostnet/links/sweep.js';
 import { Names } from '../../hostnet/names.js';

@@ -4,7 +4,7 @@
 // the bridge port the kernel shows its MAC on. A learned entry never decides.
 import { readdirSync, readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { type CommandRunner, osCommandRunner } from '../../hostnet/command.js';
+import { type CommandRunner, osCommandRunner } from '../../base/command.js';
 import { Names } from '../../hostnet/names.js';
 import { IdentityObserver, type ObserveChange } from '../../hostnet/observe/observer.js';
 import { MemoryPortDirectory } from '../../hostnet/observe/resolve.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MemoryStore } from '../../agent/store/memory-store.js';
-import type { Store } from '../../agent/store/store.js';
+import type { Store } from '../../base/store.js';
 import type { Reservation } from '../../hostnet/alloc/allocator.js';
 import { Ipam, serviceAddress } from '../../hostnet/alloc/ipam.js';
 import { MacPool } from '../../hostnet/alloc/mac-pool.js';

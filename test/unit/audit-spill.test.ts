@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { AuditLog, type AuditRecord } from '../../agent/audit/audit-log.js';
 import { AuditSpill } from '../../agent/audit/audit-spill.js';
-import { BerthError } from '../../agent/errors.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
+import { BerthError } from '../../base/errors.js';
 
 function fullStore() {
   const store = new MemoryStore();

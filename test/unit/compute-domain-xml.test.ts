@@ -12,7 +12,7 @@ import {
   xmlEscape,
 } from '../../agent/compute/domain-xml.js';
 import { bootOf } from '../../agent/services/libvirt-runtime.js';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 
 const golden = (name: string) => join(new URL('.', import.meta.url).pathname, 'golden', name);
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import {
   type DhcpPacket,
   type DhcpReplySpec,

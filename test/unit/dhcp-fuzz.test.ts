@@ -1,7 +1,7 @@
 // Feeds decode() random and mutated messages. Reproduce a failure with
 // DC_FUZZ_SEED=<seed printed below> npx tap --disable-coverage test/unit/dhcp-fuzz.test.ts
 import t from 'tap';
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import {
   DECODE_REJECTIONS,
   type DecodeRejection,

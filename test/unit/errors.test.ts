@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { BerthError, couldNot, ERROR_CATALOG, invalidField } from '../../agent/errors.js';
+import { BerthError, couldNot, ERROR_CATALOG, invalidField } from '../../base/errors.js';
 
 t.test(
   'every catalog code is documented in docs/errors.md with its status, and nothing else is',

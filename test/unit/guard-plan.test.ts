@@ -1,7 +1,7 @@
 // Reconcile as transactions: what Guard sends to nft for add, remove, change
 // and no-op, against listings shaped like `nft -j list table` output.
 import t from 'tap';
-import { CommandError, type CommandRunner } from '../../hostnet/command.js';
+import { CommandError, type CommandRunner } from '../../base/command.js';
 import { fingerprintOfRules } from '../../hostnet/guard/fingerprint.js';
 import { Guard } from '../../hostnet/guard/guard.js';
 import { CommandNftApplier, type NftApplier } from '../../hostnet/guard/nft.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { MemoryStore } from '../../agent/store/memory-store.js';
-import { osCommandRunner } from '../../hostnet/command.js';
+import { osCommandRunner } from '../../base/command.js';
 import { createOverlay, refuseDisk } from '../../images/qemu-img.js';
 import { hashFile, ImageStore, manifestHash } from '../../images/store.js';
 

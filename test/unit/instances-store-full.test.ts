@@ -6,9 +6,9 @@ import pino from 'pino';
 import t, { type Test } from 'tap';
 import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
 import { buildServices, reconcileHost } from '../../agent/daemon/services.js';
-import { BerthError } from '../../agent/errors.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
-import type { BatchOp, BatchOptions } from '../../agent/store/store.js';
+import { BerthError } from '../../base/errors.js';
+import type { BatchOp, BatchOptions } from '../../base/store.js';
 import { FakeDriver } from '../fakes/fake-driver.js';
 import { FakeObserver } from '../fakes/fake-observer.js';
 

@@ -2,8 +2,8 @@
 // entries and FDB pins, and the sticky fallback that is never silent. The
 // real kernel side is test/netns/hostnet-bindings.test.ts.
 import t from 'tap';
-import { BerthError } from '../../agent/errors.js';
-import { CommandError, type CommandRunner } from '../../hostnet/command.js';
+import { CommandError, type CommandRunner } from '../../base/command.js';
+import { BerthError } from '../../base/errors.js';
 import { type PortBinding, PortBindings } from '../../hostnet/links/bindings.js';
 import { IpLinkOps } from '../../hostnet/links/ip-link-ops.js';
 import type { FdbInfo, LinkInfo, LinkOps, NeighbourInfo } from '../../hostnet/links/link-ops.js';

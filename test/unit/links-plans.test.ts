@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { BerthError } from '../../agent/errors.js';
+import { BerthError } from '../../base/errors.js';
 import { bridgeMac, ensureBridge } from '../../hostnet/links/bridge.js';
 import { ensureEndpoint, removeEndpoint } from '../../hostnet/links/endpoint.js';
 import { HostLinks } from '../../hostnet/links/index.js';

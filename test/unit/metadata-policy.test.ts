@@ -10,13 +10,13 @@ import {
   parseIdentity,
   validatePolicy,
 } from '../../agent/auth/policy.js';
-import { BerthError } from '../../agent/errors.js';
 import { identityDocument } from '../../agent/metadata/doc.js';
 import { EndpointCache } from '../../agent/metadata/endpoint-cache.js';
 import { prepareInputs } from '../../agent/metadata/inputs.js';
 import { KEYS_KEY, loadOrCreateKeys, verifySignature } from '../../agent/metadata/keys.js';
 import { PolicyService } from '../../agent/services/policies.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
+import { BerthError } from '../../base/errors.js';
 
 const web: CallerIdentity = {
   instance: 'i-0001',

@@ -1,7 +1,7 @@
 // Micro-benchmark: resolveNow() against 1000 synthetic ports. It reports
 // p50/p99 as comments; it asserts correctness, never speed.
 import t from 'tap';
-import type { CommandRunner } from '../../hostnet/command.js';
+import type { CommandRunner } from '../../base/command.js';
 import { intToIp, intToMac, ipToInt, macToInt } from '../../hostnet/ipv4.js';
 import { Names } from '../../hostnet/names.js';
 import type { MonitorSpawner } from '../../hostnet/observe/monitor.js';

@@ -3,8 +3,8 @@
 // monitors print.
 import pino from 'pino';
 import t, { type Test } from 'tap';
-import { BerthError } from '../../agent/errors.js';
-import type { CommandRunner } from '../../hostnet/command.js';
+import type { CommandRunner } from '../../base/command.js';
+import { BerthError } from '../../base/errors.js';
 import { Names } from '../../hostnet/names.js';
 import type { MonitorHandlers, MonitorSpawner } from '../../hostnet/observe/monitor.js';
 import {

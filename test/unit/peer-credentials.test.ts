@@ -19,7 +19,7 @@ import {
   socketInode,
 } from '../../agent/api/peer-credentials.js';
 import { defaultPeerCredentials, loadPeercred, SoPeerCredentials } from '../../agent/api/peercred-addon.js';
-import type { CommandRunner } from '../../hostnet/command.js';
+import type { CommandRunner } from '../../base/command.js';
 
 // Captured from `ss -H -x -n -p -A unix_stream state connected` (iproute2 6.1) and `ss -xpn`.
 const SS_A = `ESTAB 0      0                                         /tmp/peerexp/s.sock 14456 * 14455 users:(("node",pid=10443,fd=21))

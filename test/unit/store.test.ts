@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { LevelStore } from '../../agent/store/level-store.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
-import { META_KEYS, SCHEMA_VERSION, type Store } from '../../agent/store/store.js';
+import { META_KEYS, SCHEMA_VERSION, type Store } from '../../base/store.js';
 
 async function tempDir(t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-store-'));

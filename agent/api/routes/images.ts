@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { ImageStore } from '../../../images/store.js';
 import type { AdminAudit } from '../admin-audit.js';
-import { errorBody, toBerthError } from '../server.js';
+import { errorBody, toBerthError } from '../error-mapping.js';
 import { Image, ImageImport, ImageList } from '../types.js';
 
 export const NDJSON = 'application/x-ndjson';

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { invalidField } from '../../../base/errors.js';
 import type { NetworkDriver } from '../../../hostnet/driver.js';
 import type { Observer } from '../../daemon/services.js';
-import { invalidField } from '../../errors.js';
 import type { NetworkService } from '../../services/networks.js';
 import { Network, NetworkCreate, NetworkList, NetworkName, ResolveAnswer, ResolveQuery } from '../types.js';
 

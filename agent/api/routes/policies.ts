@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { invalidField } from '../../errors.js';
+import { invalidField } from '../../../base/errors.js';
 import type { PolicyService } from '../../services/policies.js';
 import { Policy, PolicyList } from '../types.js';
 

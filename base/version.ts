@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-// package.json sits two levels up from both agent/version.ts and dist/agent/version.js.
+// package.json is one level up from base/version.ts and two from dist/base/version.js.
 function readVersion(): string {
   for (const rel of ['../package.json', '../../package.json']) {
     try {
