@@ -39,6 +39,10 @@ export const ERROR_CATALOG = {
     status: 503,
     summary: 'berthctl could not reach berthd on its admin socket',
   },
+  BERTH_ERR_CLUSTER_UNAVAILABLE: {
+    status: 503,
+    summary: 'the cluster store (etcd) cannot be reached; guests keep being served, changes are refused',
+  },
   BERTH_ERR_INTERNAL: { status: 500, summary: 'an unexpected failure inside berthd' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
