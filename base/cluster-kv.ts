@@ -3,7 +3,7 @@
 // snapshot with the revision it was read at, a watch that resumes from a
 // revision, liveness leases and the engine's own status. etcd is behind it
 // today (agent/store/etcd-kv.ts); nothing above this interface names etcd.
-import type { Entry, Store } from './store.js';
+import type { BatchOp, BatchOptions, Entry, Store } from './store.js';
 
 export interface KvEvent {
   type: 'put' | 'del';
@@ -60,6 +60,8 @@ export interface ClusterStatus {
 export interface ClusterKV extends Store {
   /** The endpoints this client tries, for errors and status. */
   readonly endpoints: readonly string[];
+  /** batch(), returning the revision the change landed at (for read-your-writes). */
+  batchAt(ops: BatchOp[], options?: BatchOptions): Promise<number>;
   snapshot<T>(prefix: string): Promise<KvSnapshot<T>>;
   watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): Promise<KvWatch>;
   lease(ttlSeconds: number): Promise<LivenessLease>;

@@ -26,6 +26,32 @@ export const MacPoolConfig = Type.Object(
   { additionalProperties: false },
 );
 
+export const ClusterConfig = Type.Object(
+  {
+    /** etcd client URLs; several, so one member down changes nothing. */
+    etcd: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1, maxItems: 16 }),
+    /** Every key berth keeps in etcd starts with this; one etcd may serve several clusters. */
+    prefix: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9._/-]*/$', maxLength: 64 })),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          ca_file: Type.String({ minLength: 1 }),
+          cert_file: Type.Optional(Type.String({ minLength: 1 })),
+          key_file: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The management address other hosts and operators see in `host list`. */
+    address: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    /** Seconds without keep-alives before a host shows lost. */
+    lease_seconds: Type.Optional(Type.Integer({ minimum: 2, maximum: 600 })),
+    /** Hours a forgotten host's key still verifies the documents it signed. */
+    forgotten_key_hours: Type.Optional(Type.Integer({ minimum: 0, maximum: 24 * 365 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     state_dir: Type.Optional(Type.String({ minLength: 1 })),
@@ -46,6 +72,18 @@ export const ConfigSchema = Type.Object(
       Type.Union([Type.Literal('auto'), Type.Literal('filtering'), Type.Literal('subinterface')]),
     ),
     mac_pools: Type.Optional(Type.Array(MacPoolConfig, { minItems: 1 })),
+    cluster: Type.Optional(ClusterConfig),
+    /**
+     * Physical network label -> this host's interface for it (Neutron's
+     * physical_interface_mappings): a network's uplink names a label, so one
+     * cluster-wide definition works on hosts whose NIC names differ.
+     */
+    physical_networks: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^[a-z][a-z0-9_-]{0,31}$' }),
+        Type.String({ pattern: '^[A-Za-z0-9._-]{1,15}$' }),
+      ),
+    ),
     quarantine: Type.Optional(
       Type.Object(
         {
@@ -100,6 +138,16 @@ export const ConfigSchema = Type.Object(
 export type RawConfig = Static<typeof ConfigSchema>;
 export type NetworkConfig = Static<typeof NetworkConfig>;
 
+/** Cluster mode after defaults; absent in the single-host default. */
+export interface ClusterSettings {
+  etcd: string[];
+  prefix: string;
+  tls: { ca_file: string; cert_file?: string; key_file?: string } | undefined;
+  address: string | undefined;
+  lease_seconds: number;
+  forgotten_key_hours: number;
+}
+
 /** The config after defaults: every optional knob has its value. */
 export interface Config {
   state_dir: string;
@@ -111,6 +159,9 @@ export interface Config {
   name_prefix: string;
   vlan_mode: 'auto' | 'filtering' | 'subinterface';
   mac_pools: { prefix: string }[];
+  /** Set: this host is one of a cluster on etcd. Unset: a single host on its own LevelDB. */
+  cluster: ClusterSettings | undefined;
+  physical_networks: Record<string, string>;
   quarantine: { mac_seconds: number; ip_seconds: number };
   networks: NetworkConfig[];
   /** The metadata service's per-guest rate limit. */
@@ -136,6 +187,8 @@ export const EMBEDDED_DEFAULT: Config = {
   name_prefix: 'bth',
   vlan_mode: 'auto',
   mac_pools: [{ prefix: '0a:b7:e7' }],
+  cluster: undefined,
+  physical_networks: {},
   quarantine: { mac_seconds: 3600, ip_seconds: 600 },
   networks: [{ name: 'default', subnet: '10.77.0.0/24', mtu: 1500 }],
   metadata: { rate_limit: { per_second: 200, burst: 400 } },

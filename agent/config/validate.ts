@@ -3,7 +3,14 @@
 import { Value } from 'typebox/value';
 import { BerthError } from '../../base/errors.js';
 import { cidrContains, cidrProblem, ipToInt, isIPv4, parseCidr } from '../../hostnet/ipv4.js';
-import { type Config, ConfigSchema, EMBEDDED_DEFAULT, type NetworkConfig, type RawConfig } from './schema.js';
+import {
+  type ClusterSettings,
+  type Config,
+  ConfigSchema,
+  EMBEDDED_DEFAULT,
+  type NetworkConfig,
+  type RawConfig,
+} from './schema.js';
 
 /** "/networks/0/subnet" -> "networks[0].subnet" */
 export function fieldPath(pointer: string): string {
@@ -96,6 +103,33 @@ export function parseListen(listen: string): { host: string; port: number } | un
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
+function clusterSettings(c: NonNullable<RawConfig['cluster']>): ClusterSettings {
+  c.etcd.forEach((url, i) => {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed?.port && !parsed?.hostname)
+      throw configError(`cluster.etcd[${i}]`, `"${url}" is not a URL like http://10.0.0.1:2379`);
+    if (parsed.pathname !== '/' || parsed.search)
+      throw configError(`cluster.etcd[${i}]`, `"${url}" has a path; give the client URL only`);
+  });
+  if (c.etcd.some((u) => u.startsWith('https://')) && !c.tls)
+    throw configError('cluster.tls', 'is required for https:// endpoints (ca_file at least)');
+  if (c.tls && (c.tls.cert_file === undefined) !== (c.tls.key_file === undefined))
+    throw configError('cluster.tls', 'cert_file and key_file go together');
+  return {
+    etcd: [...c.etcd],
+    prefix: c.prefix ?? '/berth/',
+    tls: c.tls ? { ...c.tls } : undefined,
+    address: c.address,
+    lease_seconds: c.lease_seconds ?? 10,
+    forgotten_key_hours: c.forgotten_key_hours ?? 24 * 7,
+  };
+}
+
 export function validateConfig(raw: unknown): Config {
   const input = raw ?? {};
   if (typeof input !== 'object' || Array.isArray(input))
@@ -117,6 +151,16 @@ export function validateConfig(raw: unknown): Config {
     if (problem) throw configError(`mac_pools[${i}].prefix`, problem);
   });
 
+  const cluster = cfg.cluster ? clusterSettings(cfg.cluster) : undefined;
+  const physical = cfg.physical_networks ?? {};
+  const owners = new Map<string, string>();
+  for (const [label, ifname] of Object.entries(physical)) {
+    const other = owners.get(ifname);
+    if (other)
+      throw configError(`physical_networks.${label}`, `"${ifname}" is already the interface of "${other}"`);
+    owners.set(ifname, label);
+  }
+
   const listen = cfg.metrics?.listen ?? EMBEDDED_DEFAULT.metrics.listen;
   if (listen !== '' && !parseListen(listen))
     throw configError('metrics.listen', `"${listen}" is not HOST:PORT (e.g. 127.0.0.1:9477) or ""`);
@@ -135,6 +179,8 @@ export function validateConfig(raw: unknown): Config {
     name_prefix: cfg.name_prefix ?? EMBEDDED_DEFAULT.name_prefix,
     vlan_mode: cfg.vlan_mode ?? EMBEDDED_DEFAULT.vlan_mode,
     mac_pools: pools,
+    cluster,
+    physical_networks: { ...physical },
     quarantine: {
       mac_seconds: cfg.quarantine?.mac_seconds ?? EMBEDDED_DEFAULT.quarantine.mac_seconds,
       ip_seconds: cfg.quarantine?.ip_seconds ?? EMBEDDED_DEFAULT.quarantine.ip_seconds,

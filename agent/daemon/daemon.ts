@@ -16,10 +16,12 @@ import { AuditSpill } from '../audit/audit-spill.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
+import { loadOrCreateKeys } from '../metadata/keys.js';
 import { startMetadata } from '../metadata/wire.js';
 import { DhcpService } from '../services/dhcp.js';
 import type { NetworkRecord } from '../services/networks.js';
 import { LevelStore, PID_FILE } from '../store/level-store.js';
+import { type ClusterRuntime, startCluster } from './cluster.js';
 import { createEndpoints, ensureEndpoint } from './endpoints.js';
 import { startGuardDropAudit } from './guard-drops.js';
 import { BerthMetrics } from './metrics.js';
@@ -66,6 +68,7 @@ export class Daemon {
   private dhcp: DhcpService | undefined;
   private metricsServer: MetricsServer | undefined;
   private guardDrops: { stop(): void } | undefined;
+  private cluster: ClusterRuntime | undefined;
 
   constructor(
     private loaded: LoadedConfig,
@@ -102,8 +105,22 @@ export class Daemon {
     // Before the host is touched: a live socket means another berthd owns this host's objects.
     await prepareSocketPath(cfg.socket);
 
+    let cluster: ClusterRuntime | undefined;
+    if (cfg.cluster) {
+      notifier.notify({ STATUS: 'joining the cluster' });
+      const keys = await loadOrCreateKeys(store);
+      cluster = await startCluster({
+        settings: cfg.cluster,
+        local: store,
+        hostId: this.hostId,
+        publicKeyPem: keys.publicKeyPem,
+        log,
+      });
+      this.cluster = cluster;
+    }
+
     notifier.notify({ STATUS: 'reconciling the host' });
-    const services = await buildServices(store, cfg, log, this.deps.driver);
+    const services = await buildServices(store, cfg, log, this.deps.driver, undefined, cluster);
     this.services = services;
     await services.instances.recover();
     // Adopts berth's running domains and marks missing ones, in the background:
@@ -295,6 +312,7 @@ export class Daemon {
       await this.api.close();
       if (listening) await unlink(this.config.socket).catch(() => undefined);
     }
+    await this.cluster?.close();
     await this.audit?.close();
     if (this.store) {
       await unlink(join(this.config.state_dir, PID_FILE)).catch(() => undefined);

@@ -1,10 +1,13 @@
 // Builds berthd's services over one store and one network driver, and keeps
 // the host reconciled with them.
 
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { META_KEYS, type Store } from '../../base/store.js';
-import { MacPool } from '../../hostnet/alloc/mac-pool.js';
+import type { AllocRecord } from '../../hostnet/alloc/allocator.js';
+import { IP_KEY_PREFIX } from '../../hostnet/alloc/ipam.js';
+import { MAC_KEY_PREFIX, MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
 import { Names } from '../../hostnet/names.js';
@@ -13,12 +16,21 @@ import type { PortDirectory } from '../../hostnet/observe/resolve.js';
 import { ImageStore } from '../../images/store.js';
 import type { Config } from '../config/schema.js';
 import { HostLock } from '../services/host-lock.js';
-import { type InstanceRecord, InstanceService } from '../services/instances.js';
+import {
+  DIRECTORY_PREFIX,
+  type DirectoryEntry,
+  type InstanceRecord,
+  InstanceService,
+} from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
-import { type NetworkRecord, NetworkService, toSpec } from '../services/networks.js';
+import { NETWORK_PREFIX, type NetworkRecord, NetworkService } from '../services/networks.js';
+import type { ClusterRuntime } from './cluster.js';
 
 export interface Services {
   names: Names;
+  /** Where cluster-scoped state lives: the cluster in cluster mode, else the local store. */
+  shared: Store;
+  cluster: ClusterRuntime | undefined;
   driver: NetworkDriver;
   macs: MacPool;
   networks: NetworkService;
@@ -73,7 +85,9 @@ export async function buildServices(
   log: Logger,
   makeDriver: DriverFactory = defaultDriver,
   makeObserver: ObserverFactory = defaultObserver,
+  cluster?: ClusterRuntime,
 ): Promise<Services> {
+  const shared = cluster?.shared ?? store;
   const names = new Names(config.name_prefix);
   const driver = makeDriver(names, config, log.child({ component: 'hostnet' }));
   let observer: Observer | undefined;
@@ -91,7 +105,7 @@ export async function buildServices(
     images,
     log: log.child({ component: 'libvirt' }),
   });
-  const macs = await MacPool.load(store, {
+  const macs = await MacPool.load(shared, {
     prefixes: config.mac_pools.map((p) => p.prefix),
     quarantineSeconds: config.quarantine.mac_seconds,
     // A MAC already live on a bridge (a guest berth does not know of) is never handed out.
@@ -122,11 +136,19 @@ export async function buildServices(
   const lock = new HostLock();
   const instanceHooks: Services['instanceHooks'] = [];
   const networks = new NetworkService({
-    store,
+    store: shared,
     driver,
     log: log.child({ component: 'networks' }),
     ipQuarantineSeconds: config.quarantine.ip_seconds,
-    instancesOn: (n) => instances?.countOn(n) ?? 0,
+    physicalNetworks: config.physical_networks,
+    // In a cluster a network is in use while any host has a guest on it.
+    instancesOn: cluster
+      ? (n) =>
+          cluster.mirror
+            .list<DirectoryEntry>(DIRECTORY_PREFIX)
+            .filter((e) => e.value.nics.some((nic) => nic.network === n)).length
+      : (n) => instances?.countOn(n) ?? 0,
+    ...(cluster ? { requireConnected: cluster.requireConnected } : {}),
     portsOn: (n) => instances?.portsOn(n) ?? [],
     lock,
     onRealised: async (rec) => {
@@ -151,11 +173,17 @@ export async function buildServices(
     onChanged: (rec) => {
       for (const hook of instanceHooks) hook(rec);
     },
+    ...(cluster
+      ? { cluster: { hostId: cluster.hostId, shared, requireConnected: cluster.requireConnected } }
+      : {}),
   });
   await instances.load();
+  if (cluster) followCluster(cluster, macs, networks, log);
   libvirt.attach(instances);
   return {
     names,
+    shared,
+    cluster,
     driver,
     macs,
     networks,
@@ -168,6 +196,52 @@ export async function buildServices(
     lock,
     reconciles: { runs: 0, failed: 0, errors: 0 },
   };
+}
+
+/**
+ * Cluster mode: other hosts' allocations reach this host's allocators, and
+ * their network definitions its bridges, as the watch brings them. Each host
+ * starts its allocation cursors at its own offset, so concurrent creates on
+ * several hosts rarely want the same address.
+ */
+function followCluster(cluster: ClusterRuntime, macs: MacPool, networks: NetworkService, log: Logger): void {
+  const offset = createHash('sha256').update(cluster.hostId).digest().readUInt32BE(0);
+  macs.spreadFrom(offset);
+  const spread = new Set<string>();
+  const spreadNew = () => {
+    for (const n of networks.all()) {
+      if (spread.has(n.name)) continue;
+      spread.add(n.name);
+      networks.ipam(n.name).spreadFrom(offset);
+    }
+  };
+  spreadNew();
+  cluster.mirror.onChange(MAC_KEY_PREFIX, (events) => {
+    for (const e of events) macs.observe(e.key, e.value as AllocRecord | undefined);
+  });
+  cluster.mirror.onChange(IP_KEY_PREFIX, (events) => {
+    for (const e of events) networks.observeIp(e.key, e.value as AllocRecord | undefined);
+  });
+  let syncing: Promise<void> | undefined;
+  let again = false;
+  const sync = () => {
+    if (syncing) {
+      again = true;
+      return;
+    }
+    syncing = networks
+      .syncFromStore()
+      .then(spreadNew)
+      .catch((err) => log.error({ err: String(err) }, 'could not follow the cluster networks'))
+      .finally(() => {
+        syncing = undefined;
+        if (again) {
+          again = false;
+          sync();
+        }
+      });
+  };
+  cluster.mirror.onChange(NETWORK_PREFIX, sync);
 }
 
 /**
@@ -215,7 +289,7 @@ export async function startObserving(s: Services, log: Logger): Promise<void> {
 export function desiredHostState(s: Services): DesiredHostState {
   const live = s.instances.all().filter((i) => i.state !== 'deleting');
   return {
-    networks: s.networks.all().map(toSpec),
+    networks: s.networks.all().map((n) => s.networks.spec(n)),
     ports: live.flatMap((i) =>
       i.nics.map((n) => ({ ifname: n.port, instance: i.id, network: n.network, mac: n.mac, ip: n.ip })),
     ),

@@ -7,7 +7,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { Services } from '../daemon/services.js';
 import { DELIVER_METHOD } from '../endpoint/refusal-queue.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
-import { PolicyService } from '../services/policies.js';
+import { POLICY_PREFIX, PolicyService } from '../services/policies.js';
 import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
 import { MetadataService, type QueuedRefusals, type RefusalReport } from './service.js';
 
@@ -27,8 +27,11 @@ export async function startMetadata(opts: {
   hostId: () => string;
   log: Logger;
 }): Promise<MetadataWiring> {
-  const policies = new PolicyService(opts.store);
+  const cluster = opts.services.cluster;
+  const policies = new PolicyService(opts.services.shared, cluster?.requireConnected);
   await policies.load();
+  // A policy set on any host of the cluster is enforced here as soon as the watch brings it.
+  cluster?.mirror.onChange(POLICY_PREFIX, () => void policies.reload());
   const keys = await loadOrCreateKeys(opts.store);
   const log = opts.log.child({ component: 'metadata' });
   const service = new MetadataService({

@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BerthError, causeText, couldNot, invalidField } from '../../base/errors.js';
-import type { BatchOp, Store } from '../../base/store.js';
+import type { BatchOp, Guard, Store } from '../../base/store.js';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
@@ -13,7 +13,7 @@ import type { Instance, InstanceCreate, Nic } from '../api/types.js';
 import { inputKeys, prepareInputs } from '../metadata/inputs.js';
 import { HostLock } from './host-lock.js';
 import type { LibvirtRuntime } from './libvirt-runtime.js';
-import { type NetworkService, toSpec } from './networks.js';
+import type { NetworkService } from './networks.js';
 
 export type InstanceRecord = Instance;
 
@@ -37,11 +37,80 @@ export interface InstanceServiceOptions {
   libvirt?: LibvirtRuntime;
   /** The 8 hex digits of a new instance id (random); tests force collisions with it. */
   newIdHex?: () => string;
+  /**
+   * Cluster mode: names, MACs, IPs and the directory live in the shared
+   * (etcd-backed) store, the full record in the local one. Unset: one store.
+   */
+  cluster?: ClusterSide;
+}
+
+export interface ClusterSide {
+  hostId: string;
+  shared: Store;
+  /** Throws BERTH_ERR_CLUSTER_UNAVAILABLE before a change starts when etcd is away. */
+  requireConnected(verb: string, object: string): void;
+}
+
+export const DIRECTORY_PREFIX = 'directory/';
+
+/** What the cluster knows of an instance: enough to find it, never its secrets. */
+export interface DirectoryEntry {
+  id: string;
+  name: string;
+  host: string;
+  runtime: InstanceRecord['runtime'];
+  nics: { network: string; mac: string; ip: string }[];
+  role?: string;
+  image_sha256?: string;
+  created_at: string;
+}
+
+export function directoryEntry(rec: InstanceRecord, host: string): DirectoryEntry {
+  return {
+    id: rec.id,
+    name: rec.name,
+    host,
+    runtime: rec.runtime,
+    nics: rec.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
+    ...(rec.role ? { role: rec.role } : {}),
+    ...(rec.image_sha256 ? { image_sha256: rec.image_sha256 } : {}),
+    created_at: rec.created_at,
+  };
+}
+
+/** Lands the cluster half first (reservations can be swept), then the local half. */
+async function commitSplit(
+  local: Store,
+  shared: Store,
+  parts: { local: BatchOp[]; localGuards: Guard[]; shared: BatchOp[]; sharedGuards: Guard[] },
+  undoShared: () => Promise<void>,
+): Promise<void> {
+  if (local === shared) {
+    await local.batch([...parts.local, ...parts.shared], {
+      guards: [...parts.localGuards, ...parts.sharedGuards],
+    });
+    return;
+  }
+  if (parts.shared.length > 0) await shared.batch(parts.shared, { guards: parts.sharedGuards });
+  try {
+    if (parts.local.length > 0) await local.batch(parts.local, { guards: parts.localGuards });
+  } catch (err) {
+    await undoShared().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** berth's instance ids: "i-" and hex. A name of that shape would shadow an id in every lookup. */
 export const INSTANCE_ID = /^i-[0-9a-f]+$/;
 const ID_TRIES = 4;
+/** Creates retried after a peer host won the same MAC or IP. */
+const ALLOC_TRIES = 8;
+
+function isAllocationRace(err: unknown): boolean {
+  return (
+    err instanceof BerthError && err.code === 'BERTH_ERR_CONFLICT' && /key "(mac|ip)\//.test(err.message)
+  );
+}
 
 export class InstanceService {
   private readonly byId = new Map<string, InstanceRecord>();
@@ -164,7 +233,11 @@ export class InstanceService {
         'name',
         `"${input.name}" looks like an instance id ("i-" and hex); instance ids are berth's to give, choose another name`,
       );
-    if (this.idByName.has(input.name)) {
+    const nameTaken =
+      this.idByName.has(input.name) ||
+      (this.opts.cluster !== undefined &&
+        (await this.shared.get(`${NAME_PREFIX}${input.name}`)) !== undefined);
+    if (nameTaken) {
       throw couldNot(
         'BERTH_ERR_ALREADY_EXISTS',
         'create',
@@ -178,77 +251,26 @@ export class InstanceService {
     const inputs = prepareInputs(input);
     // Image hash and libvirt are checked before anything is allocated.
     const boot = runtime === 'libvirt' ? await this.opts.libvirt?.prepare(input) : undefined;
-    const hex = this.freshIdHex();
-    const id = `i-${hex}`;
-    const mac = this.opts.macs.reserve({ instance: id, nic: 0 });
-    let ip: ReturnType<ReturnType<NetworkService['ipam']>['reserve']>;
-    try {
-      ip = this.opts.networks.ipam(network.name).reserve({ instance: id, nic: 0 });
-    } catch (err) {
-      mac.abort();
-      throw err;
+    this.opts.cluster?.requireConnected('create', `instance "${input.name}"`);
+    let reserved: Awaited<ReturnType<InstanceService['reserveAndCommit']>>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        reserved = await this.reserveAndCommit(input, network, inputs, boot, runtime);
+        break;
+      } catch (err) {
+        // Another host took the MAC or IP between our read and our write: its
+        // record is on its way through the watch; pick again.
+        if (this.opts.cluster && attempt < ALLOC_TRIES && isAllocationRace(err)) {
+          this.opts.log.debug(
+            { name: input.name, attempt, err: causeText(err) },
+            'allocation raced a peer; retrying',
+          );
+          continue;
+        }
+        throw err;
+      }
     }
-    const rec: InstanceRecord = {
-      id,
-      uuid: randomUUID(),
-      name: input.name,
-      runtime,
-      state: 'creating',
-      created_at: new Date().toISOString(),
-      ...(runtime === 'netns' ? { netns: this.opts.names.guestNetns(input.name) } : {}),
-      nics: [{ network: network.name, mac: mac.mac, ip: ip.ip, port: this.opts.names.port(hex, 0) }],
-      ...inputs.fields,
-      ...(boot && this.opts.libvirt
-        ? {
-            image: boot.name,
-            image_sha256: boot.image.sha256,
-            domain: this.opts.libvirt.domainName(input),
-            console_log: this.opts.libvirt.consoleLog(id),
-            vcpus: input.vcpus ?? 1,
-            memory_mib: input.memory_mib ?? 256,
-          }
-        : {}),
-    };
-    try {
-      await this.opts.store.batch(
-        [
-          { type: 'put', key: `${INSTANCE_PREFIX}${id}`, value: rec },
-          { type: 'put', key: `${NAME_PREFIX}${rec.name}`, value: id },
-          mac.op,
-          ip.op,
-          ...inputs.ops(id),
-        ],
-        {
-          guards: [
-            // The id is random: the guard, not luck, keeps a collision from overwriting an instance.
-            { key: `${INSTANCE_PREFIX}${id}`, absent: true },
-            { key: `${NAME_PREFIX}${rec.name}`, absent: true },
-            mac.guard,
-            ip.guard,
-          ],
-        },
-      );
-    } catch (err) {
-      mac.abort();
-      ip.abort();
-      // Only the id's own guard failing means the id is taken; a full disk names the keys too.
-      if (
-        err instanceof BerthError &&
-        err.code === 'BERTH_ERR_CONFLICT' &&
-        err.message.includes(`key "${INSTANCE_PREFIX}${id}" already exists`)
-      )
-        throw couldNot(
-          'BERTH_ERR_CONFLICT',
-          'create',
-          'instance',
-          rec.name,
-          `its new id "${id}" is already taken by another instance; nothing was written, try again`,
-          { field: 'id' },
-        );
-      // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
-      if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
-      throw err;
-    }
+    const { rec, mac, ip, id } = reserved;
     mac.commit();
     ip.commit();
     this.track(rec);
@@ -265,7 +287,7 @@ export class InstanceService {
         await this.opts.driver.bindPort(port);
       } else {
         const guest = this.guestOf(rec) as NetnsGuestSpec;
-        await this.opts.driver.ensureNetnsGuest(guest, toSpec(network));
+        await this.opts.driver.ensureNetnsGuest(guest, this.opts.networks.spec(network));
         reverter.add(`netns guest ${guest.netns}`, () => this.opts.driver.removeNetnsGuest(guest));
       }
       const running: InstanceRecord = { ...rec, state: 'running' };
@@ -298,6 +320,121 @@ export class InstanceService {
     }
   }
 
+  /** One attempt: picks an id, a MAC and an IP, and lands them with the record. */
+  private async reserveAndCommit(
+    input: InstanceCreate,
+    network: ReturnType<NetworkService['get']>,
+    inputs: ReturnType<typeof prepareInputs>,
+    boot: Awaited<ReturnType<LibvirtRuntime['prepare']>> | undefined,
+    runtime: InstanceRecord['runtime'],
+  ) {
+    const hex = this.freshIdHex();
+    const id = `i-${hex}`;
+    const mac = this.opts.macs.reserve({ instance: id, nic: 0 });
+    let ip: ReturnType<ReturnType<NetworkService['ipam']>['reserve']>;
+    try {
+      ip = this.opts.networks.ipam(network.name).reserve({ instance: id, nic: 0 });
+    } catch (err) {
+      mac.abort();
+      throw err;
+    }
+    const rec: InstanceRecord = {
+      id,
+      uuid: randomUUID(),
+      name: input.name,
+      runtime,
+      state: 'creating',
+      created_at: new Date().toISOString(),
+      ...(runtime === 'netns' ? { netns: this.opts.names.guestNetns(input.name) } : {}),
+      nics: [{ network: network.name, mac: mac.mac, ip: ip.ip, port: this.opts.names.port(hex, 0) }],
+      ...inputs.fields,
+      ...(boot && this.opts.libvirt
+        ? {
+            image: boot.name,
+            image_sha256: boot.image.sha256,
+            domain: this.opts.libvirt.domainName(input),
+            console_log: this.opts.libvirt.consoleLog(id),
+            vcpus: input.vcpus ?? 1,
+            memory_mib: input.memory_mib ?? 256,
+          }
+        : {}),
+    };
+    const cluster = this.opts.cluster;
+    const nameKey = `${NAME_PREFIX}${rec.name}`;
+    const dirKey = `${DIRECTORY_PREFIX}${id}`;
+    try {
+      await commitSplit(
+        this.opts.store,
+        this.shared,
+        {
+          local: [{ type: 'put', key: `${INSTANCE_PREFIX}${id}`, value: rec }, ...inputs.ops(id)],
+          // The id is random: the guard, not luck, keeps a collision from overwriting an instance.
+          localGuards: [{ key: `${INSTANCE_PREFIX}${id}`, absent: true }],
+          shared: [
+            { type: 'put', key: nameKey, value: id },
+            mac.op,
+            ip.op,
+            ...(cluster
+              ? [{ type: 'put' as const, key: dirKey, value: directoryEntry(rec, cluster.hostId) }]
+              : []),
+          ],
+          sharedGuards: [
+            { key: nameKey, absent: true },
+            mac.guard,
+            ip.guard,
+            ...(cluster ? [{ key: dirKey, absent: true as const }] : []),
+          ],
+        },
+        () =>
+          this.shared.batch(
+            [nameKey, mac.op.key, ip.op.key, dirKey].map((key) => ({ type: 'del' as const, key })),
+          ),
+      );
+    } catch (err) {
+      mac.abort();
+      ip.abort();
+      // Only the id's own guard failing means the id is taken; a full disk names the keys too.
+      if (
+        err instanceof BerthError &&
+        err.code === 'BERTH_ERR_CONFLICT' &&
+        (err.message.includes(`key "${INSTANCE_PREFIX}${id}" already exists`) ||
+          err.message.includes(`key "${dirKey}" already exists`))
+      )
+        throw couldNot(
+          'BERTH_ERR_CONFLICT',
+          'create',
+          'instance',
+          rec.name,
+          `its new id "${id}" is already taken by another instance; nothing was written, try again`,
+          { field: 'id' },
+        );
+      if (
+        err instanceof BerthError &&
+        err.code === 'BERTH_ERR_CONFLICT' &&
+        err.message.includes(`key "${nameKey}"`)
+      )
+        throw couldNot(
+          'BERTH_ERR_ALREADY_EXISTS',
+          'create',
+          'instance',
+          rec.name,
+          'an instance with that name exists',
+          {
+            field: 'name',
+          },
+        );
+      if (isAllocationRace(err)) throw err;
+      // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
+      if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
+      throw err;
+    }
+    return { rec, mac, ip, id };
+  }
+
+  private get shared(): Store {
+    return this.opts.cluster?.shared ?? this.opts.store;
+  }
+
   /** A random id hex no tracked instance has; the store guard catches the rest. */
   private freshIdHex(): string {
     const next = this.opts.newIdHex ?? (() => randomBytes(4).toString('hex'));
@@ -306,28 +443,59 @@ export class InstanceService {
     return hex;
   }
 
-  /** Deletes the records in one batch; the MAC and IP go into quarantine. */
+  /** Deletes the records; the MAC and IP go into quarantine (cluster-wide in cluster mode). */
   private async forget(rec: InstanceRecord): Promise<void> {
-    const ops: BatchOp[] = [
+    const local: BatchOp[] = [
       { type: 'del', key: `${INSTANCE_PREFIX}${rec.id}` },
-      { type: 'del', key: `${NAME_PREFIX}${rec.name}` },
       ...inputKeys(rec.id).map((key) => ({ type: 'del' as const, key })),
       // The lease goes with the instance; the IP's quarantine keeps it from the next guest.
       ...rec.nics.map((nic) => ({ type: 'del' as const, key: `lease/${nic.network}/${nic.mac}` })),
     ];
+    const shared: BatchOp[] = [{ type: 'del', key: `${NAME_PREFIX}${rec.name}` }];
+    if (this.opts.cluster) shared.push({ type: 'del', key: `${DIRECTORY_PREFIX}${rec.id}` });
     const applies: (() => void)[] = [];
     for (const nic of rec.nics) {
       const m = this.opts.macs.releaseOp(nic.mac);
       const i = this.opts.networks.ipam(nic.network).releaseOp(nic.ip);
       for (const rel of [m, i]) {
-        if (!rel) continue;
-        ops.push(rel.op);
+        // Released already (a delete finished in the cluster, not yet here), or another's now.
+        if (!rel || rel.record.instance !== rec.id) continue;
+        shared.push(rel.op);
         applies.push(rel.apply);
       }
     }
-    await this.opts.store.batch(ops);
+    // The cluster half first: a record left behind is finished by recover(), a
+    // reservation left behind would be an orphan.
+    if (this.shared === this.opts.store) await this.opts.store.batch([...local, ...shared]);
+    else {
+      await this.shared.batch(shared);
+      await this.opts.store.batch(local);
+    }
     for (const apply of applies) apply();
     this.untrack(rec);
+  }
+
+  /**
+   * Cluster reservations of this host with no record here: a create that
+   * crashed between its cluster and its local write. Released like a delete.
+   */
+  private async sweepOrphans(): Promise<void> {
+    const cluster = this.opts.cluster;
+    if (!cluster) return;
+    for (const { value } of await this.shared.list<DirectoryEntry>(DIRECTORY_PREFIX)) {
+      if (value.host !== cluster.hostId || this.byId.has(value.id)) continue;
+      this.opts.log.warn(
+        { instance: value.id, name: value.name },
+        'releasing a reservation left by an unfinished create',
+      );
+      const ghost: InstanceRecord = {
+        ...value,
+        uuid: '',
+        state: 'deleting',
+        nics: value.nics.map((n) => ({ ...n, port: '' })),
+      };
+      await this.forget(ghost);
+    }
   }
 
   delete(nameOrId: string): Promise<void> {
@@ -336,6 +504,7 @@ export class InstanceService {
 
   private async deleteNow(nameOrId: string): Promise<void> {
     const rec = this.get(nameOrId);
+    this.opts.cluster?.requireConnected('delete', `instance "${rec.name}"`);
     if (rec.state !== 'deleting')
       await this.put({ ...rec, state: 'deleting' }).catch((err) => {
         // Refused before anything was touched (a full disk): the instance runs on as it was.
@@ -360,6 +529,9 @@ export class InstanceService {
 
   /** After a crash: creates that did not finish are undone, deletes are finished. */
   async recover(): Promise<void> {
+    await this.sweepOrphans().catch((err) =>
+      this.opts.log.warn({ err: causeText(err) }, 'could not sweep unfinished creates; next pass'),
+    );
     for (const rec of this.all()) {
       if (rec.state !== 'creating' && rec.state !== 'deleting') continue;
       this.opts.log.warn(

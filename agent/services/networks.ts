@@ -1,7 +1,7 @@
 // Networks: validated, stored, and realised on the host through the network
 // driver (bridge, VLAN plumbing, endpoint namespace). Each network owns its IPAM.
 import type { Logger } from 'pino';
-import { BerthError, couldNot, invalidField } from '../../base/errors.js';
+import { BerthError, causeText, couldNot, invalidField } from '../../base/errors.js';
 import type { Store } from '../../base/store.js';
 import type { AllocRecord } from '../../hostnet/alloc/allocator.js';
 import { IP_KEY_PREFIX, Ipam, serviceAddress, staleIpKeys } from '../../hostnet/alloc/ipam.js';
@@ -40,6 +40,10 @@ export interface NetworkServiceOptions {
   onRemoved?: (rec: NetworkRecord) => void;
   /** Serialises host changes with the reconcile loop; a private lock when not shared. */
   lock?: HostLock;
+  /** Physical network label -> this host's interface (berthd.yaml physical_networks). */
+  physicalNetworks?: Record<string, string>;
+  /** Cluster mode: refuses a change before it starts while etcd is away. */
+  requireConnected?: (verb: string, object: string) => void;
 }
 
 export function toSpec(rec: NetworkRecord): NetworkSpec {
@@ -72,6 +76,8 @@ function recordFrom(input: NetworkCreate | NetworkConfig, source: NetworkRecord[
 
 export class NetworkService {
   private readonly records = new Map<string, NetworkRecord>();
+  /** As written in the store: the uplink is the physical network label, if it is one. */
+  private readonly stored = new Map<string, NetworkRecord>();
   private readonly ipams = new Map<string, Ipam>();
 
   private readonly lock: HostLock;
@@ -87,15 +93,36 @@ export class NetworkService {
     for (const net of fromConfig) {
       if (this.records.has(net.name)) continue;
       const rec = recordFrom(net, 'config');
-      await this.checkVlan(rec);
-      await this.opts.store.batch([{ type: 'put', key: `${NETWORK_PREFIX}${rec.name}`, value: rec }], {
-        guards: [{ key: `${NETWORK_PREFIX}${rec.name}`, absent: true }],
-      });
+      await this.checkVlan(this.local(rec));
+      const key = `${NETWORK_PREFIX}${rec.name}`;
+      try {
+        await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
+      } catch (err) {
+        // Another host of the cluster declared it first: its definition stands.
+        const theirs = await this.opts.store.get<NetworkRecord>(key);
+        if (!theirs) throw err;
+        if (theirs.subnet !== rec.subnet || theirs.vlan !== rec.vlan)
+          this.opts.log.warn(
+            { network: rec.name, ours: rec.subnet, theirs: theirs.subnet },
+            'config declares a network the cluster already defines differently; the cluster definition is used',
+          );
+        await this.track(theirs);
+        continue;
+      }
       await this.track(rec);
     }
   }
 
-  private async track(rec: NetworkRecord): Promise<void> {
+  /** The record as this host carries it: an uplink label becomes this host's interface. */
+  private local(rec: NetworkRecord): NetworkRecord {
+    const iface =
+      rec.uplink === undefined ? undefined : (this.opts.physicalNetworks?.[rec.uplink] ?? rec.uplink);
+    return iface === rec.uplink ? rec : { ...rec, uplink: iface };
+  }
+
+  private async track(stored: NetworkRecord): Promise<void> {
+    const rec = this.local(stored);
+    this.stored.set(rec.name, stored);
     this.records.set(rec.name, rec);
     this.ipams.set(
       rec.name,
@@ -144,6 +171,7 @@ export class NetworkService {
   }
 
   private async createNow(input: NetworkCreate): Promise<NetworkRecord> {
+    this.opts.requireConnected?.('create', `network "${input.name}"`);
     validateNetwork({ ...input }, '', (field, reason) => invalidField(field.replace(/^\./, ''), reason));
     if (this.records.has(input.name)) {
       throw couldNot(
@@ -155,14 +183,15 @@ export class NetworkService {
         { field: 'name' },
       );
     }
-    const rec = recordFrom(input, 'api');
+    const stored = recordFrom(input, 'api');
+    const rec = this.local(stored);
     await this.checkVlan(rec);
     const key = `${NETWORK_PREFIX}${rec.name}`;
     // Quarantines kept from a deleted network of this name carry over; the rest of its records go.
     const old = await this.opts.store.list<AllocRecord>(`${IP_KEY_PREFIX}${rec.name}/`);
     const stale = staleIpKeys(old, { now: Date.now(), subnet: rec.subnet });
     await this.opts.store.batch(
-      [{ type: 'put', key, value: rec }, ...stale.map((k) => ({ type: 'del' as const, key: k }))],
+      [{ type: 'put', key, value: stored }, ...stale.map((k) => ({ type: 'del' as const, key: k }))],
       { guards: [{ key, absent: true }] },
     );
     try {
@@ -173,7 +202,7 @@ export class NetworkService {
       await this.opts.store.batch([{ type: 'del', key }]);
       throw err;
     }
-    await this.track(rec);
+    await this.track(stored);
     await this.opts.onRealised?.(rec);
     this.opts.log.info({ network: rec.name, subnet: rec.subnet, vlan: rec.vlan }, 'network created');
     return rec;
@@ -185,6 +214,7 @@ export class NetworkService {
 
   private async deleteNow(name: string): Promise<void> {
     const rec = this.get(name);
+    this.opts.requireConnected?.('delete', `network "${name}"`);
     const users = this.opts.instancesOn(name);
     if (users > 0)
       throw couldNot('BERTH_ERR_CONFLICT', 'delete', 'network', name, `${users} instance(s) still use it`);
@@ -196,9 +226,67 @@ export class NetworkService {
       { type: 'del', key: `${NETWORK_PREFIX}${name}` },
       ...staleIpKeys(ipRows, { now: Date.now() }).map((key) => ({ type: 'del' as const, key })),
     ]);
-    this.records.delete(name);
-    this.ipams.delete(name);
+    this.forgetLocal(name);
     this.opts.log.info({ network: name }, 'network deleted');
+  }
+
+  private forgetLocal(name: string): void {
+    this.records.delete(name);
+    this.stored.delete(name);
+    this.ipams.delete(name);
+  }
+
+  /** The driver's view of a network, with this host's interface for its uplink. */
+  spec(rec: NetworkRecord): NetworkSpec {
+    return toSpec(this.local(this.stored.get(rec.name) ?? rec));
+  }
+
+  /**
+   * Cluster mode: makes this host carry exactly the networks the cluster
+   * defines. A network another host created is realised here; one another
+   * host deleted (it had no instances anywhere) is removed here.
+   */
+  syncFromStore(): Promise<void> {
+    return this.lock.run(async () => {
+      const wanted = new Map(
+        (await this.opts.store.list<NetworkRecord>(NETWORK_PREFIX)).map((e) => [e.value.name, e.value]),
+      );
+      for (const [name, stored] of wanted) {
+        if (this.records.has(name)) continue;
+        await this.track(stored);
+        const rec = this.get(name);
+        try {
+          await this.opts.driver.ensureNetwork(toSpec(rec));
+          await this.opts.onRealised?.(rec);
+          this.opts.log.info(
+            { network: name, subnet: rec.subnet, uplink: rec.uplink },
+            'network from the cluster realised',
+          );
+        } catch (err) {
+          // Kept: the reconcile loop tries again, and `network show` tells why.
+          this.opts.log.error(
+            { network: name, err: causeText(err) },
+            'could not realise a cluster network here',
+          );
+        }
+      }
+      for (const rec of this.all()) {
+        if (wanted.has(rec.name)) continue;
+        this.opts.onRemoved?.(rec);
+        await this.opts.driver
+          .removeNetwork(toSpec(rec))
+          .catch((err) =>
+            this.opts.log.error({ network: rec.name, err: causeText(err) }, 'could not remove network'),
+          );
+        this.forgetLocal(rec.name);
+        this.opts.log.info({ network: rec.name }, 'network deleted in the cluster; removed here');
+      }
+    });
+  }
+
+  /** A peer's change to an IP record (cluster watch). */
+  observeIp(key: string, record: AllocRecord | undefined): void {
+    for (const ipam of this.ipams.values()) if (ipam.observe(key, record)) return;
   }
 
   async view(rec: NetworkRecord, drops?: Awaited<ReturnType<NetworkDriver['guardDrops']>>): Promise<Network> {
@@ -210,7 +298,7 @@ export class NetworkService {
       subnet: rec.subnet,
       gateway: rec.gateway ?? null,
       vlan: rec.vlan ?? null,
-      uplink: rec.uplink ?? null,
+      uplink: this.stored.get(rec.name)?.uplink ?? rec.uplink ?? null,
       mtu: rec.mtu,
       dns: rec.dns,
       domain: rec.domain ?? null,

@@ -11,11 +11,26 @@ export class PolicyService {
   private readonly records = new Map<string, PolicyRecord>();
   private readonly listeners = new Set<() => void>();
 
-  constructor(private readonly store: Store) {}
+  /**
+   * store: this host's store, or in cluster mode the cluster's (every host
+   * enforces what any host set). requireConnected refuses a change while etcd is away.
+   */
+  constructor(
+    private readonly store: Store,
+    private readonly requireConnected?: (verb: string, object: string) => void,
+  ) {}
 
   async load(): Promise<void> {
     for (const { value } of await this.store.list<PolicyRecord>(POLICY_PREFIX))
       this.records.set(value.name, value);
+  }
+
+  /** Cluster mode: takes the policies as the cluster has them now, and tells the listeners. */
+  async reload(): Promise<void> {
+    const next = await this.store.list<PolicyRecord>(POLICY_PREFIX);
+    this.records.clear();
+    for (const { value } of next) this.records.set(value.name, value);
+    this.changed();
   }
 
   all(): PolicyRecord[] {
@@ -38,6 +53,7 @@ export class PolicyService {
       ...(input.description ? { description: input.description } : {}),
     };
     validatePolicy(rec);
+    this.requireConnected?.('set', `policy "${rec.name}"`);
     await this.store.batch([{ type: 'put', key: `${POLICY_PREFIX}${rec.name}`, value: rec }]);
     this.records.set(rec.name, rec);
     this.changed();
@@ -46,6 +62,7 @@ export class PolicyService {
 
   async delete(name: string): Promise<void> {
     this.get(name);
+    this.requireConnected?.('delete', `policy "${name}"`);
     await this.store.batch([{ type: 'del', key: `${POLICY_PREFIX}${name}` }]);
     this.records.delete(name);
     this.changed();

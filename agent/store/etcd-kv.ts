@@ -167,7 +167,11 @@ export class EtcdKv implements ClusterKV {
   }
 
   async batch(ops: BatchOp[], options: BatchOptions = {}): Promise<void> {
-    if (ops.length === 0) return;
+    await this.batchAt(ops, options);
+  }
+
+  async batchAt(ops: BatchOp[], options: BatchOptions = {}): Promise<number> {
+    if (ops.length === 0) return 0;
     const guards = options.guards ?? [];
     const compare: RPC.ICompare[] = guards.map((g) =>
       'absent' in g
@@ -181,10 +185,10 @@ export class EtcdKv implements ClusterKV {
     );
     const what = `a batch of ${ops.length} change(s) starting at "${ops[0]?.key}"`;
     const res = await this.call('write', what, () => this.client.kv.txn({ compare, success }));
-    if (res.succeeded) return;
+    if (res.succeeded) return Number(res.header.revision);
     // A retried transaction whose first attempt landed (the leader died before it
     // answered) fails its own guards: if the batch's outcome is already there, it landed.
-    if (await this.landed(ops)) return;
+    if (await this.landed(ops)) return Number(res.header.revision);
     const failed = await this.firstFailedGuard(guards.map((g, i) => ({ g, c: compare[i] as RPC.ICompare })));
     throw new BerthError('BERTH_ERR_CONFLICT', `could not write ${what}: ${failed}`);
   }

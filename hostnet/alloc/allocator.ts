@@ -174,6 +174,25 @@ export class Allocator {
     return ops;
   }
 
+  /**
+   * Another writer's change to one of this allocator's keys (a cluster peer,
+   * seen through the watch). Values this process is reserving keep their
+   * pending mark: the store's guard decides between the two.
+   */
+  observe(key: string, record: AllocRecord | undefined): boolean {
+    if (!key.startsWith(this.spec.keyPrefix)) return false;
+    const value = this.spec.parse(key.slice(this.spec.keyPrefix.length));
+    if (record) this.records.set(value, record);
+    else this.records.delete(value);
+    return true;
+  }
+
+  /** Starts picking at this offset into the range: hosts of a cluster start apart, so their creates rarely race. */
+  spreadFrom(offset: number): void {
+    const size = this.spec.last - this.spec.first + 1;
+    this.cursor = this.spec.first + (((offset % size) + size) % size);
+  }
+
   forget(ops: BatchOp[]): void {
     for (const op of ops) this.records.delete(this.spec.parse(op.key.slice(this.spec.keyPrefix.length)));
   }

@@ -86,6 +86,15 @@ export class Ipam {
     return rel && { ...rel, apply: () => this.alloc.markReleased(value, rel.record) };
   }
 
+  /** A peer's change to one of this network's IP records (cluster watch). */
+  observe(key: string, record: AllocRecord | undefined): boolean {
+    return this.alloc.observe(key, record);
+  }
+
+  spreadFrom(offset: number): void {
+    this.alloc.spreadFrom(offset);
+  }
+
   owner(ip: string) {
     return this.alloc.get(ipToInt(ip));
   }

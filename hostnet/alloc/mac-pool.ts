@@ -2,7 +2,7 @@
 
 import type { Store } from '../../base/store.js';
 import { macToInt } from '../ipv4.js';
-import { Allocator, type Owner, type Reservation, type Usage } from './allocator.js';
+import { Allocator, type AllocRecord, type Owner, type Reservation, type Usage } from './allocator.js';
 
 export interface MacPoolOptions {
   prefixes: string[];
@@ -67,6 +67,15 @@ export class MacPool {
     return pool
       ? { alloc: pool.alloc, value: macToInt(mac) - macToInt(`${pool.prefix}:00:00:00`) }
       : undefined;
+  }
+
+  /** A peer's change to a MAC record (cluster watch); false when the key is not this pool's. */
+  observe(key: string, record: AllocRecord | undefined): boolean {
+    return this.pools.some((p) => p.alloc.observe(key, record));
+  }
+
+  spreadFrom(offset: number): void {
+    for (const p of this.pools) p.alloc.spreadFrom(offset);
   }
 
   releaseOp(mac: string) {
