@@ -1,0 +1,189 @@
+// Three real berthd hosts on a real three-member etcd: one identity space.
+// Concurrent creates on every host never share a name, a MAC or an IP; every
+// guest gets its lease and metadata from its own host; a policy set on one
+// host is enforced on the others; with etcd gone the guests are still served
+// and every change is refused whole, and when etcd is back the hosts go on.
+import t from 'tap';
+import { BerthClient } from '../../agent/client/client.js';
+import type { DirectoryEntry } from '../../agent/services/instances.js';
+import { type ClusterHost, startClusterLab, until } from '../helpers/cluster_lab.js';
+import { lastEvent, udhcpcScript } from '../helpers/dhcp_lab.js';
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root (berthd builds bridges and namespaces)');
+  process.exit(0);
+}
+
+const lab = await startClusterLab(t, ['hv1', 'hv2', 'hv3']);
+const [hv1, hv2, hv3] = lab.hosts as [ClusterHost, ClusterHost, ClusterHost];
+const script = await udhcpcScript(t);
+
+// Creates queue behind each host's lock: a burst needs more patience than the helper's client has.
+const patient = new Map(lab.hosts.map((h) => [h.id, new BerthClient(h.socket, 120_000)]));
+const create = (h: ClusterHost, name: string) =>
+  (patient.get(h.id) as BerthClient).createInstance({ name, network: 'shared', runtime: 'netns' });
+
+/** The guest asks its own host for a lease (udhcpc), then for its instance-id (curl). */
+async function served(h: ClusterHost, name: string): Promise<{ lease: string; id: string }> {
+  const dhcp = await h.client.exec(name, [
+    'udhcpc',
+    '-i',
+    'eth0',
+    '-n',
+    '-q',
+    '-t',
+    '5',
+    '-T',
+    '1',
+    '-s',
+    script,
+  ]);
+  const got = lastEvent(dhcp.stdout);
+  const md = await h.client.exec(name, [
+    'curl',
+    '-s',
+    '-m',
+    '5',
+    'http://169.254.169.254/latest/meta-data/instance-id',
+  ]);
+  return { lease: got.ip ?? '', id: md.stdout.trim() };
+}
+
+t.test('concurrent creates on three hosts: no name, MAC or IP is shared', async (t) => {
+  const perHost = 12;
+  const results = await Promise.allSettled(
+    lab.hosts.flatMap((h) => Array.from({ length: perHost }, (_, i) => create(h, `${h.id}-g${i}`))),
+  );
+  const failed = results.filter((r) => r.status === 'rejected');
+  t.same(
+    failed.map((f) => String((f as PromiseRejectedResult).reason)),
+    [],
+    'every create succeeded',
+  );
+  const dir = (await lab.kv.list<DirectoryEntry>('directory/')).map((e) => e.value);
+  t.equal(dir.length, perHost * 3, 'the directory has every instance');
+  const macs = dir.flatMap((d) => d.nics.map((n) => n.mac));
+  const ips = dir.flatMap((d) => d.nics.map((n) => n.ip));
+  t.equal(new Set(macs).size, macs.length, 'MACs are unique across the cluster');
+  t.equal(new Set(ips).size, ips.length, 'IPs are unique across the cluster');
+  for (const h of lab.hosts) {
+    const local = (await h.client.instances()).instances.map((i) => i.id).sort();
+    t.same(
+      local,
+      dir
+        .filter((d) => d.host === h.id)
+        .map((d) => d.id)
+        .sort(),
+      `${h.id}'s own records match its directory entries`,
+    );
+  }
+  // Names are cluster-wide: another host cannot take one.
+  await t.rejects(create(hv2, 'hv1-g0'), { code: 'BERTH_ERR_ALREADY_EXISTS' });
+});
+
+t.test('every guest gets its lease and its own instance-id from its own host', async (t) => {
+  for (const h of lab.hosts) {
+    const name = `${h.id}-g0`;
+    const rec = await h.client.instance(name);
+    const got = await served(h, name);
+    t.equal(got.lease, rec.nics[0]?.ip, `${name}: lease from ${h.id}`);
+    t.equal(got.id, rec.id, `${name}: its own instance-id`);
+  }
+});
+
+t.test('a policy set on one host is enforced on every host', async (t) => {
+  const name = 'hv2-g1';
+  await served(hv2, name);
+  const path = 'http://169.254.169.254/latest/meta-data/hostname';
+  const before = await hv2.client.exec(name, [
+    'curl',
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '-m',
+    '5',
+    path,
+  ]);
+  t.equal(before.stdout, '200', 'readable before');
+  await hv1.client.setPolicy({
+    name: 'no-hostname',
+    identities: [`instance:${name}`],
+    allow: [],
+    deny: ['read:meta-data/hostname'],
+  });
+  for (const h of [hv2, hv3])
+    await until(`${h.id} to have the policy`, async () =>
+      (await h.client.policies()).policies.some((p) => p.name === 'no-hostname'),
+    );
+  const after = await until('hv2 to refuse', async () => {
+    const r = await hv2.client.exec(name, [
+      'curl',
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-m',
+      '5',
+      path,
+    ]);
+    return r.stdout !== '200' ? r.stdout : undefined;
+  });
+  t.match(after, /^40[34]$/, 'refused on hv2, set on hv1');
+  await hv3.client.deletePolicy('no-hostname');
+  await until('hv2 to allow again', async () => {
+    const r = await hv2.client.exec(name, [
+      'curl',
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-m',
+      '5',
+      path,
+    ]);
+    return r.stdout === '200' ? true : undefined;
+  });
+  t.pass('deleted on hv3, allowed again on hv2');
+});
+
+t.test('etcd all gone: guests are served, changes are refused whole; back: the hosts go on', async (t) => {
+  const name = 'hv3-g2';
+  const rec = await hv3.client.instance(name);
+  for (const m of lab.etcd.members) await lab.etcd.kill(m);
+  const down = await until('hv3 to refuse a create', async () =>
+    create(hv3, 'during-outage').then(
+      () => undefined,
+      (err: Error & { code?: string }) => err,
+    ),
+  );
+  t.equal(down.code, 'BERTH_ERR_CLUSTER_UNAVAILABLE');
+  for (const url of lab.etcd.endpoints) t.match(down.message, url, 'names the endpoints tried');
+  await t.rejects(hv3.client.deleteInstance(name), { code: 'BERTH_ERR_CLUSTER_UNAVAILABLE' });
+  await t.rejects(
+    hv1.client.setPolicy({ name: 'x', identities: ['*'], allow: [], deny: ['read:meta-data/tags'] }),
+    {
+      code: 'BERTH_ERR_CLUSTER_UNAVAILABLE',
+    },
+  );
+  t.equal((await hv3.client.instance(name)).state, 'running', 'the refused delete touched nothing');
+  const got = await served(hv3, name);
+  t.equal(got.lease, rec.nics[0]?.ip, 'DHCP still answers');
+  t.equal(got.id, rec.id, 'metadata still answers');
+  await t.rejects(hv3.client.instance('during-outage'), { code: 'BERTH_ERR_NOT_FOUND' }, 'nothing half-made');
+
+  for (const m of lab.etcd.members) await lab.etcd.restart(m);
+  await lab.etcd.waitHealthy();
+  const back = await until('hv3 to create again', async () =>
+    create(hv3, 'after-outage').catch(() => undefined),
+  );
+  t.equal(back.state, 'running');
+  await hv3.client.deleteInstance(name);
+  t.notOk(
+    (await lab.kv.list<DirectoryEntry>('directory/')).some((e) => e.value.name === name),
+    'gone everywhere',
+  );
+});
