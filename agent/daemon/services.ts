@@ -174,7 +174,14 @@ export async function buildServices(
       for (const hook of instanceHooks) hook(rec);
     },
     ...(cluster
-      ? { cluster: { hostId: cluster.hostId, shared, requireConnected: cluster.requireConnected } }
+      ? {
+          cluster: {
+            hostId: cluster.hostId,
+            shared,
+            requireConnected: cluster.requireConnected,
+            connected: () => cluster.mirror.state === 'connected',
+          },
+        }
       : {}),
   });
   await instances.load();

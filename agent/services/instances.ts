@@ -49,6 +49,7 @@ export interface ClusterSide {
   shared: Store;
   /** Throws BERTH_ERR_CLUSTER_UNAVAILABLE before a change starts when etcd is away. */
   requireConnected(verb: string, object: string): void;
+  connected(): boolean;
 }
 
 export const DIRECTORY_PREFIX = 'directory/';
@@ -424,6 +425,8 @@ export class InstanceService {
           },
         );
       if (isAllocationRace(err)) throw err;
+      // The transaction may have landed before etcd went quiet: sweep once it answers.
+      if (err instanceof BerthError && err.code === 'BERTH_ERR_CLUSTER_UNAVAILABLE') this.sweepWhenBack();
       // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
       if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
       throw err;
@@ -473,6 +476,25 @@ export class InstanceService {
     }
     for (const apply of applies) apply();
     this.untrack(rec);
+  }
+
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  /** Once etcd answers again, releases whatever a create cut short by the outage left reserved. */
+  private sweepWhenBack(): void {
+    const cluster = this.opts.cluster;
+    if (!cluster || this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => {
+      if (!cluster.connected()) return;
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+      void this.lock
+        .run(() => this.sweepOrphans())
+        .catch((err) => {
+          this.opts.log.warn({ err: causeText(err) }, 'could not sweep after the outage; next reconcile');
+        });
+    }, 1000);
+    this.sweepTimer.unref();
   }
 
   /**
