@@ -28,6 +28,7 @@ const BENCHES: Bench[] = [
   { name: 'dhcp', what: 'DHCP vs dnsmasq' },
   { name: 'metadata', what: 'metadata vs fastify and nginx' },
   { name: 'vms', what: '4 libvirt guests at once' },
+  { name: 'cluster', what: 'three hosts on etcd vs one host' },
 ];
 
 interface Outcome {

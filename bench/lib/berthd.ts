@@ -35,6 +35,8 @@ export interface BenchBerthdOptions {
   readyTimeoutS?: number;
   /** YAML for `metadata:` (a flow mapping); the embedded default when absent. */
   metadata?: string;
+  /** More top-level YAML (a `cluster:` block, a host_id), appended as it is. */
+  extra?: string;
 }
 
 /** Every berthd a benchmark started and has not stopped yet. */
@@ -63,7 +65,7 @@ export function writeBenchConfig(o: BenchBerthdOptions): { config: string; state
   const config = join(o.dir, 'berthd.yaml');
   writeFileSync(
     config,
-    `name_prefix: ${o.prefix}\nlog_level: ${o.logLevel ?? 'warn'}\nmetrics: {listen: "${o.metrics ?? ''}"}\nnetworks: ${o.networks}\n${o.metadata ? `metadata: ${o.metadata}\n` : ''}`,
+    `name_prefix: ${o.prefix}\nlog_level: ${o.logLevel ?? 'warn'}\nmetrics: {listen: "${o.metrics ?? ''}"}\nnetworks: ${o.networks}\n${o.metadata ? `metadata: ${o.metadata}\n` : ''}${o.extra ?? ''}`,
   );
   return { config, stateDir: join(o.dir, 'state') };
 }
