@@ -98,6 +98,13 @@ export class NetworkService {
       try {
         await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
       } catch (err) {
+        if (err instanceof BerthError && err.code === 'BERTH_ERR_CLUSTER_UNAVAILABLE') {
+          this.opts.log.error(
+            { network: rec.name, err: err.message },
+            'config network not declared: the cluster is unreachable; it is declared when berthd starts with etcd up',
+          );
+          continue;
+        }
         // Another host of the cluster declared it first: its definition stands.
         const theirs = await this.opts.store.get<NetworkRecord>(key);
         if (!theirs) throw err;

@@ -175,13 +175,33 @@ t.test('etcd all gone: guests are served, changes are refused whole; back: the h
   t.equal(got.id, rec.id, 'metadata still answers');
   await t.rejects(hv3.client.instance('during-outage'), { code: 'BERTH_ERR_NOT_FOUND' }, 'nothing half-made');
 
+  // berthd restarted while etcd is away: it starts from its own copy and serves its guests.
+  await hv3.stop();
+  const hv3b = await lab.startHost('hv3', { stateDir: hv3.stateDir, prefix: hv3.prefix, socket: hv3.socket });
+  t.same(
+    (await hv3b.client.networks()).networks.map((n) => n.name),
+    ['shared'],
+    'the network comes from the local copy',
+  );
+  const again = await served(hv3b, name);
+  t.equal(again.id, rec.id, 'metadata answers after a restart without etcd');
+  await t.rejects(create(hv3b, 'during-outage'), { code: 'BERTH_ERR_CLUSTER_UNAVAILABLE' });
+
   for (const m of lab.etcd.members) await lab.etcd.restart(m);
   await lab.etcd.waitHealthy();
-  const back = await until('hv3 to create again', async () =>
-    create(hv3, 'after-outage').catch(() => undefined),
+  const hv3c = lab.hosts.find((h) => h.id === 'hv3') as ClusterHost;
+  const back = await until(
+    'hv3 to create again',
+    async () =>
+      new BerthClient(hv3c.socket, 60_000)
+        .createInstance({ name: 'after-outage', network: 'shared', runtime: 'netns' })
+        .catch(() => undefined),
+    30_000,
   );
   t.equal(back.state, 'running');
-  await hv3.client.deleteInstance(name);
+  const ips = (await lab.kv.list<DirectoryEntry>('directory/')).flatMap((e) => e.value.nics.map((n) => n.ip));
+  t.equal(new Set(ips).size, ips.length, 'the host that restarted without etcd allocated no address twice');
+  await hv3c.client.deleteInstance(name);
   t.notOk(
     (await lab.kv.list<DirectoryEntry>('directory/')).some((e) => e.value.name === name),
     'gone everywhere',

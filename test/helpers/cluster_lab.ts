@@ -21,7 +21,10 @@ export interface ClusterLab {
   keyPrefix: string;
   hosts: ClusterHost[];
   /** Starts one more berthd (or the same host id again, on its old state dir). */
-  startHost(id: string, opts?: { stateDir?: string; extra?: string }): Promise<ClusterHost>;
+  startHost(
+    id: string,
+    opts?: { stateDir?: string; prefix?: string; socket?: string; extra?: string },
+  ): Promise<ClusterHost>;
 }
 
 export function clusterConfig(
@@ -59,9 +62,13 @@ export async function startClusterLab(t: Test, hostIds: string[], extra?: string
       const b = await startBerthd(t, {
         config: clusterConfig(id, etcd.endpoints, keyPrefix, opts.extra ?? extra),
         ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+        ...(opts.prefix ? { prefix: opts.prefix } : {}),
+        ...(opts.socket ? { socket: opts.socket } : {}),
       });
       const host = Object.assign(b, { id });
-      lab.hosts.push(host);
+      const at = lab.hosts.findIndex((h) => h.id === id);
+      if (at >= 0) lab.hosts[at] = host;
+      else lab.hosts.push(host);
       return host;
     },
   };
