@@ -66,7 +66,12 @@ async function propagation(hosts: BenchBerthd[]): Promise<number[]> {
     const others = hosts.filter((h) => h !== from);
     const who = `instance:bench-r${r}`;
     const t0 = process.hrtime.bigint();
-    await from.client.setPolicy({ name: 'bench', identities: [who], allow: [], deny: ['read:meta-data/tags'] });
+    await from.client.setPolicy({
+      name: 'bench',
+      identities: [who],
+      allow: [],
+      deny: ['read:meta-data/tags'],
+    });
     await Promise.all(
       others.map(async (h) => {
         for (;;) {
