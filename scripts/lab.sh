@@ -11,7 +11,8 @@ keep=0
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
-    *) echo "usage: npm run lab [-- --keep]" >&2; exit 2 ;;
+    --cluster) exec bash "$root/scripts/lab-cluster.sh" "$@" ;;
+    *) echo "usage: npm run lab [-- --keep] [-- --cluster]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "npm run lab needs root (libvirt, bridges, namespaces, nftables)" >&2; exit 2; }
