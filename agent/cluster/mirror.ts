@@ -108,6 +108,7 @@ export class ClusterMirror extends EventEmitter {
       if (!this.data.has(key)) diff.push({ type: 'del', key, revision: snap.revision });
     if (before.size > 0 && diff.length > 0) this.emit('events', diff);
     this.releaseWaiters();
+    this.emit('connected');
   }
 
   private persisted(key: string): boolean {

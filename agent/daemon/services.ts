@@ -249,6 +249,8 @@ function followCluster(cluster: ClusterRuntime, macs: MacPool, networks: Network
       });
   };
   cluster.mirror.onChange(NETWORK_PREFIX, sync);
+  // Back from an outage (or first reached): config networks not yet declared are declared now.
+  cluster.mirror.on('connected', sync);
 }
 
 /**

@@ -76,6 +76,8 @@ function recordFrom(input: NetworkCreate | NetworkConfig, source: NetworkRecord[
 
 export class NetworkService {
   private readonly records = new Map<string, NetworkRecord>();
+  /** Config networks not declared yet: the cluster was unreachable when berthd started. */
+  private pending: NetworkConfig[] = [];
   /** As written in the store: the uplink is the physical network label, if it is one. */
   private readonly stored = new Map<string, NetworkRecord>();
   private readonly ipams = new Map<string, Ipam>();
@@ -92,31 +94,40 @@ export class NetworkService {
       await this.track(value);
     for (const net of fromConfig) {
       if (this.records.has(net.name)) continue;
-      const rec = recordFrom(net, 'config');
-      await this.checkVlan(this.local(rec));
-      const key = `${NETWORK_PREFIX}${rec.name}`;
-      try {
-        await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
-      } catch (err) {
-        if (err instanceof BerthError && err.code === 'BERTH_ERR_CLUSTER_UNAVAILABLE') {
-          this.opts.log.error(
-            { network: rec.name, err: err.message },
-            'config network not declared: the cluster is unreachable; it is declared when berthd starts with etcd up',
-          );
-          continue;
-        }
-        // Another host of the cluster declared it first: its definition stands.
-        const theirs = await this.opts.store.get<NetworkRecord>(key);
-        if (!theirs) throw err;
-        if (theirs.subnet !== rec.subnet || theirs.vlan !== rec.vlan)
-          this.opts.log.warn(
-            { network: rec.name, ours: rec.subnet, theirs: theirs.subnet },
-            'config declares a network the cluster already defines differently; the cluster definition is used',
-          );
-        await this.track(theirs);
-        continue;
+      const rec = await this.declare(net);
+      if (rec) await this.track(rec);
+    }
+  }
+
+  /**
+   * Writes a config network into the store unless it is there; returns the
+   * record that stands. In a cluster another host may have declared it first
+   * (its definition stands), or etcd may be away (declared when it answers).
+   */
+  private async declare(net: NetworkConfig): Promise<NetworkRecord | undefined> {
+    const rec = recordFrom(net, 'config');
+    await this.checkVlan(this.local(rec));
+    const key = `${NETWORK_PREFIX}${rec.name}`;
+    try {
+      await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, absent: true }] });
+      return rec;
+    } catch (err) {
+      if (err instanceof BerthError && err.code === 'BERTH_ERR_CLUSTER_UNAVAILABLE') {
+        this.opts.log.error(
+          { network: rec.name, err: err.message },
+          'config network not declared yet: the cluster is unreachable; declared when it answers',
+        );
+        this.pending.push(net);
+        return undefined;
       }
-      await this.track(rec);
+      const theirs = await this.opts.store.get<NetworkRecord>(key);
+      if (!theirs) throw err;
+      if (theirs.subnet !== rec.subnet || theirs.vlan !== rec.vlan)
+        this.opts.log.warn(
+          { network: rec.name, ours: rec.subnet, theirs: theirs.subnet },
+          'config declares a network the cluster already defines differently; the cluster definition is used',
+        );
+      return theirs;
     }
   }
 
@@ -255,6 +266,9 @@ export class NetworkService {
    */
   syncFromStore(): Promise<void> {
     return this.lock.run(async () => {
+      const pending = this.pending;
+      this.pending = [];
+      for (const net of pending) await this.declare(net);
       const wanted = new Map(
         (await this.opts.store.list<NetworkRecord>(NETWORK_PREFIX)).map((e) => [e.value.name, e.value]),
       );
