@@ -202,22 +202,40 @@ export class HostDriver implements NetworkDriver {
   }
 
   ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement> {
-    return this.realiseNetwork(net, true);
+    return this.realiseNetwork(net, false);
   }
 
-  /** Reconcile passes updateGuard=false and applies the guard once, with every port known. */
-  private async realiseNetwork(net: NetworkSpec, updateGuard: boolean): Promise<NetworkPlacement> {
+  /** Refused before anything is touched: the uplink stays with the network that has it. */
+  private claimUplink(plan: NetworkPlan): void {
+    const mine = HostDriver.useOf(plan);
+    const clash = findUplinkClash(mine, [...this.plans.values()].map(HostDriver.useOf));
+    if (clash) throw uplinkClashError(mine, clash);
+    this.plans.set(plan.network, plan);
+  }
+
+  /**
+   * A create fails whole (the service rolls it back). Reconcile does not apply
+   * the guard (it does that once, with every port known), and a flat network
+   * whose uplink is missing or taken still gets its bridge and endpoint, so
+   * its local guests keep DHCP and metadata; the uplink failure is reported
+   * after, and the uplink joins on the first pass that finds it usable.
+   */
+  private async realiseNetwork(net: NetworkSpec, reconciling: boolean): Promise<NetworkPlacement> {
     const plan = await this.planOf(net);
-    if (plan) {
-      // Refused before anything is touched: the uplink stays with the network that has it.
-      const mine = HostDriver.useOf(plan);
-      const clash = findUplinkClash(mine, [...this.plans.values()].map(HostDriver.useOf));
-      if (clash) throw uplinkClashError(mine, clash);
-      this.plans.set(net.name, plan);
-    }
-    if (plan?.mode === 'flat') await this.links.applyFlatPlan(plan);
-    else if (plan) await this.links.applyVlanPlan(plan, await this.features());
-    else await this.links.ensureBridge(this.names.bridge(net.name), { mtu: net.mtu });
+    let uplinkFailure: unknown;
+    if (plan?.mode === 'flat') {
+      try {
+        this.claimUplink(plan);
+        await this.links.applyFlatPlan(plan);
+      } catch (err) {
+        if (!reconciling) throw err;
+        uplinkFailure = err;
+        await this.links.ensureBridge(plan.bridge, { mtu: net.mtu });
+      }
+    } else if (plan) {
+      this.claimUplink(plan);
+      await this.links.applyVlanPlan(plan, await this.features());
+    } else await this.links.ensureBridge(this.names.bridge(net.name), { mtu: net.mtu });
     const place = this.placement(net);
     const cidr = parseCidr(net.subnet);
     await this.links.ensureEndpoint({
@@ -243,7 +261,8 @@ export class HostDriver implements NetworkDriver {
       known.bridge !== endpoint.bridge ||
       known.ifname !== endpoint.ifname ||
       known.serviceIp !== endpoint.serviceIp;
-    if (updateGuard && moved) await this.applyGuard();
+    if (!reconciling && moved) await this.applyGuard();
+    if (uplinkFailure !== undefined) throw uplinkFailure;
     return place;
   }
 
@@ -376,7 +395,7 @@ export class HostDriver implements NetworkDriver {
     };
     const byName = new Map(desired.networks.map((n) => [n.name, n]));
     for (const net of desired.networks)
-      await attempt(`network ${net.name}`, () => this.realiseNetwork(net, false));
+      await attempt(`network ${net.name}`, () => this.realiseNetwork(net, true));
     this.ports.clear();
     for (const port of desired.ports) this.ports.set(port.ifname, this.guardPortOf(port));
     // Guard first: a netns guest recreated below must never exist unguarded.

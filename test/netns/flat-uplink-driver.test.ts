@@ -200,3 +200,30 @@ t.test('refusals leave nothing, and never take an uplink from where it is', asyn
   await driver.removeNetwork({ ...spec('one', shared), subnet: '10.80.0.0/24', serviceIp: '10.80.0.254' });
   t.equal(link(shared)?.master, undefined);
 });
+
+t.test(
+  'reconcile: a missing uplink still leaves the network served locally, and joins when it appears',
+  async (t) => {
+    const prefix = uniquePrefix();
+    t.teardown(() => removePrefixed(prefix));
+    const names = new Names(prefix);
+    const driver = new HostDriver(names);
+    const near = `${prefix}xue`;
+    const net: NetworkSpec = {
+      name: 'late',
+      subnet: '10.82.0.0/24',
+      mtu: 1500,
+      serviceIp: '10.82.0.254',
+      uplink: near,
+    };
+    const desired = { networks: [net], ports: [], netnsGuests: [] };
+    await t.rejects(driver.reconcile(desired), {
+      message: new RegExp(`network late: could not create network "late": uplink "${near}" does not exist`),
+    });
+    t.ok(link(names.bridge('late')), 'the bridge exists anyway');
+    t.ok(link(names.endpointVeth('late')), 'and so does the endpoint, for the local guests');
+    uplink(t, prefix, 'e');
+    await driver.reconcile(desired);
+    t.equal(link(near)?.master, names.bridge('late'), 'the uplink joined on the pass that found it');
+  },
+);

@@ -185,3 +185,15 @@ t.test('flat network with an uplink through berthd: create, report, refuse, reco
   t.equal(after?.master, undefined, 'out of the bridge');
   t.ok(after?.flags.includes('UP'), 'and still up');
 });
+
+t.test('a flat network from berthd.yaml gets its uplink at start', async (t) => {
+  const prefix = uniquePrefix();
+  t.teardown(() => removePrefixed(prefix));
+  const near = await uplink(t, prefix, 'c');
+  const lab = await startLab(t, {
+    prefix,
+    config: `networks:\n  - {name: cfg, subnet: 10.85.0.0/24, uplink: ${near}}\n`,
+  });
+  t.match(await lab.show('cfg'), { uplink: near, vlan: null, source: 'config' });
+  t.equal((await link(near))?.master, new Names(prefix).bridge('cfg'), 'the uplink is a port of its bridge');
+});
