@@ -82,6 +82,14 @@ export interface NetworkDriver {
   features(): Promise<KernelFeatures>;
   /** Throws BERTH_ERR_KERNEL_FEATURE naming what is missing for this VLAN network. */
   checkVlanSupport(net: Pick<NetworkSpec, 'name'>): Promise<void>;
+  /**
+   * Refuses an uplink that is one of berth's own interfaces, or that another
+   * of `others` needs as a port of a different bridge (two flat networks, or
+   * a flat network and a VLAN trunk in filtering mode): BERTH_ERR_CONFLICT
+   * naming that network. The uplink's state on the host is checked when the
+   * network is realised.
+   */
+  checkUplink(net: NetworkSpec, others: readonly NetworkSpec[]): Promise<void>;
   placement(net: Pick<NetworkSpec, 'name' | 'vlan' | 'uplink'>): NetworkPlacement;
   /** Bridge, VLAN plumbing and endpoint namespace; safe to call again, never flaps what exists. */
   ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement>;

@@ -19,7 +19,16 @@ import { GuardWatch } from './guard/watch.js';
 import type { Tamper } from './guard/watch-events.js';
 import { parseCidr } from './ipv4.js';
 import { type BindingWarn, type PortBinding, PortBindings } from './links/bindings.js';
-import { HostLinks, type VlanModeSetting, type VlanPlan } from './links/index.js';
+import {
+  checkUplinkName,
+  findUplinkClash,
+  HostLinks,
+  type NetworkPlan,
+  type UplinkUse,
+  uplinkBridge,
+  uplinkClashError,
+  type VlanModeSetting,
+} from './links/index.js';
 import { SnapshotLinkOps } from './links/snapshot-ops.js';
 import type { Names } from './names.js';
 import type { MonitorSpawner, ObserveLogger } from './observe/monitor.js';
@@ -45,7 +54,8 @@ export class HostDriver implements NetworkDriver {
   private support: Promise<KernelFeatures> | undefined;
   private readonly endpoints = new Map<string, GuardEndpoint>();
   private readonly ports = new Map<string, GuardPort>();
-  private readonly plans = new Map<string, VlanPlan>();
+  /** The uplink plumbing of each realised network that has an uplink (VLAN or flat). */
+  private readonly plans = new Map<string, NetworkPlan>();
   private readonly bindings: PortBindings;
   /** Every port berth guards, with what it was bound with: unguardPort gets only the name. */
   private readonly specs = new Map<string, PortSpec>();
@@ -151,14 +161,34 @@ export class HostDriver implements NetworkDriver {
     this.links.chooseVlanMode(this.vlanMode, await this.features(), net.name);
   }
 
-  private async vlanPlan(net: NetworkSpec): Promise<VlanPlan | undefined> {
-    if (net.vlan === undefined || net.uplink === undefined) return undefined;
+  /** The network's uplink plan: the one in use, or a new one (not yet in use). */
+  private async planOf(net: NetworkSpec): Promise<NetworkPlan | undefined> {
+    if (net.uplink === undefined) return undefined;
     const cached = this.plans.get(net.name);
     if (cached) return cached;
+    if (net.vlan === undefined) return this.links.planFlatNetwork(net.name, net.uplink, { mtu: net.mtu });
+    checkUplinkName(this.names, net.name, net.uplink);
     const mode = this.links.chooseVlanMode(this.vlanMode, await this.features(), net.name);
-    const plan = this.links.planVlanNetwork(mode, net.name, net.uplink, net.vlan, { mtu: net.mtu });
-    this.plans.set(net.name, plan);
-    return plan;
+    return this.links.planVlanNetwork(mode, net.name, net.uplink, net.vlan, { mtu: net.mtu });
+  }
+
+  private static useOf(plan: NetworkPlan): UplinkUse {
+    return { network: plan.network, uplink: plan.uplink, bridge: uplinkBridge(plan), mode: plan.mode };
+  }
+
+  async checkUplink(net: NetworkSpec, others: readonly NetworkSpec[]): Promise<void> {
+    if (net.uplink === undefined) return;
+    checkUplinkName(this.names, net.name, net.uplink);
+    const use = async (n: NetworkSpec): Promise<UplinkUse | undefined> => {
+      // A network this kernel cannot realise (a VLAN mode it lacks) holds no uplink.
+      const plan = await this.planOf(n).catch(() => undefined);
+      return plan && HostDriver.useOf(plan);
+    };
+    const mine = await use(net);
+    if (!mine) return;
+    const uses = (await Promise.all(others.map(use))).filter((u): u is UplinkUse => u !== undefined);
+    const clash = findUplinkClash(mine, uses);
+    if (clash) throw uplinkClashError(mine, clash);
   }
 
   placement(net: Pick<NetworkSpec, 'name' | 'vlan' | 'uplink'>): NetworkPlacement {
@@ -172,14 +202,40 @@ export class HostDriver implements NetworkDriver {
   }
 
   ensureNetwork(net: NetworkSpec): Promise<NetworkPlacement> {
-    return this.realiseNetwork(net, true);
+    return this.realiseNetwork(net, false);
   }
 
-  /** Reconcile passes updateGuard=false and applies the guard once, with every port known. */
-  private async realiseNetwork(net: NetworkSpec, updateGuard: boolean): Promise<NetworkPlacement> {
-    const plan = await this.vlanPlan(net);
-    if (plan) await this.links.applyVlanPlan(plan, await this.features());
-    else await this.links.ensureBridge(this.names.bridge(net.name), { mtu: net.mtu });
+  /** Refused before anything is touched: the uplink stays with the network that has it. */
+  private claimUplink(plan: NetworkPlan): void {
+    const mine = HostDriver.useOf(plan);
+    const clash = findUplinkClash(mine, [...this.plans.values()].map(HostDriver.useOf));
+    if (clash) throw uplinkClashError(mine, clash);
+    this.plans.set(plan.network, plan);
+  }
+
+  /**
+   * A create fails whole (the service rolls it back). Reconcile does not apply
+   * the guard (it does that once, with every port known), and a flat network
+   * whose uplink is missing or taken still gets its bridge and endpoint, so
+   * its local guests keep DHCP and metadata; the uplink failure is reported
+   * after, and the uplink joins on the first pass that finds it usable.
+   */
+  private async realiseNetwork(net: NetworkSpec, reconciling: boolean): Promise<NetworkPlacement> {
+    const plan = await this.planOf(net);
+    let uplinkFailure: unknown;
+    if (plan?.mode === 'flat') {
+      try {
+        this.claimUplink(plan);
+        await this.links.applyFlatPlan(plan);
+      } catch (err) {
+        if (!reconciling) throw err;
+        uplinkFailure = err;
+        await this.links.ensureBridge(plan.bridge, { mtu: net.mtu });
+      }
+    } else if (plan) {
+      this.claimUplink(plan);
+      await this.links.applyVlanPlan(plan, await this.features());
+    } else await this.links.ensureBridge(this.names.bridge(net.name), { mtu: net.mtu });
     const place = this.placement(net);
     const cidr = parseCidr(net.subnet);
     await this.links.ensureEndpoint({
@@ -205,7 +261,8 @@ export class HostDriver implements NetworkDriver {
       known.bridge !== endpoint.bridge ||
       known.ifname !== endpoint.ifname ||
       known.serviceIp !== endpoint.serviceIp;
-    if (updateGuard && moved) await this.applyGuard();
+    if (!reconciling && moved) await this.applyGuard();
+    if (uplinkFailure !== undefined) throw uplinkFailure;
     return place;
   }
 
@@ -214,9 +271,13 @@ export class HostDriver implements NetworkDriver {
     await this.links.removeEndpoint({ netns: place.endpointNetns, veth: place.endpointVeth });
     this.endpoints.delete(net.name);
     await this.applyGuard();
+    const plan = this.plans.get(net.name);
+    // The uplink leaves the bridge but stays as it is otherwise: it is not berth's.
+    // Only from this network's own bridge, so a refused create never touches it.
+    if (net.uplink !== undefined && net.vlan === undefined)
+      await this.links.releaseUplink(net.uplink, this.names.bridge(net.name));
     // A trunk bridge serves other VLANs too; the orphan sweep removes it once unused.
-    if (!this.plans.get(net.name) || this.plans.get(net.name)?.mode === 'subinterface')
-      await this.links.removeBridge(place.bridge);
+    if (plan?.mode !== 'filtering') await this.links.removeBridge(place.bridge);
     this.plans.delete(net.name);
   }
 
@@ -283,7 +344,7 @@ export class HostDriver implements NetworkDriver {
 
   /** The guest's namespace and veth; reconcile pins every port's MAC in one pass afterwards. */
   private async plugNetnsGuest(guest: NetnsGuestSpec, net: NetworkSpec, links: HostLinks): Promise<void> {
-    const plan = await this.vlanPlan(net);
+    const plan = await this.planOf(net);
     await links.ensureNetnsGuest({
       netns: guest.netns,
       port: guest.port.ifname,
@@ -334,7 +395,7 @@ export class HostDriver implements NetworkDriver {
     };
     const byName = new Map(desired.networks.map((n) => [n.name, n]));
     for (const net of desired.networks)
-      await attempt(`network ${net.name}`, () => this.realiseNetwork(net, false));
+      await attempt(`network ${net.name}`, () => this.realiseNetwork(net, true));
     this.ports.clear();
     for (const port of desired.ports) this.ports.set(port.ifname, this.guardPortOf(port));
     // Guard first: a netns guest recreated below must never exist unguarded.

@@ -165,6 +165,8 @@ export class NetworkService {
   }
 
   private async checkVlan(rec: NetworkRecord): Promise<void> {
+    // One uplink, one bridge: refused before the record is stored (hostnet/links/flat.ts).
+    await this.opts.driver.checkUplink(toSpec(rec), this.all().map(toSpec));
     if (rec.vlan === undefined) return;
     const clash = [...this.records.values()].find(
       (n) => n.name !== rec.name && n.vlan === rec.vlan && n.uplink === rec.uplink,

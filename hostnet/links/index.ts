@@ -3,9 +3,11 @@
 import { Names } from '../names.js';
 import { type EnsureBridgeOptions, ensureBridge, removeBridge } from './bridge.js';
 import { type EndpointSpec, ensureEndpoint, removeEndpoint } from './endpoint.js';
+import { type FlatPlan, planFlatNetwork, releaseUplink } from './flat.js';
 import { IpLinkOps } from './ip-link-ops.js';
 import type { LinkInfo, LinkOps } from './link-ops.js';
 import { ensureNetnsGuest, type NetnsGuestSpec, removeNetnsGuest } from './netns-guest.js';
+import { applySteps } from './steps.js';
 import { type Desired, listOwned, type OwnedObjects, type SweepResult, sweepOrphans } from './sweep.js';
 import {
   applyVlanPlan,
@@ -21,8 +23,10 @@ import {
 
 export * from './bridge.js';
 export * from './endpoint.js';
+export * from './flat.js';
 export * from './link-ops.js';
 export * from './netns-guest.js';
+export * from './steps.js';
 export * from './sweep.js';
 export * from './vlan.js';
 
@@ -60,6 +64,18 @@ export class HostLinks {
 
   applyVlanPlan(plan: VlanPlan, support: VlanSupport): Promise<void> {
     return applyVlanPlan(this.ops, plan, support);
+  }
+
+  planFlatNetwork(network: string, uplink: string, opts?: { mtu?: number }): FlatPlan {
+    return planFlatNetwork(this.names, network, uplink, opts);
+  }
+
+  applyFlatPlan(plan: FlatPlan): Promise<void> {
+    return applySteps(this.ops, plan.steps);
+  }
+
+  releaseUplink(uplink: string, bridge: string): Promise<void> {
+    return releaseUplink(this.ops, uplink, bridge);
   }
 
   setPortVlan(port: string, vid: number): Promise<void> {

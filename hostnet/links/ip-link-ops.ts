@@ -143,6 +143,10 @@ export class IpLinkOps implements LinkOps {
     await this.run(['enslave', 'link', name], ['ip', 'link', 'set', name, 'master', master]);
   }
 
+  async setNoMaster(name: string) {
+    await this.run(['release', 'link', name], ['ip', 'link', 'set', name, 'nomaster']);
+  }
+
   async setMac(name: string, mac: string, netns?: string) {
     await this.run(['set the MAC of', 'link', name], this.ip(netns, ['link', 'set', name, 'address', mac]));
   }

@@ -88,6 +88,8 @@ export interface LinkOps {
   setBridgeOptions(name: string, options: BridgeOptions): Promise<void>;
   setLinkUp(name: string, netns?: string): Promise<void>;
   setMaster(name: string, master: string): Promise<void>;
+  /** `ip link set X nomaster`: out of its bridge, otherwise untouched. */
+  setNoMaster(name: string): Promise<void>;
   setMac(name: string, mac: string, netns?: string): Promise<void>;
   setMtu(name: string, mtu: number, netns?: string): Promise<void>;
   createVeth(name: string, peer: string, opts?: VethOptions): Promise<void>;

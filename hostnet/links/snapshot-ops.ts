@@ -106,6 +106,10 @@ export class SnapshotLinkOps implements LinkOps {
     await this.write([[name]], () => this.ops.setMaster(name, master));
   }
 
+  async setNoMaster(name: string): Promise<void> {
+    await this.write([[name]], () => this.ops.setNoMaster(name));
+  }
+
   async setMac(name: string, mac: string, netns?: string): Promise<void> {
     await this.write([[name, netns]], () => this.ops.setMac(name, mac, netns));
   }

@@ -6,8 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, couldNot } from '../../base/errors.js';
 import type { Names } from '../names.js';
-import { ensureBridge } from './bridge.js';
-import type { LinkOps, VlanFlags } from './link-ops.js';
+import type { LinkOps } from './link-ops.js';
+import { applySteps, type LinkStep } from './steps.js';
+
+export type { LinkStep } from './steps.js';
 
 export type VlanMode = 'filtering' | 'subinterface';
 export type VlanModeSetting = VlanMode | 'auto';
@@ -24,16 +26,11 @@ export const FEATURE_NAME: Record<VlanMode, string> = {
   subinterface: '8021q',
 };
 
-export type LinkStep =
-  | { op: 'ensureBridge'; name: string; mtu: number; vlanFiltering: boolean }
-  | { op: 'ensureVlanSubinterface'; uplink: string; name: string; vid: number }
-  | { op: 'setMaster'; name: string; master: string }
-  | { op: 'bridgeVlanAdd'; dev: string; vid: number; flags: VlanFlags }
-  | { op: 'setLinkUp'; name: string };
-
 export interface VlanPlan {
   mode: VlanMode;
   network: string;
+  /** The trunk interface that carries the tagged frames. */
+  uplink: string;
   vid: number;
   /** The bridge this network's ports (guests, endpoint) attach to. */
   bridge: string;
@@ -129,6 +126,7 @@ export function planVlanNetwork(
     return {
       mode,
       network,
+      uplink,
       vid,
       bridge: trunk,
       portVid: vid,
@@ -145,6 +143,7 @@ export function planVlanNetwork(
   return {
     mode,
     network,
+    uplink,
     vid,
     bridge,
     portVid: undefined,
@@ -162,45 +161,7 @@ export function planVlanNetwork(
 /** Applies a plan after checking the kernel can carry it. Each step reads before it writes. */
 export async function applyVlanPlan(ops: LinkOps, plan: VlanPlan, support: VlanSupport): Promise<void> {
   if (lacks(plan.mode, support)) throw missingFeature(plan.mode, plan.network);
-  for (const step of plan.steps) await applyStep(ops, step);
-}
-
-async function applyStep(ops: LinkOps, step: LinkStep): Promise<void> {
-  switch (step.op) {
-    case 'ensureBridge':
-      await ensureBridge(ops, step.name, { mtu: step.mtu, vlanFiltering: step.vlanFiltering });
-      return;
-    case 'ensureVlanSubinterface': {
-      const link = await ops.getLink(step.name);
-      if (link && link.kind !== 'vlan')
-        throw new BerthError('BERTH_ERR_CONFLICT', `"${step.name}" already exists but is not a VLAN link`);
-      if (!link) await ops.createVlanSubinterface(step.uplink, step.name, step.vid);
-      return;
-    }
-    case 'setMaster': {
-      const link = await ops.getLink(step.name);
-      if (!link)
-        throw new BerthError(
-          'BERTH_ERR_NOT_FOUND',
-          `could not enslave link "${step.name}": it does not exist`,
-        );
-      if (link.master !== step.master) await ops.setMaster(step.name, step.master);
-      return;
-    }
-    case 'bridgeVlanAdd': {
-      const have = await ops.listPortVlans(step.dev);
-      const v = have.find((x) => x.vid === step.vid);
-      if (!v || v.pvid !== Boolean(step.flags.pvid) || v.untagged !== Boolean(step.flags.untagged)) {
-        await ops.bridgeVlanAdd(step.dev, step.vid, step.flags);
-      }
-      return;
-    }
-    case 'setLinkUp': {
-      const link = await ops.getLink(step.name);
-      if (!link?.up) await ops.setLinkUp(step.name);
-      return;
-    }
-  }
+  await applySteps(ops, plan.steps);
 }
 
 /** Puts a port (tap or veth) into exactly one VLAN, untagged with it as pvid. */

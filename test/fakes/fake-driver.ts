@@ -11,6 +11,12 @@ import type {
   NetworkSpec,
   PortSpec,
 } from '../../hostnet/driver.js';
+import {
+  checkUplinkName,
+  findUplinkClash,
+  type UplinkUse,
+  uplinkClashError,
+} from '../../hostnet/links/flat.js';
 import { Names } from '../../hostnet/names.js';
 
 export class FakeDriver implements NetworkDriver {
@@ -42,6 +48,26 @@ export class FakeDriver implements NetworkDriver {
         'the kernel has neither "bridge vlan_filtering" nor "8021q"',
       );
     }
+  }
+  /** The real clash rule over the fake's view: flat claims its bridge, filtering-mode VLANs the trunk. */
+  async checkUplink(net: NetworkSpec, others: readonly NetworkSpec[]) {
+    const use = (n: NetworkSpec): UplinkUse | undefined => {
+      if (n.uplink === undefined) return undefined;
+      if (n.vlan === undefined)
+        return { network: n.name, uplink: n.uplink, bridge: this.names.bridge(n.name), mode: 'flat' };
+      return this.featureSet.vlanFiltering
+        ? { network: n.name, uplink: n.uplink, bridge: this.names.trunkBridge(n.uplink), mode: 'filtering' }
+        : { network: n.name, uplink: n.uplink, bridge: undefined, mode: 'subinterface' };
+    };
+    const mine = use(net);
+    if (net.uplink !== undefined) checkUplinkName(this.names, net.name, net.uplink);
+    const clash =
+      mine &&
+      findUplinkClash(
+        mine,
+        others.map(use).filter((u) => u !== undefined),
+      );
+    if (mine && clash) throw uplinkClashError(mine, clash);
   }
   placement(net: Pick<NetworkSpec, 'name'>): NetworkPlacement {
     return {

@@ -176,6 +176,7 @@ export class FakeKernel implements CommandRunner {
       const rest = (m[2] as string).split(' ');
       if (rest[0] === 'up') l.flags = [...l.flags, 'UP'];
       else if (rest[0] === 'master') l.master = get(rest[1] as string).ifname;
+      else if (rest[0] === 'nomaster') delete l.master;
       else if (rest[0] === 'address') l.address = rest[1] as string;
       else if (rest[0] === 'mtu') l.mtu = Number(rest[1]);
       else if (rest[0] === 'type') {

@@ -28,7 +28,11 @@ export const networkRoutes: FastifyPluginAsyncTypebox<{
             const { name, subnet, vlan, uplink } = req.body as NetworkCreate;
             return {
               network: name,
-              detail: { subnet, ...(vlan !== undefined ? { vlan, uplink } : {}) },
+              detail: {
+                subnet,
+                ...(vlan !== undefined ? { vlan } : {}),
+                ...(uplink !== undefined ? { uplink } : {}),
+              },
             };
           },
         },

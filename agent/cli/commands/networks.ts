@@ -20,6 +20,12 @@ function describe(n: Network): string {
         ['subnet', n.subnet],
         ['gateway', n.gateway ?? undefined],
         ['vlan', n.vlan === null ? undefined : `${n.vlan} on ${n.uplink}`],
+        [
+          'uplink',
+          n.uplink === null
+            ? undefined
+            : `${n.uplink} (${n.vlan === null ? 'flat, untagged' : `tagged ${n.vlan}`})`,
+        ],
         ['mtu', n.mtu],
         ['dns', n.dns.join(', ') || undefined],
         ['domain', n.domain ?? undefined],
@@ -48,7 +54,10 @@ export function registerNetworks(program: Command, ctx: CliContext): void {
     .requiredOption('--subnet <cidr>', 'IPv4 subnet, e.g. 10.0.0.0/24')
     .option('--gateway <ip>', 'router handed to guests')
     .option('--vlan <id>', '802.1Q VLAN ID (1..4094); needs --uplink')
-    .option('--uplink <iface>', 'trunk interface for VLAN tagging')
+    .option(
+      '--uplink <iface>',
+      'host interface to the physical network: the VLAN trunk, or without --vlan a flat (untagged) port of the bridge',
+    )
     .option('--mtu <n>', 'MTU (default 1500)')
     .option('--dns <ips>', 'comma-separated DNS servers')
     .option('--domain <domain>', 'DNS domain handed to guests')
@@ -77,12 +86,13 @@ export function registerNetworks(program: Command, ctx: CliContext): void {
         if (flags.json) return printJson(ctx.io, networks);
         ctx.io.out(
           table(
-            ['NAME', 'SUBNET', 'GATEWAY', 'VLAN', 'BRIDGE', 'IPS USED', 'SOURCE'],
+            ['NAME', 'SUBNET', 'GATEWAY', 'VLAN', 'UPLINK', 'BRIDGE', 'IPS USED', 'SOURCE'],
             networks.map((n) => [
               n.name,
               n.subnet,
               n.gateway ?? undefined,
               n.vlan ?? undefined,
+              n.uplink ?? undefined,
               n.bridge,
               `${n.ips.assigned}/${n.ips.size}`,
               n.source,
