@@ -23,6 +23,7 @@ import {
   xffOnWrite,
 } from './metadata.js';
 import type { AttackFn } from './result.js';
+import { uplinkClaimsGuest, uplinkStaysOutOfServices } from './uplink.js';
 
 export const MATRIX: readonly AttackFn[] = [
   macSpoof,
@@ -51,4 +52,6 @@ export const MATRIX: readonly AttackFn[] = [
   endpointStaysLocal,
   guardTableDeleted,
   adminSocket,
+  uplinkStaysOutOfServices,
+  uplinkClaimsGuest,
 ];
