@@ -33,6 +33,8 @@ export class ClusterMirror extends EventEmitter {
   private watch: KvWatch | undefined;
   private waiters: { revision: number; resolve: () => void }[] = [];
   state: MirrorState = 'disconnected';
+  /** When the watch last went away; a short gap (a leader election) does not refuse changes. */
+  private disconnectedAt = 0;
   lastEventAt = 0;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
@@ -91,8 +93,10 @@ export class ClusterMirror extends EventEmitter {
         this.connect().catch(() => this.scheduleReconnect());
       },
       onState: (state, cause) => {
-        if (state === 'disconnected' && this.state === 'connected')
+        if (state === 'disconnected' && this.state === 'connected') {
+          this.disconnectedAt = Date.now();
           this.o.log.warn({ cause }, 'cluster watch disconnected; serving from this host’s copy');
+        }
         if (state === 'connected' && this.state !== 'connected') this.o.log.info('cluster watch connected');
         this.state = state;
       },
@@ -196,9 +200,14 @@ export class ClusterMirror extends EventEmitter {
     return keys.map((key) => ({ key, value: this.data.get(key) as T }));
   }
 
-  /** Refuses before a change starts when the cluster cannot take it. */
-  requireConnected(verb: string, object: string): void {
+  /**
+   * Refuses at once, before a change starts, when the cluster has been away
+   * for longer than an election takes. Within that grace the change goes
+   * ahead and etcd's own answer decides (its client retries for ~4 s).
+   */
+  requireConnected(verb: string, object: string, graceMs = 5000): void {
     if (this.state === 'connected') return;
+    if (this.state === 'disconnected' && Date.now() - this.disconnectedAt < graceMs) return;
     throw new BerthError(
       'BERTH_ERR_CLUSTER_UNAVAILABLE',
       `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${this.o.kv.endpoints.join(', ')}): this host's watch is ${this.state}`,

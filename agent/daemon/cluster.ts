@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { cpus, networkInterfaces, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { ClusterKV } from '../../base/cluster-kv.js';
+import { BerthError, causeText } from '../../base/errors.js';
 import type { Store } from '../../base/store.js';
 import { VERSION } from '../../base/version.js';
 import { CACHE_PREFIX, ClusterMirror, MirroredStore } from '../cluster/mirror.js';
@@ -24,6 +25,8 @@ export interface ClusterRuntime {
   registry: HostRegistry;
   hostId: string;
   requireConnected(verb: string, object: string): void;
+  /** A real round trip to etcd: for changes that touch the host before they write to the cluster. */
+  probe(verb: string, object: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -90,6 +93,18 @@ export async function startCluster(opts: {
     registry,
     hostId: opts.hostId,
     requireConnected: (verb, object) => mirror.requireConnected(verb, object),
+    async probe(verb, object) {
+      mirror.requireConnected(verb, object);
+      try {
+        await kv.get(`host/${opts.hostId}`);
+      } catch (err) {
+        throw new BerthError(
+          'BERTH_ERR_CLUSTER_UNAVAILABLE',
+          `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${kv.endpoints.join(', ')}): ${causeText(err)}`,
+          { cause: err },
+        );
+      }
+    },
     async close() {
       await registry.close();
       await mirror.close();

@@ -179,6 +179,7 @@ export async function buildServices(
             hostId: cluster.hostId,
             shared,
             requireConnected: cluster.requireConnected,
+            probe: cluster.probe,
             connected: () => cluster.mirror.state === 'connected',
           },
         }

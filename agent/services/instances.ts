@@ -49,6 +49,8 @@ export interface ClusterSide {
   shared: Store;
   /** Throws BERTH_ERR_CLUSTER_UNAVAILABLE before a change starts when etcd is away. */
   requireConnected(verb: string, object: string): void;
+  /** A round trip to etcd; throws BERTH_ERR_CLUSTER_UNAVAILABLE. */
+  probe(verb: string, object: string): Promise<void>;
   connected(): boolean;
 }
 
@@ -526,7 +528,9 @@ export class InstanceService {
 
   private async deleteNow(nameOrId: string): Promise<void> {
     const rec = this.get(nameOrId);
-    this.opts.cluster?.requireConnected('delete', `instance "${rec.name}"`);
+    // The guest is destroyed before its addresses are released: make sure the
+    // cluster answers first, so an outage refuses the delete with nothing done.
+    await this.opts.cluster?.probe('delete', `instance "${rec.name}"`);
     if (rec.state !== 'deleting')
       await this.put({ ...rec, state: 'deleting' }).catch((err) => {
         // Refused before anything was touched (a full disk): the instance runs on as it was.

@@ -89,6 +89,8 @@ export class EtcdKv implements ClusterKV {
             backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
           },
         ),
+        // A watch whose member died reconnects to another within about a second.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next(),
       },
     };
     if (opts.tls)
