@@ -29,7 +29,7 @@ export const MacPoolConfig = Type.Object(
 export const ClusterConfig = Type.Object(
   {
     /** etcd client URLs; several, so one member down changes nothing. */
-    etcd: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1, maxItems: 16 }),
+    etcd: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: 16 }),
     /** Every key berth keeps in etcd starts with this; one etcd may serve several clusters. */
     prefix: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9._/-]*/$', maxLength: 64 })),
     tls: Type.Optional(

@@ -111,7 +111,7 @@ function clusterSettings(c: NonNullable<RawConfig['cluster']>): ClusterSettings 
     } catch {
       parsed = undefined;
     }
-    if (!parsed?.port && !parsed?.hostname)
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.hostname)
       throw configError(`cluster.etcd[${i}]`, `"${url}" is not a URL like http://10.0.0.1:2379`);
     if (parsed.pathname !== '/' || parsed.search)
       throw configError(`cluster.etcd[${i}]`, `"${url}" has a path; give the client URL only`);
@@ -155,6 +155,8 @@ export function validateConfig(raw: unknown): Config {
   const physical = cfg.physical_networks ?? {};
   const owners = new Map<string, string>();
   for (const [label, ifname] of Object.entries(physical)) {
+    if (!/^[a-z][a-z0-9_-]{0,31}$/.test(label))
+      throw configError(`physical_networks.${label}`, 'a label is lower case: [a-z][a-z0-9_-]{0,31}');
     const other = owners.get(ifname);
     if (other)
       throw configError(`physical_networks.${label}`, `"${ifname}" is already the interface of "${other}"`);

@@ -2,7 +2,8 @@
 // etcd-server binary, one process per member, each with its own data dir and
 // ports. Members can be killed (-9) and started again to play out faults.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -28,22 +29,35 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Client TLS for the members: their certificate, and the CA client certificates must chain to. */
+export interface EtcdTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
 export class EtcdMembers {
   readonly members: EtcdMember[] = [];
 
   private constructor(
     private readonly dir: string,
     private readonly token: string,
+    private readonly tls: EtcdTls | undefined,
   ) {}
 
   /** Starts `count` members under dir and waits until the cluster elects a leader and answers. */
-  static async start(dir: string, count = 3, token = `berth-${process.pid}`): Promise<EtcdMembers> {
-    const set = new EtcdMembers(dir, token);
+  static async start(
+    dir: string,
+    count = 3,
+    token = `berth-${process.pid}`,
+    tls?: EtcdTls,
+  ): Promise<EtcdMembers> {
+    const set = new EtcdMembers(dir, token, tls);
     for (let i = 0; i < count; i++) {
       const name = `m${i}`;
       set.members.push({
         name,
-        clientUrl: `http://127.0.0.1:${await freePort()}`,
+        clientUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
         peerUrl: `http://127.0.0.1:${await freePort()}`,
         dataDir: join(dir, name),
         proc: undefined,
@@ -85,6 +99,14 @@ export class EtcdMembers {
         '--election-timeout=1000',
         '--logger=zap',
         '--log-level=warn',
+        ...(this.tls
+          ? [
+              `--cert-file=${this.tls.certFile}`,
+              `--key-file=${this.tls.keyFile}`,
+              `--trusted-ca-file=${this.tls.caFile}`,
+              '--client-cert-auth',
+            ]
+          : []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -106,12 +128,10 @@ export class EtcdMembers {
       const running = this.members.filter((m) => m.proc);
       const answers = await Promise.all(
         running.map((m) =>
-          fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) })
-            .then(async (r) => ((await r.json()) as { health?: string }).health === 'true')
-            .catch((err: Error) => {
-              last = `${m.name}: ${err.message}`;
-              return false;
-            }),
+          this.health(m.clientUrl).catch((err: Error) => {
+            last = `${m.name}: ${err.message}`;
+            return false;
+          }),
         ),
       );
       if (answers.length > 0 && answers.every(Boolean)) return;
@@ -119,6 +139,28 @@ export class EtcdMembers {
     }
     const logs = this.members.map((m) => `${m.name}: ${m.log.slice(-3).join('')}`).join('\n');
     throw new Error(`etcd did not become healthy in ${timeoutMs} ms (${last})\n${logs}`);
+  }
+
+  /** etcd's /health, with the client certificate when the members want one. */
+  private async health(url: string): Promise<boolean> {
+    if (!this.tls) {
+      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+      return ((await r.json()) as { health?: string }).health === 'true';
+    }
+    const [ca, cert, key] = await Promise.all(
+      [this.tls.caFile, this.tls.certFile, this.tls.keyFile].map((f) => readFile(f)),
+    );
+    return new Promise((resolve, reject) => {
+      const req = httpsGet(`${url}/health`, { ca, cert, key, timeout: 1000 }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on('end', () => resolve(body.includes('"health":"true"')));
+      });
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+    });
   }
 
   /** The member that is leader now, asked of etcd itself. */

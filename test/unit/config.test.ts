@@ -116,3 +116,49 @@ t.test('loadConfig: default path may be absent, an explicit one may not', async 
   t.equal(loaded.config.log_level, 'debug');
   t.same(loaded.config.quarantine, { mac_seconds: 3600, ip_seconds: 5 });
 });
+
+t.test('cluster mode: the etcd endpoints, TLS and physical networks are checked', async (t) => {
+  const ok = validateConfig({
+    cluster: { etcd: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'] },
+    physical_networks: { fabric: 'eth1' },
+  });
+  t.same(ok.cluster, {
+    etcd: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'],
+    prefix: '/berth/',
+    tls: undefined,
+    address: undefined,
+    lease_seconds: 10,
+    forgotten_key_hours: 168,
+  });
+  t.same(ok.physical_networks, { fabric: 'eth1' });
+  t.equal(validateConfig({}).cluster, undefined, 'no cluster block: a single host');
+  t.equal(reject({ cluster: { etcd: [] } }), 'config: cluster.etcd: must not have fewer than 1 items');
+  t.equal(
+    reject({ cluster: { etcd: ['10.0.0.1:2379'] } }),
+    'config: cluster.etcd[0]: "10.0.0.1:2379" is not a URL like http://10.0.0.1:2379',
+  );
+  t.equal(
+    reject({ cluster: { etcd: ['http://10.0.0.1:2379/v3'] } }),
+    'config: cluster.etcd[0]: "http://10.0.0.1:2379/v3" has a path; give the client URL only',
+  );
+  t.equal(
+    reject({ cluster: { etcd: ['https://10.0.0.1:2379'] } }),
+    'config: cluster.tls: is required for https:// endpoints (ca_file at least)',
+  );
+  t.equal(
+    reject({ cluster: { etcd: ['https://10.0.0.1:2379'], tls: { ca_file: '/ca', cert_file: '/c' } } }),
+    'config: cluster.tls: cert_file and key_file go together',
+  );
+  t.equal(
+    reject({ cluster: { etcd: ['http://a:1'], lease_seconds: 1 } }),
+    'config: cluster.lease_seconds: must be >= 2',
+  );
+  t.equal(
+    reject({ physical_networks: { a: 'eth1', b: 'eth1' } }),
+    'config: physical_networks.b: "eth1" is already the interface of "a"',
+  );
+  t.equal(
+    reject({ physical_networks: { Fabric: 'eth1' } }),
+    'config: physical_networks.Fabric: a label is lower case: [a-z][a-z0-9_-]{0,31}',
+  );
+});
