@@ -3,6 +3,7 @@
 // guest gets its lease and metadata from its own host; a policy set on one
 // host is enforced on the others; with etcd gone the guests are still served
 // and every change is refused whole, and when etcd is back the hosts go on.
+import { execFileSync } from 'node:child_process';
 import t from 'tap';
 import { BerthClient } from '../../agent/client/client.js';
 import type { DirectoryEntry } from '../../agent/services/instances.js';
@@ -14,7 +15,30 @@ if (process.getuid?.() !== 0) {
   process.exit(0);
 }
 
-const lab = await startClusterLab(t, ['hv1', 'hv2', 'hv3']);
+// The hosts' uplinks are veths into one fabric bridge, mapped to the label "fabric";
+// the shared network is flat on it, so guests on different hosts share one segment.
+const tag = Math.random().toString(16).slice(2, 6);
+const fabric = `zfb${tag}`;
+const uplink = (id: string) => `zfu${tag}${id.slice(2)}`;
+const sh = (...argv: string[]) => execFileSync(argv[0] as string, argv.slice(1), { stdio: 'pipe' });
+sh('ip', 'link', 'add', fabric, 'type', 'bridge');
+sh('ip', 'link', 'set', fabric, 'up');
+for (const id of ['hv1', 'hv2', 'hv3']) {
+  sh('ip', 'link', 'add', uplink(id), 'type', 'veth', 'peer', 'name', `${uplink(id)}f`);
+  sh('ip', 'link', 'set', `${uplink(id)}f`, 'master', fabric, 'up');
+  sh('ip', 'link', 'set', uplink(id), 'up');
+}
+t.teardown(() => {
+  for (const id of ['hv1', 'hv2', 'hv3'])
+    execFileSync('ip', ['link', 'del', uplink(id)], { stdio: 'ignore' });
+  execFileSync('ip', ['link', 'del', fabric], { stdio: 'ignore' });
+});
+const lab = await startClusterLab(
+  t,
+  ['hv1', 'hv2', 'hv3'],
+  (id) =>
+    `physical_networks: {fabric: ${uplink(id)}}\nnetworks:\n  - {name: shared, subnet: 10.251.0.0/24, uplink: fabric}\n`,
+);
 const [hv1, hv2, hv3] = lab.hosts as [ClusterHost, ClusterHost, ClusterHost];
 const script = await udhcpcScript(t);
 
@@ -89,6 +113,24 @@ t.test('every guest gets its lease and its own instance-id from its own host', a
     t.equal(got.lease, rec.nics[0]?.ip, `${name}: lease from ${h.id}`);
     t.equal(got.id, rec.id, `${name}: its own instance-id`);
   }
+});
+
+t.test('guests on different hosts reach each other over the shared segment', async (t) => {
+  for (const [from, to] of [
+    [hv1, hv2],
+    [hv2, hv3],
+    [hv3, hv1],
+  ] as const) {
+    const target = (await to.client.instance(`${to.id}-g0`)).nics[0]?.ip as string;
+    const r = await from.client.exec(`${from.id}-g0`, ['ping', '-n', '-q', '-c', '1', '-W', '2', target]);
+    t.equal(r.code, 0, `${from.id}-g0 reaches ${to.id}-g0 (${target})`);
+  }
+  const bridge = (await hv1.client.network('shared')).bridge;
+  t.match(
+    execFileSync('ip', ['-o', 'link', 'show', uplink('hv1')], { encoding: 'utf8' }),
+    `master ${bridge}`,
+    "hv1's uplink is a port of its shared bridge",
+  );
 });
 
 t.test('a policy set on one host is enforced on every host', async (t) => {

@@ -46,7 +46,12 @@ export function clusterConfig(
   ].join('\n');
 }
 
-export async function startClusterLab(t: Test, hostIds: string[], extra?: string): Promise<ClusterLab> {
+/** extra: more YAML for every host, or per host (a host's own physical_networks). */
+export async function startClusterLab(
+  t: Test,
+  hostIds: string[],
+  extra?: string | ((id: string) => string),
+): Promise<ClusterLab> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-cluster-'));
   const etcd = await EtcdMembers.start(dir, 3);
   t.teardown(() => etcd.stop());
@@ -60,7 +65,12 @@ export async function startClusterLab(t: Test, hostIds: string[], extra?: string
     hosts: [],
     async startHost(id, opts = {}) {
       const b = await startBerthd(t, {
-        config: clusterConfig(id, etcd.endpoints, keyPrefix, opts.extra ?? extra),
+        config: clusterConfig(
+          id,
+          etcd.endpoints,
+          keyPrefix,
+          opts.extra ?? (typeof extra === 'function' ? extra(id) : extra),
+        ),
         ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
         ...(opts.prefix ? { prefix: opts.prefix } : {}),
         ...(opts.socket ? { socket: opts.socket } : {}),
