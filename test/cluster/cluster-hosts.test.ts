@@ -73,6 +73,22 @@ async function served(h: ClusterHost, name: string): Promise<{ lease: string; id
   return { lease: got.ip ?? '', id: md.stdout.trim() };
 }
 
+/** The HTTP status a guest gets for a metadata path (curl in its namespace). */
+async function httpCode(h: ClusterHost, guest: string, url: string): Promise<string> {
+  const r = await h.client.exec(guest, [
+    'curl',
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '-m',
+    '5',
+    url,
+  ]);
+  return r.stdout;
+}
+
 t.test('concurrent creates on three hosts: no name, MAC or IP is shared', async (t) => {
   const perHost = 12;
   const results = await Promise.allSettled(
@@ -137,17 +153,7 @@ t.test('a policy set on one host is enforced on every host', async (t) => {
   const name = 'hv2-g1';
   await served(hv2, name);
   const path = 'http://169.254.169.254/latest/meta-data/hostname';
-  const before = await hv2.client.exec(name, [
-    'curl',
-    '-s',
-    '-o',
-    '/dev/null',
-    '-w',
-    '%{http_code}',
-    '-m',
-    '5',
-    path,
-  ]);
+  const before = { stdout: await httpCode(hv2, name, path) };
   t.equal(before.stdout, '200', 'readable before');
   await hv1.client.setPolicy({
     name: 'no-hostname',
@@ -160,35 +166,14 @@ t.test('a policy set on one host is enforced on every host', async (t) => {
       (await h.client.policies()).policies.some((p) => p.name === 'no-hostname'),
     );
   const after = await until('hv2 to refuse', async () => {
-    const r = await hv2.client.exec(name, [
-      'curl',
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_code}',
-      '-m',
-      '5',
-      path,
-    ]);
-    return r.stdout !== '200' ? r.stdout : undefined;
+    const code = await httpCode(hv2, name, path);
+    return code !== '200' ? code : undefined;
   });
   t.match(after, /^40[34]$/, 'refused on hv2, set on hv1');
   await hv3.client.deletePolicy('no-hostname');
-  await until('hv2 to allow again', async () => {
-    const r = await hv2.client.exec(name, [
-      'curl',
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_code}',
-      '-m',
-      '5',
-      path,
-    ]);
-    return r.stdout === '200' ? true : undefined;
-  });
+  await until('hv2 to allow again', async () =>
+    (await httpCode(hv2, name, path)) === '200' ? true : undefined,
+  );
   t.pass('deleted on hv3, allowed again on hv2');
 });
 
