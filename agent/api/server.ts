@@ -46,7 +46,7 @@ export interface AdminServices {
   metadataPublicKey?: string;
   images?: ImageStore;
   /** Hosts, directory, etcd status and identity checks; with this host's id. */
-  cluster?: { service: ClusterService; hostId: string };
+  clusterService?: { service: ClusterService; hostId: string };
   /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
   peers?: PeerCredentials;
 }
@@ -108,11 +108,11 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     await app.register(metadataRoutes, { prefix: API_PREFIX, publicKeyPem: services.metadataPublicKey });
   if (services.images)
     await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images, changes });
-  if (services.cluster)
+  if (services.clusterService)
     await app.register(clusterRoutes, {
       prefix: API_PREFIX,
-      cluster: services.cluster.service,
-      hostId: services.cluster.hostId,
+      cluster: services.clusterService.service,
+      hostId: services.clusterService.hostId,
       changes,
     });
   return app;

@@ -387,7 +387,9 @@ export const ClusterStatusAnswer = Type.Object({
       revision: Type.Optional(Type.Integer()),
       version: Type.Optional(Type.String()),
       db_size_bytes: Type.Optional(Type.Integer()),
-      error: Type.Optional(Type.String({ description: 'why etcd did not answer; the watch part still does' })),
+      error: Type.Optional(
+        Type.String({ description: 'why etcd did not answer; the watch part still does' }),
+      ),
     }),
   ),
   watch: Type.Optional(

@@ -235,7 +235,7 @@ export class Daemon {
         policies: metadata.policies,
         metadataPublicKey: metadata.keys.publicKeyPem,
         images: services.images,
-        cluster: { service: clusterView, hostId: this.hostId },
+        clusterService: { service: clusterView, hostId: this.hostId },
       },
       log,
     );

@@ -9,9 +9,9 @@ import { AuditThrottle } from '../../hostnet/dhcp/server-limits.js';
 import type { AuditInput, AuditLog } from '../audit/audit-log.js';
 import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
 import type { Observer } from '../daemon/services.js';
+import { keySetText } from '../services/host-keys.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
-import { keySetText } from '../services/host-keys.js';
 import type { PolicyService } from '../services/policies.js';
 import { type InstanceDoc, identityDocument } from './doc.js';
 import {
@@ -167,7 +167,8 @@ export class MetadataService {
       meta: rec.meta ?? {},
       hostId: this.o.hostId(),
       createdAt: rec.created_at,
-      keySet: this.o.keySet?.() ?? keySetText([{ host: this.o.hostId(), publicKeyPem: this.o.keys.publicKeyPem }]),
+      keySet:
+        this.o.keySet?.() ?? keySetText([{ host: this.o.hostId(), publicKeyPem: this.o.keys.publicKeyPem }]),
       ...(rec.role ? { role: rec.role } : {}),
       ...(rec.image_sha256 ? { imageSha256: rec.image_sha256 } : {}),
       ...(userData ? { userData } : {}),

@@ -20,6 +20,7 @@ import { type ClusterView, type ForgetResult, forgetHost } from './host-forget.j
 
 export type { ForgetResult } from './host-forget.js';
 export type { VerifyResult } from './host-keys.js';
+
 import {
   type HostState,
   keySetText,

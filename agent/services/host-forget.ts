@@ -123,7 +123,8 @@ export async function forgetHost(id: string, by: string, d: ForgetDeps): Promise
     throw couldNot('BERTH_ERR_CONFLICT', 'forget', 'host', id, 'it is this host; run forget on another host');
   const record = d.view.get<HostRecord>(`${HOST_PREFIX}${id}`);
   const old = d.view.get<ForgottenHost>(`${FORGOTTEN_PREFIX}${id}`);
-  if (!record && !old) throw couldNot('BERTH_ERR_NOT_FOUND', 'forget', 'host', id, 'no such host in the cluster');
+  if (!record && !old)
+    throw couldNot('BERTH_ERR_NOT_FOUND', 'forget', 'host', id, 'no such host in the cluster');
   if (d.isAlive(id)) throw stillAlive(id);
   const result: ForgetResult = {
     host: id,
@@ -158,7 +159,13 @@ export async function forgetHost(id: string, by: string, d: ForgetDeps): Promise
     const h = hostBatch(record, by, now());
     await d.store.batch(h.ops, { guards: h.guards }).catch((err) => {
       if (err instanceof BerthError && err.code === 'BERTH_ERR_CONFLICT')
-        throw couldNot('BERTH_ERR_CONFLICT', 'forget', 'host', id, 'it came back or registered again meanwhile');
+        throw couldNot(
+          'BERTH_ERR_CONFLICT',
+          'forget',
+          'host',
+          id,
+          'it came back or registered again meanwhile',
+        );
       throw err;
     });
     result.forgotten_at = h.forgotten.forgotten_at;
