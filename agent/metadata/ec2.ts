@@ -12,7 +12,7 @@ const md = (value: string) => leaf(value);
 /** The key set of a tree built without one (unit harnesses): valid JWKS, no keys. */
 const NO_KEYS = '{\n  "keys": []\n}\n';
 
-/** Where guests find the key set, under /<version>/ (documented in docs/cluster.md). */
+/** Where guests find the cluster's key set, under /<version>/ (e.g. /latest/dynamic/berth/jwks.json). */
 export const JWKS_PATH = 'dynamic/berth/jwks.json';
 
 function subnetCidr(doc: InstanceDoc): string {

@@ -69,20 +69,42 @@ async function guest(client: BerthClient, name: string) {
 
 /** GETs path from inside the guest, with curl through `instance exec`. */
 async function fetchIn(client: BerthClient, name: string, path: string): Promise<string> {
-  const r = await client.exec(name, ['curl', '-sS', '-f', '-m', '5', `${MD}${path}`]);
-  if (r.code !== 0) throw new Error(`curl ${path} in ${name}: ${r.stderr}`);
-  return r.stdout;
+  // A new network's endpoint starts beside the admin API: a refused connection is waited out.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const r = await client.exec(name, ['curl', '-sS', '-f', '-m', '5', `${MD}${path}`]);
+    if (r.code === 0) return r.stdout;
+    if (r.code !== 7 || Date.now() > deadline) throw new Error(`curl ${path} in ${name}: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
 }
 
 t.test('hosts, forget, identity across hosts', async (t) => {
   const hv1 = await startBerthd(t, { config: cfg('hv1') });
   const hv2 = await startBerthd(t, { config: cfg('hv2') });
-  const hv3 = await startBerthd(t, { config: cfg('hv3') });
   const kv = new EtcdKv({ endpoints: etcd.endpoints, prefix });
   t.teardown(() => kv.close());
-
   const g1 = await guest(hv1.client, 'ops-g1');
   const g2 = await guest(hv2.client, 'ops-g2');
+  const kids = async () =>
+    (
+      JSON.parse(await fetchIn(hv2.client, 'ops-g2', '/dynamic/berth/jwks.json')) as {
+        keys: { kid: string }[];
+      }
+    ).keys
+      .map((k) => k.kid)
+      .sort();
+  t.same(await kids(), ['hv1', 'hv2'], 'the key set a guest on hv2 reads: both hosts');
+
+  // A host joining reaches the guests' cached views: the endpoint caches are invalidated.
+  const joinedAt = Date.now();
+  const hv3 = await startBerthd(t, { config: cfg('hv3') });
+  await until(
+    'hv3 in the key set on hv2',
+    async () => ((await kids()).includes('hv3') ? true : undefined),
+    5000,
+  );
+  t.comment(`hv3's key served by hv2's metadata ${Date.now() - joinedAt} ms after hv3 was started`);
   const g3 = await guest(hv3.client, 'ops-g3');
 
   // Every host lists every host, alive, with its instance count.
