@@ -234,7 +234,7 @@ t.test('hosts, forget, identity across hosts', async (t) => {
   t.match(f.forgotten_by, /^uid 0 \(pid \d+\) on hv1$/);
   t.match(await kv.get(g3mac), { state: 'quarantined', instance: g3.id, until: Number });
   t.match(await kv.get(g3ip), { state: 'quarantined', instance: g3.id, until: Number });
-  t.equal(await kv.get('directory/' + g3.id), undefined);
+  t.equal(await kv.get(`directory/${g3.id}`), undefined);
   t.equal(await kv.get('instance-name/ops-g3'), undefined);
   await until(
     'hv2 sees hv3 gone from the directory',
