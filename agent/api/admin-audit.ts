@@ -90,6 +90,31 @@ export class AdminAudit {
     });
   }
 
+  /** Who is calling, as the records name them (for a route that stores it, like forgotten_by). */
+  peer(req: FastifyRequest): Promise<PeerCred | { error: string }> {
+    return peerOf(this.peers, req.raw.socket);
+  }
+
+  /**
+   * A deferred request whose 2xx answer is itself a refusal (an identity
+   * document that does not verify): recorded under the route's own event
+   * with outcome refused, and the reason the caller was given.
+   */
+  async refusedAnswer(req: FastifyRequest, reason: string, answer: unknown): Promise<void> {
+    const spec = req.routeOptions.config.audit;
+    const peer = who(await peerOf(this.peers, req.raw.socket));
+    const what = spec?.describe?.(req, answer) ?? {};
+    await this.append(req, {
+      event: spec?.event ?? 'admin.request',
+      outcome: 'refused',
+      reason,
+      path: `${req.method} ${req.url}`,
+      ...what,
+      ...(peer.peer ? { peer: peer.peer } : {}),
+      detail: { ...what.detail, ...peer.detail },
+    });
+  }
+
   /** A deferred change that failed after the answer began. */
   async failed(req: FastifyRequest, err: BerthError): Promise<void> {
     // As for answered requests: a refusal (4xx) is audited, berthd's own failures are logged.

@@ -10,6 +10,7 @@ import type { NetworkDriver } from '../../hostnet/driver.js';
 import type { ImageStore } from '../../images/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Observer } from '../daemon/services.js';
+import type { ClusterService } from '../services/cluster.js';
 import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
@@ -19,6 +20,7 @@ import { errorBody, toBerthError } from './error-mapping.js';
 import type { PeerCredentials } from './peer-credentials.js';
 import { defaultPeerCredentials } from './peercred-addon.js';
 import { auditRoutes } from './routes/audit.js';
+import { clusterRoutes } from './routes/cluster.js';
 import { imageRoutes } from './routes/images.js';
 import { instanceRoutes } from './routes/instances.js';
 import { leaseRoutes } from './routes/leases.js';
@@ -43,6 +45,8 @@ export interface AdminServices {
   /** The Ed25519 public key (PEM) that signs instance identity documents. */
   metadataPublicKey?: string;
   images?: ImageStore;
+  /** Hosts, directory, etcd status and identity checks; with this host's id. */
+  clusterService?: { service: ClusterService; hostId: string };
   /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
   peers?: PeerCredentials;
 }
@@ -104,5 +108,12 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     await app.register(metadataRoutes, { prefix: API_PREFIX, publicKeyPem: services.metadataPublicKey });
   if (services.images)
     await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images, changes });
+  if (services.clusterService)
+    await app.register(clusterRoutes, {
+      prefix: API_PREFIX,
+      cluster: services.clusterService.service,
+      hostId: services.clusterService.hostId,
+      changes,
+    });
   return app;
 }

@@ -328,3 +328,109 @@ export const StopRequest = Type.Object(
   { additionalProperties: false },
 );
 export type StopRequest = Static<typeof StopRequest>;
+
+// Cluster: hosts, the instance directory, etcd and the watch, identity checks.
+export const HostState = Type.Union([Type.Literal('alive'), Type.Literal('lost'), Type.Literal('forgotten')]);
+export const HostInfo = Type.Object({
+  id: Type.String(),
+  address: Type.String(),
+  fingerprint: Type.String({ description: "sha256 of the host's Ed25519 public key (SPKI DER), hex" }),
+  state: HostState,
+  instances: Type.Integer({ description: 'entries in the instance directory on this host' }),
+  registered_at: Type.Optional(Type.String()),
+  version: Type.String(),
+  forgotten_at: Type.Optional(Type.String()),
+  forgotten_by: Type.Optional(Type.String()),
+});
+export type HostInfo = Static<typeof HostInfo>;
+export const HostList = Type.Object({
+  mode: Type.Union([Type.Literal('cluster'), Type.Literal('single-host')]),
+  self: Type.String({ description: "the answering host's id" }),
+  hosts: Type.Array(HostInfo),
+});
+export type HostList = Static<typeof HostList>;
+export const HostListQuery = Type.Object(
+  { all: Type.Optional(Type.Boolean({ description: 'include forgotten hosts' })) },
+  { additionalProperties: false },
+);
+
+export const ForgetAnswer = Type.Object({
+  host: Type.String(),
+  already: Type.Boolean({ description: 'the host was forgotten before and nothing of it was left' }),
+  instances: Type.Array(Type.Object({ id: Type.String(), name: Type.String() })),
+  quarantined: Type.Array(Type.String(), { description: 'MAC and IP keys moved into quarantine' }),
+  left_alone: Type.Array(Type.String(), {
+    description: 'MAC and IP keys no longer assigned to the instance; not touched',
+  }),
+  forgotten_at: Type.String(),
+  forgotten_by: Type.String(),
+});
+export type ForgetAnswer = Static<typeof ForgetAnswer>;
+
+export const ClusterStatusAnswer = Type.Object({
+  mode: Type.Union([Type.Literal('cluster'), Type.Literal('single-host')]),
+  host_id: Type.String(),
+  etcd: Type.Optional(
+    Type.Object({
+      endpoints: Type.Array(Type.String()),
+      members: Type.Optional(
+        Type.Array(
+          Type.Object({
+            id: Type.String(),
+            name: Type.String(),
+            client_urls: Type.Array(Type.String()),
+            leader: Type.Boolean(),
+          }),
+        ),
+      ),
+      leader: Type.Optional(Type.String()),
+      revision: Type.Optional(Type.Integer()),
+      version: Type.Optional(Type.String()),
+      db_size_bytes: Type.Optional(Type.Integer()),
+      error: Type.Optional(
+        Type.String({ description: 'why etcd did not answer; the watch part still does' }),
+      ),
+    }),
+  ),
+  watch: Type.Optional(
+    Type.Object({
+      state: Type.String(),
+      applied_revision: Type.Integer(),
+      lag_revisions: Type.Optional(Type.Integer()),
+      ms_since_last_event: Type.Optional(Type.Integer()),
+    }),
+  ),
+});
+export type ClusterStatusAnswer = Static<typeof ClusterStatusAnswer>;
+
+export const DirectoryEntry = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  host: Type.String(),
+  runtime: Runtime,
+  nics: Type.Array(Type.Object({ network: Type.String(), mac: Type.String(), ip: Type.String() })),
+  role: Type.Optional(Type.String()),
+  image_sha256: Type.Optional(Type.String()),
+  created_at: Type.String(),
+});
+export type DirectoryEntry = Static<typeof DirectoryEntry>;
+export const DirectoryList = Type.Object({ instances: Type.Array(DirectoryEntry) });
+export type DirectoryList = Static<typeof DirectoryList>;
+
+export const IdentityVerify = Type.Object(
+  {
+    document: Type.String({ maxLength: 64 * 1024 }),
+    signature: Type.String({ maxLength: 1024 }),
+  },
+  { additionalProperties: false },
+);
+export type IdentityVerify = Static<typeof IdentityVerify>;
+export const VerifyAnswer = Type.Object({
+  valid: Type.Boolean(),
+  host: Type.Optional(Type.String()),
+  host_state: Type.Optional(HostState),
+  fingerprint: Type.Optional(Type.String()),
+  instance_id: Type.Optional(Type.String()),
+  reason: Type.String(),
+});
+export type VerifyAnswer = Static<typeof VerifyAnswer>;

@@ -70,6 +70,7 @@ export const RESOURCES = [
   'vendor-data',
   'password',
   'identity-document',
+  'identity-keys',
   'index',
 ] as const;
 

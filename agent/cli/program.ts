@@ -3,6 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { BerthClient } from '../client/client.js';
 import { registerAudit } from './commands/audit.js';
+import { registerHosts } from './commands/hosts.js';
+import { registerIdentity } from './commands/identity.js';
 import { registerImages } from './commands/images.js';
 import { registerInstances } from './commands/instances.js';
 import { registerLeases } from './commands/leases.js';
@@ -30,6 +32,8 @@ export function buildProgram(ctx: CliContext, version: string): Command {
   registerLeases(program, ctx);
   registerPolicies(program, ctx);
   registerImages(program, ctx);
+  registerHosts(program, ctx);
+  registerIdentity(program, ctx);
   // Subcommands inherit exit handling so usage errors anywhere exit 2.
   for (const cmd of program.commands) {
     cmd.exitOverride();

@@ -8,8 +8,12 @@ import type {
   AuditList,
   AuditQuery,
   AuditRecord,
+  ClusterStatusAnswer,
+  DirectoryList,
   ErrorBody,
   ExecResult,
+  ForgetAnswer,
+  HostList,
   Image,
   ImageImport,
   ImageList,
@@ -24,6 +28,7 @@ import type {
   PolicyList,
   PoolUsage,
   Status,
+  VerifyAnswer,
 } from '../api/types.js';
 import { API_PREFIX } from '../api/types.js';
 
@@ -243,6 +248,30 @@ export class BerthClient {
 
   deletePolicy(name: string): Promise<void> {
     return this.request('DELETE', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  /** Hosts of the cluster (this host alone in single-host mode); `all` adds forgotten ones. */
+  hosts(all = false): Promise<HostList> {
+    return this.request('GET', all ? '/hosts?all=true' : '/hosts');
+  }
+
+  /** Forgets a lost host: its instances leave the directory, their MACs and IPs go into quarantine. */
+  forgetHost(id: string): Promise<ForgetAnswer> {
+    return this.request('POST', `/hosts/${encodeURIComponent(id)}/forget`);
+  }
+
+  clusterStatus(): Promise<ClusterStatusAnswer> {
+    return this.request('GET', '/cluster/status');
+  }
+
+  /** Every instance of every host (the cluster's directory). */
+  directory(): Promise<DirectoryList> {
+    return this.request('GET', '/directory');
+  }
+
+  /** Checks an identity document and its signature against the cluster's host keys. */
+  verifyIdentity(document: string, signature: string): Promise<VerifyAnswer> {
+    return this.request('POST', '/identity/verify', { document, signature });
   }
 
   /** The Ed25519 key that signs instance identity documents. */

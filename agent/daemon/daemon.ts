@@ -18,6 +18,7 @@ import type { Config } from '../config/schema.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
 import { loadOrCreateKeys } from '../metadata/keys.js';
 import { startMetadata } from '../metadata/wire.js';
+import { ClusterService } from '../services/cluster.js';
 import { DhcpService } from '../services/dhcp.js';
 import type { NetworkRecord } from '../services/networks.js';
 import { LevelStore, PID_FILE } from '../store/level-store.js';
@@ -157,7 +158,22 @@ export class Daemon {
       log: log.child({ component: 'dhcp' }),
     });
     this.dhcp = dhcp;
-    const metadata = await startMetadata({ store, audit, services, hostId: () => this.hostId, log });
+    const keys = await loadOrCreateKeys(store);
+    const clusterView = new ClusterService({
+      cluster,
+      instances: services.instances,
+      hostId: this.hostId,
+      publicKeyPem: keys.publicKeyPem,
+      quarantine: cfg.quarantine,
+    });
+    const metadata = await startMetadata({
+      store,
+      audit,
+      services,
+      hostId: () => this.hostId,
+      keySet: clusterView,
+      log,
+    });
     const endpoints = createEndpoints(
       services,
       log,
@@ -219,6 +235,7 @@ export class Daemon {
         policies: metadata.policies,
         metadataPublicKey: metadata.keys.publicKeyPem,
         images: services.images,
+        clusterService: { service: clusterView, hostId: this.hostId },
       },
       log,
     );

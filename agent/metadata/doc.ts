@@ -35,6 +35,12 @@ export interface InstanceDoc {
   password?: string;
   hostId: string;
   createdAt: string;
+  /**
+   * The JWKS document (RFC 8037 OKP keys, kid = host id) of every host whose
+   * signature verifies now: live, lost and recently forgotten. Built by
+   * berthd from its registry copy; absent in trees built without one.
+   */
+  keySet?: string;
   /** The identity document and its Ed25519 signature (base64), made by berthd. */
   identity: { document: string; signature: string };
 }

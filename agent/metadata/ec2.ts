@@ -9,6 +9,12 @@ export const EC2_VERSIONS = ['2009-04-04', '2016-09-02', '2018-09-24', '2021-03-
 
 const md = (value: string) => leaf(value);
 
+/** The key set of a tree built without one (unit harnesses): valid JWKS, no keys. */
+const NO_KEYS = '{\n  "keys": []\n}\n';
+
+/** Where guests find the cluster's key set, under /<version>/ (e.g. /latest/dynamic/berth/jwks.json). */
+export const JWKS_PATH = 'dynamic/berth/jwks.json';
+
 function subnetCidr(doc: InstanceDoc): string {
   const c = parseCidr(doc.network.subnet);
   return c ? formatCidr(c) : doc.network.subnet;
@@ -65,6 +71,8 @@ export function metaData(doc: InstanceDoc): Dir {
 export function ec2Version(doc: InstanceDoc): Dir {
   return dir({
     dynamic: dir({
+      // Every cluster host's verification key (JWKS), so a guest can check a peer's document.
+      berth: dir({ 'jwks.json': leaf(doc.keySet ?? NO_KEYS, JSON_TYPE) }),
       'instance-identity': dir({
         document: leaf(doc.identity.document, JSON_TYPE),
         signature: leaf(doc.identity.signature),

@@ -163,9 +163,15 @@ export const VALUES: readonly ValueRow[] = [
     placements: [os('password', undefined, '2013-04-04')],
   },
   {
+    // A sibling of the identity document's subtree, not inside it: denying one never hides the other.
+    value: 'cluster host keys (JWKS)',
+    resource: 'identity-keys',
+    placements: [ec2('dynamic/berth/')],
+  },
+  {
     value: 'identity document and signature',
     resource: 'identity-document',
-    placements: [ec2('dynamic/')],
+    placements: [ec2('dynamic/instance-identity/')],
   },
   {
     // Names of directories and versions, and Nova's constant empty device list.

@@ -9,6 +9,7 @@ import { AuditThrottle } from '../../hostnet/dhcp/server-limits.js';
 import type { AuditInput, AuditLog } from '../audit/audit-log.js';
 import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
 import type { Observer } from '../daemon/services.js';
+import { keySetText } from '../services/host-keys.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
@@ -80,6 +81,8 @@ export interface MetadataServiceOptions {
   policies: PolicyService;
   keys: MetadataKeys;
   hostId: () => string;
+  /** The JWKS of every host key that verifies identity documents; this host's own key alone by default. */
+  keySet?: () => string;
   log: Logger;
   /** Refusal records written one by one per port per second (default 10), and over all ports (200). */
   auditPerPort?: number;
@@ -164,6 +167,8 @@ export class MetadataService {
       meta: rec.meta ?? {},
       hostId: this.o.hostId(),
       createdAt: rec.created_at,
+      keySet:
+        this.o.keySet?.() ?? keySetText([{ host: this.o.hostId(), publicKeyPem: this.o.keys.publicKeyPem }]),
       ...(rec.role ? { role: rec.role } : {}),
       ...(rec.image_sha256 ? { imageSha256: rec.image_sha256 } : {}),
       ...(userData ? { userData } : {}),

@@ -20,11 +20,21 @@ export interface MetadataWiring {
   attach(endpoints: EndpointSupervisor): void;
 }
 
+export interface KeySetSource {
+  keySet(): string;
+  onKeysChanged(fn: () => void): void;
+}
+
+/** How often a key set that changes by time alone (a forgotten key's window closing) is looked at. */
+const KEYSET_CHECK_MS = 60_000;
+
 export async function startMetadata(opts: {
   store: Store;
   audit: AuditLog;
   services: Services;
   hostId: () => string;
+  /** The cluster's verification keys as JWKS, and word of their changes (ClusterService). */
+  keySet?: KeySetSource;
   log: Logger;
 }): Promise<MetadataWiring> {
   const cluster = opts.services.cluster;
@@ -43,6 +53,7 @@ export async function startMetadata(opts: {
     policies,
     keys,
     hostId: opts.hostId,
+    ...(opts.keySet ? { keySet: () => (opts.keySet as KeySetSource).keySet() } : {}),
     log,
   });
   return {
@@ -74,6 +85,17 @@ export async function startMetadata(opts: {
       const all = () => endpoints.broadcast({ t: 'invalidate', all: true });
       opts.services.instanceHooks.push(all);
       policies.onChange(all);
+      // Each cached caller view carries the key set: a host joining, being
+      // forgotten, or a forgotten key's window closing makes them all stale.
+      const keySet = opts.keySet;
+      if (!keySet) return;
+      keySet.onKeysChanged(all);
+      let last = keySet.keySet();
+      setInterval(() => {
+        const now = keySet.keySet();
+        if (now !== last) all();
+        last = now;
+      }, KEYSET_CHECK_MS).unref();
     },
   };
 }

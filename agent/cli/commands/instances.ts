@@ -82,8 +82,28 @@ export function registerInstances(program: Command, ctx: CliContext): void {
   instance
     .command('list')
     .description('list instances')
+    .option('--all-hosts', "every host's instances, from the cluster directory (by host, then name)")
     .action(
       action(ctx, async (flags) => {
+        if (flags.allHosts) {
+          const { instances } = await ctx.client(flags).directory();
+          if (flags.json) return printJson(ctx.io, instances);
+          ctx.io.out(
+            table(
+              ['HOST', 'NAME', 'ID', 'NETWORK', 'MAC', 'IP', 'ROLE'],
+              instances.map((i) => [
+                i.host,
+                i.name,
+                i.id,
+                i.nics.map((n) => n.network).join(','),
+                i.nics.map((n) => n.mac).join(','),
+                i.nics.map((n) => n.ip).join(','),
+                i.role,
+              ]),
+            ),
+          );
+          return;
+        }
         const { instances } = await ctx.client(flags).instances();
         if (flags.json) return printJson(ctx.io, instances);
         ctx.io.out(
