@@ -35,6 +35,27 @@ elapsed() {
 step() { printf '\n== %s\n' "$*"; }
 declare -A pid etcd_pid
 
+# Everything of the lab's own names: its prefixes' namespaces (and the
+# processes in them), links and guard tables, its fabric, and any berthd or
+# etcd an earlier run (a --keep, an interrupted one) left running.
+sweep() {
+  local p ns q l
+  pkill -f "/tmp/berth-lab-cluster\.[A-Za-z0-9]*/hv[0-9]/berthd.yaml" 2>/dev/null || true
+  pkill -9 -f "initial-cluster-token berth-lab-" 2>/dev/null || true
+  for p in "${prefixes[@]}"; do
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$p-" || true); do
+      for q in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$q" 2>/dev/null || true; done
+      ip netns delete "$ns" 2>/dev/null || true
+    done
+    for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$p" || true); do ip link delete "$l" 2>/dev/null || true; done
+    nft delete table bridge "${p}_guard" 2>/dev/null || true
+    rm -rf "/etc/netns/$p-"* 2>/dev/null || true
+  done
+  for i in 1 2 3; do ip link delete "labup$i" 2>/dev/null || true; done
+  ip link delete "$fabric" 2>/dev/null || true
+  return 0
+}
+
 cleanup() {
   set +e
   trap - EXIT INT TERM
@@ -44,23 +65,13 @@ cleanup() {
   for h in "${hosts[@]}"; do
     if [ -n "${pid[$h]:-}" ] && kill -0 "${pid[$h]}" 2>/dev/null; then kill -TERM "${pid[$h]}"; wait "${pid[$h]}" 2>/dev/null; fi
   done
-  for p in "${prefixes[@]}"; do
-    for ns in $(ip netns list | awk '{print $1}' | grep "^$p-"); do
-      for q in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$q" 2>/dev/null; done
-      ip netns delete "$ns" 2>/dev/null
-    done
-    for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$p"); do ip link delete "$l" 2>/dev/null; done
-    nft delete table bridge "${p}_guard" 2>/dev/null
-    rm -rf "/etc/netns/$p-"* 2>/dev/null
-  done
-  for i in 1 2 3; do ip link delete "labup$i" 2>/dev/null; done
-  ip link delete "$fabric" 2>/dev/null
-  for m in "${!etcd_pid[@]}"; do kill -9 "${etcd_pid[$m]}" 2>/dev/null; done
-  wait 2>/dev/null
+  for m in "${!etcd_pid[@]}"; do kill -9 "${etcd_pid[$m]}" 2>/dev/null; wait "${etcd_pid[$m]}" 2>/dev/null; done
+  sweep
   rm -rf "$work"
 }
 if [ "$keep" -eq 1 ]; then trap 'echo "lab failed; state kept in $work" >&2' ERR; else trap cleanup EXIT INT TERM; fi
 
+sweep
 step "three etcd members on loopback (Debian's etcd-server $(etcd --version | sed -n 's/^etcd Version: //p'))"
 cluster=""
 for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((23800 + i))"; done
@@ -68,7 +79,7 @@ for i in 0 1 2; do
   etcd --name "m$i" --data-dir "$work/etcd/m$i" \
     --listen-client-urls "http://127.0.0.1:$((23790 + i))" --advertise-client-urls "http://127.0.0.1:$((23790 + i))" \
     --listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token berth-lab \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "berth-lab-$$" \
     --heartbeat-interval 100 --election-timeout 1000 --log-level warn --logger zap >"$work/etcd-m$i.log" 2>&1 &
   etcd_pid[m$i]=$!
 done
@@ -121,17 +132,31 @@ ctl hv1 host list
 ctl hv2 cluster status
 
 step "one netns guest on every host, created at the same time"
-for i in 0 1 2; do ctl "${hosts[$i]}" instance create "g$((i + 1))" --network shared --runtime netns --json >"$work/g$((i + 1)).json" & done
-wait
+creates=()
+for i in 0 1 2; do
+  ctl "${hosts[$i]}" instance create "g$((i + 1))" --network shared --runtime netns --json >"$work/g$((i + 1)).json" &
+  creates+=($!)
+done
+for c in "${creates[@]}"; do wait "$c"; done
 ctl hv1 instance list --all-hosts
 
+# What a cloud image's udhcpc script does: address, then option 121's routes
+# (169.254.169.254 on-link to this host's endpoint), else the router.
 cat >"$work/udhcpc.sh" <<'EOF'
 #!/bin/sh
 case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    echo "lease=$ip/${mask:-24} server=$serverid" ;;
+deconfig) ip link set "$interface" up; ip -4 addr flush dev "$interface" ;;
+bound|renew)
+  echo "lease=$ip/$mask server=${serverid:-none}"
+  ip -4 addr replace "$ip/$mask" dev "$interface"
+  if [ -n "$staticroutes" ]; then
+    set -- $staticroutes
+    while [ $# -ge 2 ]; do
+      if [ "$2" = 0.0.0.0 ]; then ip route replace "$1" dev "$interface" scope link
+      else ip route replace "$1" via "$2" dev "$interface"; fi
+      shift 2
+    done
+  fi ;;
 esac
 exit 0
 EOF
@@ -143,7 +168,7 @@ for i in 0 1 2; do
   g="g$((i + 1))"; h=${hosts[$i]}
   ip[$g]=$(json nics.0.ip <"$work/$g.json")
   id[$g]=$(json id <"$work/$g.json")
-  out=$(ctl "$h" instance exec "$g" -- udhcpc -i eth0 -n -q -t 5 -T 1 -s "$work/udhcpc.sh" 2>&1 || true)
+  out=$(ctl "$h" instance exec "$g" -- udhcpc -i eth0 -n -q -t 5 -T 1 -O staticroutes -s "$work/udhcpc.sh" 2>&1 || true)
   lease[$g]=$(echo "$out" | sed -n 's/^lease=\([0-9.]*\)\/.*/\1/p' | tail -n 1)
   seen[$g]=$(ctl "$h" instance exec "$g" -- curl -s -m 5 http://169.254.169.254/latest/meta-data/instance-id || true)
   echo "$g on $h: lease ${lease[$g]:-none} (assigned ${ip[$g]}), instance-id ${seen[$g]:-none} (own ${id[$g]})"
