@@ -107,7 +107,7 @@ async function checkShape(t: Test, host: LabHost, mode: VlanMode): Promise<void>
 
 /** Resident memory of etcd and of every node process (berthd and its endpoints), in KiB. */
 const RSS_SCRIPT = String.raw`for p in $(pidof etcd node); do
-  echo "$(tr '\0' ' ' </proc/$p/cmdline | cut -c1-70) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
+  echo "$p $(grep PPid /proc/$p/status | tr -s ' \t' ' ') $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
 done; free -m | sed -n 2p`;
 
 async function ping(host: LabHost, from: LabGuest, to: string): Promise<{ ok: boolean; out: string }> {
@@ -146,6 +146,7 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
     EtcdPeer,
     EtcdPeer,
   ];
+  let finished = false;
   try {
     await Promise.all(peers.map((p) => addManagementVlan(p)));
     await Promise.all(peers.map((p) => startEtcdMember(p, peers, `lab-${mode}`)));
@@ -165,14 +166,14 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
 
     const capture = await TrunkCapture.start(names.trunk);
     t.teardown(() => capture.stop());
-    const wanted = [
-      { name: 'g100', network: 'v100' },
-      { name: 'g200', network: 'v200' },
+    // Instance names are unique cluster-wide: each host's guests carry its letter.
+    const wanted = (x: string) => [
+      { name: `g100${x}`, network: 'v100' },
+      { name: `g200${x}`, network: 'v200' },
     ];
-    const [[a100, a200], [b100, b200]] = (await Promise.all(hosts.map((h) => createGuests(h, wanted)))) as [
-      [LabGuest, LabGuest],
-      [LabGuest, LabGuest],
-    ];
+    const [[a100, a200], [b100, b200]] = (await Promise.all(
+      hosts.map((h, i) => createGuests(h, wanted(i === 0 ? 'a' : 'b'))),
+    )) as [[LabGuest, LabGuest], [LabGuest, LabGuest]];
     step('guests created with berthctl');
     const all = [a100, a200, b100, b200];
     t.ok(
@@ -278,13 +279,18 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
     );
     const sample = [...tagged(100), ...tagged(200)].filter((l) => /ICMP echo request/.test(l)).slice(0, 2);
     t.comment(`${mode}: trunk capture sample:\n${sample.join('\n')}`);
+    finished = true;
   } finally {
-    if (!t.passing())
+    // A step that throws has not failed the test yet when this runs.
+    for (const h of hosts)
+      t.comment(
+        `${h.name} memory:\n${(await h.sh(RSS_SCRIPT).catch((e: Error) => ({ out: e.message }))).out.trim()}`,
+      );
+    if (!finished || !t.passing())
       for (const h of hosts)
         t.comment(
           `--- ${h.name} berthd log ---\n${await berthdLogTail(h)}\n--- etcd log ---\n${await etcdLogTail(h, 10)}\n--- console ---\n${await h.consoleTail(20)}`,
         );
-    else for (const h of hosts) t.comment(`${h.name} memory:\n${(await h.sh(RSS_SCRIPT)).out.trim()}`);
   }
   step('done');
 }
