@@ -105,10 +105,16 @@ async function checkShape(t: Test, host: LabHost, mode: VlanMode): Promise<void>
   );
 }
 
-/** Resident memory of etcd and of every node process (berthd and its endpoints), in KiB. */
+/**
+ * Resident memory of etcd and of every node process (berthd and its
+ * endpoints), and any endpoint berthd gave up on: under TCG an endpoint can
+ * miss its 15 s start-up deadline, and one run here showed four endpoint
+ * processes for two networks.
+ */
 const RSS_SCRIPT = String.raw`for p in $(pidof etcd node); do
   echo "$p $(grep PPid /proc/$p/status | tr -s ' \t' ' ') $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
-done; free -m | sed -n 2p`;
+done; free -m | sed -n 2p
+grep -E 'endpoint (unavailable|lost)|replacing endpoint' /tmp/berthd.log | cut -c1-300`;
 
 async function ping(host: LabHost, from: LabGuest, to: string): Promise<{ ok: boolean; out: string }> {
   const r = await host.sh(`ip netns exec ${from.netns} ping -c 4 -W 3 ${to}`, 60_000);
