@@ -142,3 +142,19 @@ export async function dhcp(host: LabHost, guest: LabGuest): Promise<string> {
     );
   return lease;
 }
+
+/**
+ * Resident memory of etcd and of every node process (berthd and its
+ * endpoints), and any endpoint berthd gave up on: under TCG an endpoint can
+ * miss its 15 s start-up deadline, and one run here showed four endpoint
+ * processes for two networks.
+ */
+const MEMORY_SCRIPT = String.raw`for p in $(pidof etcd node); do
+  echo "$p $(grep PPid /proc/$p/status | tr -s ' \t' ' ') $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
+done; free -m | sed -n 2p
+grep -E 'endpoint (unavailable|lost)|replacing endpoint' /tmp/berthd.log | cut -c1-300`;
+
+export async function hostMemory(host: LabHost): Promise<string> {
+  const r = await host.sh(MEMORY_SCRIPT).catch((e: Error) => ({ out: e.message }));
+  return r.out.trim();
+}

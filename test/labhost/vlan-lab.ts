@@ -10,12 +10,12 @@
 // trunk capture shows 802.1Q tags 100 and 200, etcd only on 10, and no DHCP
 // (each guest is served by its own host). Each mode has its own VMs, trunk and
 // etcd cluster, so the two test files can run side by side.
-import { type ChildProcess, spawn } from 'node:child_process';
 import type { Test } from 'tap';
 import {
   berthdLogTail,
   createGuests,
   dhcp,
+  hostMemory,
   LAB_MAC_POOL,
   type LabGuest,
   labConfig,
@@ -35,51 +35,14 @@ import {
   waitEtcdHealthy,
   waitEtcdKeys,
 } from './lab-etcd.js';
-import { buildInitrd, ensureLabHostImage, LabHost, makeWorkDir, sleep, Trunk } from './lab-host.js';
+import { buildInitrd, ensureLabHostImage, LabHost, makeWorkDir, Trunk } from './lab-host.js';
+import { TrunkCapture } from './trunk-capture.js';
 
 export interface LabNames {
   trunk: string;
   taps: [string, string];
   /** Last byte of the lab hosts' own (eth0) MACs. */
   macByte: [string, string];
-}
-
-/** tcpdump on the trunk bridge: every 802.1Q frame, with link-level headers. */
-class TrunkCapture {
-  private text = '';
-  private readonly done: Promise<void>;
-  private constructor(private readonly proc: ChildProcess) {
-    proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
-      this.text += c;
-    });
-    this.done = new Promise((resolve) => proc.on('exit', () => resolve()));
-  }
-
-  static async start(bridge: string): Promise<TrunkCapture> {
-    const proc = spawn('tcpdump', ['-e', '-n', '-l', '-i', bridge, 'vlan'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const cap = new TrunkCapture(proc);
-    let err = '';
-    proc.stderr?.setEncoding('utf8').on('data', (c: string) => {
-      err += c;
-    });
-    const until = Date.now() + 20_000;
-    while (!/listening on/.test(err)) {
-      if (proc.exitCode !== null || Date.now() > until) {
-        await cap.stop();
-        throw new Error(`tcpdump on ${bridge} did not start: ${err}`);
-      }
-      await sleep(100);
-    }
-    return cap;
-  }
-
-  async stop(): Promise<string[]> {
-    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
-    await Promise.race([this.done, sleep(5000)]);
-    return this.text.split('\n').filter(Boolean);
-  }
 }
 
 /** What the mode must leave on a lab host's eth0: a tagged trunk port, or two tagged subinterfaces. */
@@ -104,17 +67,6 @@ async function checkShape(t: Test, host: LabHost, mode: VlanMode): Promise<void>
     `${host.name}: eth0 itself is in no bridge`,
   );
 }
-
-/**
- * Resident memory of etcd and of every node process (berthd and its
- * endpoints), and any endpoint berthd gave up on: under TCG an endpoint can
- * miss its 15 s start-up deadline, and one run here showed four endpoint
- * processes for two networks.
- */
-const RSS_SCRIPT = String.raw`for p in $(pidof etcd node); do
-  echo "$p $(grep PPid /proc/$p/status | tr -s ' \t' ' ') $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
-done; free -m | sed -n 2p
-grep -E 'endpoint (unavailable|lost)|replacing endpoint' /tmp/berthd.log | cut -c1-300`;
 
 async function ping(host: LabHost, from: LabGuest, to: string): Promise<{ ok: boolean; out: string }> {
   const r = await host.sh(`ip netns exec ${from.netns} ping -c 4 -W 3 ${to}`, 60_000);
@@ -288,10 +240,7 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
     finished = true;
   } finally {
     // A step that throws has not failed the test yet when this runs.
-    for (const h of hosts)
-      t.comment(
-        `${h.name} memory:\n${(await h.sh(RSS_SCRIPT).catch((e: Error) => ({ out: e.message }))).out.trim()}`,
-      );
+    for (const h of hosts) t.comment(`${h.name} memory:\n${await hostMemory(h)}`);
     if (!finished || !t.passing())
       for (const h of hosts)
         t.comment(
