@@ -4,7 +4,8 @@
 # data path can run for real. Into CACHE/<key>/:
 #   vmlinux    Debian's kernel, taken from the test guest's build (same .deb)
 #   base.cpio  busybox, the modules (with their dependencies, in load order),
-#              iproute2, nft, setpriv, sysctl and the host's node, each with its
+#              iproute2, nft, setpriv, sysctl, etcd (Debian's etcd-server, a Go
+#              binary that links only libc) and the host's node, each with its
 #              libraries; uncompressed, since gunzip under TCG costs seconds
 #   cmdline    the kernel command line
 # The project itself (dist/, production node_modules) goes into a second cpio
@@ -22,7 +23,8 @@ tg_cache=${BERTH_TEST_GUEST_CACHE:-/var/cache/berth/test-guest}
 # What the lab host needs; their dependencies are found from each .ko's modinfo.
 # The guard logs its drops (nft_log to an NFLOG group) at a rate limit (nft_limit).
 WANT=(crc32c_generic virtio_pci virtio_net 8021q bridge veth nf_tables nft_objref nft_meta_bridge nft_limit nft_log nfnetlink_log)
-BINARIES=(/usr/sbin/ip /usr/sbin/bridge /usr/sbin/nft /usr/bin/setpriv /usr/sbin/sysctl)
+# etcd: one member per lab host, so berthd runs in cluster mode as on real hosts.
+BINARIES=(/usr/sbin/ip /usr/sbin/bridge /usr/sbin/nft /usr/bin/setpriv /usr/sbin/sysctl /usr/bin/etcd)
 CMDLINE='console=ttyS0 loglevel=4 rdinit=/init'
 
 log() { printf 'lab-host build: %s\n' "$*" >&2; }
@@ -40,7 +42,7 @@ node_bin=$(readlink -f "$(command -v node)")
 key=$(
   {
     echo "$kernel_pkg=$kernel_ver busybox=$busybox_ver $CMDLINE ${WANT[*]} ${BINARIES[*]}"
-    dpkg-query -W iproute2 nftables util-linux procps libc6 libstdc++6 2>/dev/null
+    dpkg-query -W iproute2 nftables util-linux procps etcd-server libc6 libstdc++6 2>/dev/null
     "$node_bin" --version
     cat "$here/init" "$0"
   } | sha256sum | cut -c1-16

@@ -15,22 +15,33 @@ export interface LabGuest {
   nic: LabNic;
 }
 
+/** The one MAC pool every lab host hands out from. */
+export const LAB_MAC_POOL = '0a:1a:0a';
+
 // Every Node process in the VM (berthd, its endpoints, berthctl) runs without
 // the JIT: under TCG, compiling costs more than it saves during start-up.
 const BERTHD = 'NODE_OPTIONS=--jitless setsid node /opt/berth/dist/agent/daemon/main.js';
 const BERTHCTL = 'NODE_OPTIONS=--jitless node /opt/berth/dist/agent/cli/main.js --socket /run/berth.sock';
 
-/** The lab's VLAN networks; `skipFirst` reserves .1 as a gateway, so two hosts' IPAMs do not hand out the same first address. */
-export function labConfig(o: { mode: VlanMode; macPrefix: string; skipFirst: boolean }): string {
-  const gw = (third: number) => (o.skipFirst ? `, gateway: 10.${third}.0.1` : '');
+/**
+ * The lab's berthd.yaml: cluster mode on both hosts' etcd members, one MAC
+ * pool for every host (etcd keeps MACs and IPs unique cluster-wide), the
+ * trunk NIC as physical network "trunk", and VLAN networks 100 and 200 on it.
+ */
+export function labConfig(o: { mode: VlanMode; hostId: string; address: string; etcd: string[] }): string {
   return [
+    `host_id: ${o.hostId}`,
     'name_prefix: lh',
     `vlan_mode: ${o.mode}`,
     'log_level: info',
-    `mac_pools: [{prefix: "${o.macPrefix}"}]`,
+    'cluster:',
+    `  etcd: [${o.etcd.map((u) => `"${u}"`).join(', ')}]`,
+    `  address: "${o.address}"`,
+    'physical_networks: {trunk: eth0}',
+    `mac_pools: [{prefix: "${LAB_MAC_POOL}"}]`,
     'networks:',
-    `  - {name: v100, subnet: 10.100.0.0/24, vlan: 100, uplink: eth0${gw(100)}}`,
-    `  - {name: v200, subnet: 10.200.0.0/24, vlan: 200, uplink: eth0${gw(200)}}`,
+    '  - {name: v100, subnet: 10.100.0.0/24, vlan: 100, uplink: trunk}',
+    '  - {name: v200, subnet: 10.200.0.0/24, vlan: 200, uplink: trunk}',
     '',
   ].join('\n');
 }
@@ -130,4 +141,20 @@ export async function dhcp(host: LabHost, guest: LabGuest): Promise<string> {
       `udhcpc in ${guest.netns} on ${host.name} got no lease (exit ${r.code}):\n${r.out}\n--- berthd ---\n${await berthdLogTail(host, 15)}`,
     );
   return lease;
+}
+
+/**
+ * Resident memory of etcd and of every node process (berthd and its
+ * endpoints), and any endpoint berthd gave up on: under TCG an endpoint can
+ * miss its 15 s start-up deadline, and one run here showed four endpoint
+ * processes for two networks.
+ */
+const MEMORY_SCRIPT = String.raw`for p in $(pidof etcd node); do
+  echo "$p $(grep PPid /proc/$p/status | tr -s ' \t' ' ') $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60) $(grep VmRSS /proc/$p/status | tr -s ' \t' ' ')"
+done; free -m | sed -n 2p
+grep -E 'endpoint (unavailable|lost)|replacing endpoint' /tmp/berthd.log | cut -c1-300`;
+
+export async function hostMemory(host: LabHost): Promise<string> {
+  const r = await host.sh(MEMORY_SCRIPT).catch((e: Error) => ({ out: e.message }));
+  return r.out.trim();
 }

@@ -1,17 +1,22 @@
 // berth's VLAN data path on a kernel that can tag, for one vlan_mode: two lab
 // hosts (QEMU TCG, Debian's kernel with 8021q and the VLAN-filtering bridge)
-// run the real berthd with VLAN networks 100 and 200 on eth0, joined by a
-// plain bridge on this host as their trunk. A VLAN 100 guest on host A reaches
-// the VLAN 100 guest on host B (and 200 reaches 200); a VLAN 200 guest routed
-// at VLAN 100's subnet reaches nobody there; the trunk capture shows 802.1Q
-// tags 100 and 200. Each mode has its own VMs and trunk, so the two test files
-// can run side by side.
-import { type ChildProcess, spawn } from 'node:child_process';
+// run the real berthd in cluster mode with VLAN networks 100 and 200 on eth0,
+// joined by a plain bridge on this host as their trunk. Each VM runs one
+// member of a two-member etcd cluster, on management VLAN 10 (lab-etcd.ts);
+// both berthds hand out from one MAC pool, so the two VLAN 100 guests must get
+// different MACs and addresses from etcd, not from hand-picked pools. A VLAN
+// 100 guest on host A reaches the VLAN 100 guest on host B (and 200 reaches
+// 200); a VLAN 200 guest routed at VLAN 100's subnet reaches nobody there; the
+// trunk capture shows 802.1Q tags 100 and 200, etcd only on 10, and no DHCP
+// (each guest is served by its own host). Each mode has its own VMs, trunk and
+// etcd cluster, so the two test files can run side by side.
 import type { Test } from 'tap';
 import {
   berthdLogTail,
   createGuests,
   dhcp,
+  hostMemory,
+  LAB_MAC_POOL,
   type LabGuest,
   labConfig,
   prepareHost,
@@ -19,51 +24,25 @@ import {
   type VlanMode,
   waitBerthdReady,
 } from './berth-vm.js';
-import { buildInitrd, ensureLabHostImage, LabHost, makeWorkDir, sleep, Trunk } from './lab-host.js';
+import {
+  addManagementVlan,
+  clientUrl,
+  type EtcdPeer,
+  etcdList,
+  etcdLogTail,
+  MGMT_VID,
+  startEtcdMember,
+  waitEtcdHealthy,
+  waitEtcdKeys,
+} from './lab-etcd.js';
+import { buildInitrd, ensureLabHostImage, LabHost, makeWorkDir, Trunk } from './lab-host.js';
+import { TrunkCapture } from './trunk-capture.js';
 
 export interface LabNames {
   trunk: string;
   taps: [string, string];
   /** Last byte of the lab hosts' own (eth0) MACs. */
   macByte: [string, string];
-}
-
-/** tcpdump on the trunk bridge: every 802.1Q frame, with link-level headers. */
-class TrunkCapture {
-  private text = '';
-  private readonly done: Promise<void>;
-  private constructor(private readonly proc: ChildProcess) {
-    proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
-      this.text += c;
-    });
-    this.done = new Promise((resolve) => proc.on('exit', () => resolve()));
-  }
-
-  static async start(bridge: string): Promise<TrunkCapture> {
-    const proc = spawn('tcpdump', ['-e', '-n', '-l', '-i', bridge, 'vlan'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const cap = new TrunkCapture(proc);
-    let err = '';
-    proc.stderr?.setEncoding('utf8').on('data', (c: string) => {
-      err += c;
-    });
-    const until = Date.now() + 20_000;
-    while (!/listening on/.test(err)) {
-      if (proc.exitCode !== null || Date.now() > until) {
-        await cap.stop();
-        throw new Error(`tcpdump on ${bridge} did not start: ${err}`);
-      }
-      await sleep(100);
-    }
-    return cap;
-  }
-
-  async stop(): Promise<string[]> {
-    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
-    await Promise.race([this.done, sleep(5000)]);
-    return this.text.split('\n').filter(Boolean);
-  }
 }
 
 /** What the mode must leave on a lab host's eth0: a tagged trunk port, or two tagged subinterfaces. */
@@ -78,9 +57,9 @@ async function checkShape(t: Test, host: LabHost, mode: VlanMode): Promise<void>
     return;
   }
   const out = await host.must('ip -j -d link show type vlan');
-  const subs = (JSON.parse(out) as { link?: string; linkinfo: { info_data: { id: number } } }[]).map(
-    (l) => `${l.link}:${l.linkinfo.info_data.id}`,
-  );
+  const subs = (JSON.parse(out) as { link?: string; linkinfo: { info_data: { id: number } } }[])
+    .map((l) => `${l.link}:${l.linkinfo.info_data.id}`)
+    .filter((l) => l !== `eth0:${MGMT_VID}`); // the lab's management VLAN, not berth's
   t.same(subs.sort(), ['eth0:100', 'eth0:200'], `${host.name}: VLAN subinterfaces 100 and 200 on eth0`);
   t.notMatch(
     await host.must('ip -j link show dev eth0'),
@@ -121,28 +100,68 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
   await Promise.all(hosts.map((h) => prepareHost(h)));
   step('lab hosts up');
 
+  const peers = hosts.map((host, i) => ({ host, name: host.name, address: `192.168.10.${i + 1}` })) as [
+    EtcdPeer,
+    EtcdPeer,
+  ];
+  let finished = false;
   try {
-    // Each host has its own MAC pool; host B reserves .1 as a gateway, since
-    // berth has no per-host ranges and both IPAMs would start at .1.
-    await startBerthd(hostA, labConfig({ mode, macPrefix: '0a:1a:0a', skipFirst: false }));
-    await startBerthd(hostB, labConfig({ mode, macPrefix: '0a:1b:0b', skipFirst: true }));
+    await Promise.all(peers.map((p) => addManagementVlan(p)));
+    await Promise.all(peers.map((p) => startEtcdMember(p, peers, `lab-${mode}`)));
+    await Promise.all(peers.map((p) => waitEtcdHealthy(p, 180_000)));
+    step('etcd cluster healthy');
+
+    // Host A starts first and declares the config's networks in etcd; host B
+    // starts once they are there, and finds them rather than racing to declare.
+    const config = (p: EtcdPeer) =>
+      labConfig({ mode, hostId: p.name, address: p.address, etcd: peers.map(clientUrl) });
+    await startBerthd(hostA, config(peers[0]));
+    await waitEtcdKeys(hostA, 'network/', ['network/v100', 'network/v200'], 300_000);
+    await startBerthd(hostB, config(peers[1]));
     await Promise.all(hosts.map((h) => waitBerthdReady(h, 480_000)));
     step('both berthds ready');
     for (const h of hosts) await checkShape(t, h, mode);
 
     const capture = await TrunkCapture.start(names.trunk);
     t.teardown(() => capture.stop());
-    const wanted = [
-      { name: 'g100', network: 'v100' },
-      { name: 'g200', network: 'v200' },
+    // Instance names are unique cluster-wide: each host's guests carry its letter.
+    const wanted = (x: string) => [
+      { name: `g100${x}`, network: 'v100' },
+      { name: `g200${x}`, network: 'v200' },
     ];
-    const [[a100, a200], [b100, b200]] = (await Promise.all(hosts.map((h) => createGuests(h, wanted)))) as [
-      [LabGuest, LabGuest],
-      [LabGuest, LabGuest],
-    ];
+    const [[a100, a200], [b100, b200]] = (await Promise.all(
+      hosts.map((h, i) => createGuests(h, wanted(i === 0 ? 'a' : 'b'))),
+    )) as [[LabGuest, LabGuest], [LabGuest, LabGuest]];
     step('guests created with berthctl');
-    t.not(a100.nic.mac.slice(0, 8), b100.nic.mac.slice(0, 8), 'the hosts hand out MACs from different pools');
+    const all = [a100, a200, b100, b200];
+    t.ok(
+      all.every((g) => g.nic.mac.startsWith(LAB_MAC_POOL)),
+      `both hosts hand out MACs from the one pool ${LAB_MAC_POOL}`,
+    );
+    t.equal(new Set(all.map((g) => g.nic.mac)).size, 4, 'the four guests have four different MACs');
     t.not(a100.nic.ip, b100.nic.ip, 'the VLAN 100 guests have different addresses');
+    t.not(a200.nic.ip, b200.nic.ip, 'the VLAN 200 guests have different addresses');
+
+    // The instance directory in etcd, read from host B: every guest of both
+    // hosts, under its own host, with the MAC and address it was given.
+    const directory = await etcdList<{ name: string; host: string; nics: { mac: string; ip: string }[] }>(
+      hostB,
+      'directory/',
+    );
+    const seen = directory.map(
+      (d) => `${d.value.host}/${d.value.name} ${d.value.nics[0]?.mac} ${d.value.nics[0]?.ip}`,
+    );
+    const expected = [
+      ...[a100, a200].map((g) => `${hostA.name}/${g.name} ${g.nic.mac} ${g.nic.ip}`),
+      ...[b100, b200].map((g) => `${hostB.name}/${g.name} ${g.nic.mac} ${g.nic.ip}`),
+    ];
+    t.same(seen.sort(), expected.sort(), "etcd's instance directory holds both hosts' guests");
+    const registered = await etcdList<{ id: string; address: string }>(hostB, 'host/');
+    t.same(
+      registered.map((h) => `${h.value.id} ${h.value.address}`).sort(),
+      peers.map((p) => `${p.name} ${p.address}`),
+      'both hosts are in the registry with their management addresses',
+    );
 
     // Each guest asks berth's DHCP server on its own VLAN for its address.
     const leases = await Promise.all([
@@ -152,7 +171,7 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
     t.same(
       leases.flat(),
       [a100, a200, b100, b200].map((g) => `${g.nic.ip}/24`),
-      'every guest leased its fixed address from berth over DHCP on its VLAN',
+      'every guest leased its fixed address from its own host over DHCP on its VLAN',
     );
     step('DHCP done');
 
@@ -180,6 +199,20 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
 
     const lines = await capture.stop();
     const tagged = (vid: number) => lines.filter((l) => l.includes(`vlan ${vid},`));
+    t.notOk(
+      [...tagged(100), ...tagged(200)].some((l) => l.includes('BOOTP/DHCP')),
+      'no DHCP frame crossed the trunk: each guest was served by its own host',
+    );
+    const mgmt = tagged(MGMT_VID);
+    t.ok(
+      mgmt.some((l) => /192\.168\.10\.\d\.2380 > /.test(l)),
+      `etcd's peer traffic crossed the trunk tagged ${MGMT_VID} (${mgmt.length})`,
+    );
+    const guestIds = all.flatMap((g) => [g.nic.mac, `${g.nic.ip}.`, `${g.nic.ip}:`]);
+    t.notOk(
+      mgmt.some((l) => !/192\.168\.10\.[12]\b/.test(l) || guestIds.some((x) => l.includes(x))),
+      `VLAN ${MGMT_VID} carried only the management addresses, nothing of berth's VLANs`,
+    );
     t.ok(tagged(100).length > 0, `the trunk carries frames tagged 100 (${tagged(100).length})`);
     t.ok(tagged(200).length > 0, `the trunk carries frames tagged 200 (${tagged(200).length})`);
     t.ok(
@@ -204,11 +237,14 @@ export async function runVlanLab(t: Test, mode: VlanMode, names: LabNames): Prom
     );
     const sample = [...tagged(100), ...tagged(200)].filter((l) => /ICMP echo request/.test(l)).slice(0, 2);
     t.comment(`${mode}: trunk capture sample:\n${sample.join('\n')}`);
+    finished = true;
   } finally {
-    if (!t.passing())
+    // A step that throws has not failed the test yet when this runs.
+    for (const h of hosts) t.comment(`${h.name} memory:\n${await hostMemory(h)}`);
+    if (!finished || !t.passing())
       for (const h of hosts)
         t.comment(
-          `--- ${h.name} berthd log ---\n${await berthdLogTail(h)}\n--- console ---\n${await h.consoleTail(20)}`,
+          `--- ${h.name} berthd log ---\n${await berthdLogTail(h)}\n--- etcd log ---\n${await etcdLogTail(h, 10)}\n--- console ---\n${await h.consoleTail(20)}`,
         );
   }
   step('done');
