@@ -103,13 +103,14 @@ function tryConnect(path: string): Promise<EndpointLink | undefined> {
 export async function connectEndpoint(
   path: string,
   spawned?: ChildProcess,
+  deadlineMs = SPAWN_DEADLINE_MS,
 ): Promise<EndpointLink | undefined> {
   if (!spawned) return tryConnect(path);
   let exited = false;
   spawned.once('exit', () => {
     exited = true;
   });
-  const deadline = Date.now() + SPAWN_DEADLINE_MS;
+  const deadline = Date.now() + deadlineMs;
   for (let wait = 20; Date.now() < deadline && !exited; wait = Math.min(wait * 2, 200)) {
     const link = await tryConnect(path);
     if (link) return link;

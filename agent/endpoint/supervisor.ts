@@ -70,6 +70,8 @@ export interface SupervisorOptions {
   spawner?: EndpointSpawner;
   entry?: string;
   orphanSeconds?: number;
+  /** How long a new endpoint has to answer on its control socket (15 s). */
+  spawnDeadlineMs?: number;
 }
 
 const MIN_BACKOFF_MS = 200;
@@ -149,9 +151,15 @@ export class EndpointSupervisor {
         const proc = child(slot.netns, this.entry, args, join(this.opts.dir, `${network}.log`));
         proc.on('error', (err) => log.error({ err: err.message }, 'endpoint could not be spawned'));
         slot.startedAt = Date.now();
-        link = await connectEndpoint(path, proc);
+        link = await connectEndpoint(path, proc, this.opts.spawnDeadlineMs);
         hello = link ? await link.hello() : undefined;
-        if (!link || !hello) throw new Error('the new endpoint did not answer on its control socket');
+        if (!link || !hello) {
+          // A slow starter left running would serve beside the one the retry
+          // spawns (two DHCP servers, a metadata port taken): it goes first.
+          link?.close();
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+          throw new Error('the new endpoint did not answer on its control socket');
+        }
         slot.adopted = false;
         link.send({ t: 'config', config: slot.config });
         log.info({ pid: hello.pid }, 'endpoint started');

@@ -1,7 +1,7 @@
 // The endpoint process and its supervisor, without a namespace: the real
 // dist/ endpoint runs as a plain process on loopback, so the control-socket
 // relay, RPC, restart-with-backoff and adoption logic are tested on their own.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import pino from 'pino';
 import t, { type Test } from 'tap';
 import {
   type EndpointHandlers,
+  type EndpointSpawner,
   EndpointSupervisor,
   type SupervisorOptions,
 } from '../../agent/endpoint/supervisor.js';
@@ -281,4 +282,35 @@ t.test('an endpoint nobody adopts exits after its orphan timeout', async (t) => 
   t.ok(alive(pid), 'still serving within the timeout');
   await new Promise((r) => setTimeout(r, 1500));
   t.notOk(alive(pid), 'gone after it');
+});
+
+t.test('an endpoint that never answers is killed before the next one starts', async (t) => {
+  const started: ChildProcess[] = [];
+  // A process that never listens on its control socket: a hung start-up.
+  const mute: EndpointSpawner = () => {
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    if (child.pid) spawned.push(child.pid);
+    started.push(child);
+    return child;
+  };
+  const sup = await supervisor(
+    t,
+    { dhcpPacket: () => {}, call: async () => null },
+    {
+      spawner: mute,
+      spawnDeadlineMs: 300,
+    },
+  );
+  sup.ensure('ns-unused', { ...config, network: 'mute' });
+  const deadline = Date.now() + 10_000;
+  while (started.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.ok(started.length >= 3, `retried (${started.length} starts)`);
+  const earlier = started.slice(0, -1);
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(
+    earlier.map((c) => c.signalCode),
+    earlier.map(() => 'SIGKILL'),
+    'every start that missed its deadline was killed, none left to serve beside the next',
+  );
+  sup.stop('mute');
 });
