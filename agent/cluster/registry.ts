@@ -69,6 +69,17 @@ export class HostRegistry {
    */
   async register(): Promise<void> {
     const key = `${HOST_PREFIX}${this.o.self.id}`;
+    // Forgotten with this very key: this state dir's instances had their
+    // addresses released (and perhaps handed on); rejoining would serve them twice.
+    const forgotten = await this.o.kv.get<ForgottenHost>(`${FORGOTTEN_PREFIX}${this.o.self.id}`);
+    if (forgotten && forgotten.fingerprint === this.fingerprint)
+      throw couldNot(
+        'BERTH_ERR_CONFLICT',
+        'register',
+        'host',
+        this.o.self.id,
+        `it was forgotten at ${forgotten.forgotten_at} by ${forgotten.forgotten_by}, and its instances' MACs and IPs were released; start it with a fresh state directory (a new key) to rejoin`,
+      );
     const existing = await this.o.kv.get<HostRecord>(key);
     if (existing && existing.fingerprint !== this.fingerprint)
       throw couldNot(

@@ -269,6 +269,14 @@ t.test('hosts, forget, identity across hosts', async (t) => {
   t.equal(old.code, 0, old.stderr);
   t.match(old.json() as VerifyAnswer, { valid: true, host: 'hv3', host_state: 'forgotten' });
 
+  // The forgotten host itself, restarted on its old state (the same key): it
+  // may not rejoin and serve instances whose addresses were released.
+  await t.rejects(
+    startBerthd(t, { config: cfg('hv3'), stateDir: hv3.stateDir, prefix: hv3.prefix, socket: hv3.socket }),
+    /was forgotten at .* and its instances' MACs and IPs were released/,
+    'a forgotten host does not rejoin with its old state',
+  );
+
   for (const n of ['ops-g1', 'ops-x0', 'ops-x1', 'ops-x2', 'ops-x3']) await hv1.client.deleteInstance(n);
   await hv2.client.deleteInstance('ops-g2');
 
