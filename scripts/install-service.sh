@@ -55,7 +55,7 @@ install_lib() {
   # dist is swapped in whole, so no file of an older build stays behind.
   rm -rf "$lib/dist.new"
   mkdir -p "$lib/dist.new"
-  cp -a dist/agent dist/hostnet dist/images "$lib/dist.new/"
+  cp -a dist/base dist/agent dist/hostnet dist/images "$lib/dist.new/"
   rm -rf "$lib/dist"
   mv "$lib/dist.new" "$lib/dist"
   # The SO_PEERCRED addon, where dist/agent/api looks for it (../../../native/...).
