@@ -62,6 +62,8 @@ interface Slot {
   ports?: { dhcp: number; metadata: number };
   /** Callers of ready() waiting for this endpoint. */
   waiters: ((ok: boolean) => void)[];
+  /** An endpoint spawned but not answering yet (a slow machine): waited for, never doubled. */
+  starting?: { proc: ChildProcess; since: number };
 }
 
 export interface SupervisorOptions {
@@ -70,9 +72,13 @@ export interface SupervisorOptions {
   spawner?: EndpointSpawner;
   entry?: string;
   orphanSeconds?: number;
-  /** How long a new endpoint has to answer on its control socket (15 s). */
+  /** How long one wait for a new endpoint's control socket lasts before the slot retries (15 s). */
   spawnDeadlineMs?: number;
+  /** A spawned endpoint still silent after this long is hung: killed, and another started (120 s). */
+  hungStartMs?: number;
 }
+
+const HUNG_START_MS = 120_000;
 
 const MIN_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 10_000;
@@ -139,27 +145,27 @@ export class EndpointSupervisor {
         link = undefined;
       }
       if (!link || !hello) {
-        const child = this.opts.spawner ?? spawnInNetns;
-        const args = [
-          '--control',
-          path,
-          '--network',
-          network,
-          '--orphan-seconds',
-          `${this.opts.orphanSeconds ?? 600}`,
-        ];
-        const proc = child(slot.netns, this.entry, args, join(this.opts.dir, `${network}.log`));
-        proc.on('error', (err) => log.error({ err: err.message }, 'endpoint could not be spawned'));
+        const prev = slot.starting?.proc;
+        if (prev && (prev.exitCode !== null || prev.signalCode !== null)) slot.starting = undefined;
+        const proc = slot.starting?.proc ?? this.spawn(slot, path, log);
+        slot.starting ??= { proc, since: Date.now() };
         slot.startedAt = Date.now();
         link = await connectEndpoint(path, proc, this.opts.spawnDeadlineMs);
         hello = link ? await link.hello() : undefined;
         if (!link || !hello) {
-          // A slow starter left running would serve beside the one the retry
-          // spawns (two DHCP servers, a metadata port taken): it goes first.
           link?.close();
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+          const alive = proc.exitCode === null && proc.signalCode === null;
+          // Under load (a TCG VM) an endpoint may take longer than one wait: keep
+          // waiting for it rather than start a second beside it. A hung one goes.
+          if (alive && Date.now() - slot.starting.since < (this.opts.hungStartMs ?? HUNG_START_MS))
+            throw new Error(
+              'the new endpoint has not answered on its control socket yet; still waiting for it',
+            );
+          if (alive) proc.kill('SIGKILL');
+          slot.starting = undefined;
           throw new Error('the new endpoint did not answer on its control socket');
         }
+        slot.starting = undefined;
         slot.adopted = false;
         link.send({ t: 'config', config: slot.config });
         log.info({ pid: hello.pid }, 'endpoint started');
@@ -182,6 +188,21 @@ export class EndpointSupervisor {
       );
       this.retry(slot);
     }
+  }
+
+  private spawn(slot: Slot, path: string, log: Logger): ChildProcess {
+    const child = this.opts.spawner ?? spawnInNetns;
+    const args = [
+      '--control',
+      path,
+      '--network',
+      slot.config.network,
+      '--orphan-seconds',
+      `${this.opts.orphanSeconds ?? 600}`,
+    ];
+    const proc = child(slot.netns, this.entry, args, join(this.opts.dir, `${slot.config.network}.log`));
+    proc.on('error', (err) => log.error({ err: err.message }, 'endpoint could not be spawned'));
+    return proc;
   }
 
   private adoptable(slot: Slot, hello: Hello): boolean {
@@ -281,6 +302,8 @@ export class EndpointSupervisor {
     slot.stopped = true;
     if (slot.timer) clearTimeout(slot.timer);
     slot.link?.send({ t: 'exit' });
+    // One still starting never gets a link to be told: it goes now.
+    slot.starting?.proc.kill('SIGKILL');
     this.slots.delete(network);
   }
 

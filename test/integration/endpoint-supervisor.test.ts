@@ -284,33 +284,34 @@ t.test('an endpoint nobody adopts exits after its orphan timeout', async (t) => 
   t.notOk(alive(pid), 'gone after it');
 });
 
-t.test('an endpoint that never answers is killed before the next one starts', async (t) => {
-  const started: ChildProcess[] = [];
-  // A process that never listens on its control socket: a hung start-up.
-  const mute: EndpointSpawner = () => {
-    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
-    if (child.pid) spawned.push(child.pid);
-    started.push(child);
-    return child;
-  };
-  const sup = await supervisor(
-    t,
-    { dhcpPacket: () => {}, call: async () => null },
-    {
-      spawner: mute,
-      spawnDeadlineMs: 300,
-    },
-  );
-  sup.ensure('ns-unused', { ...config, network: 'mute' });
-  const deadline = Date.now() + 10_000;
-  while (started.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  t.ok(started.length >= 3, `retried (${started.length} starts)`);
-  const earlier = started.slice(0, -1);
-  await new Promise((r) => setTimeout(r, 100));
-  t.same(
-    earlier.map((c) => c.signalCode),
-    earlier.map(() => 'SIGKILL'),
-    'every start that missed its deadline was killed, none left to serve beside the next',
-  );
-  sup.stop('mute');
-});
+t.test(
+  'a slow endpoint is waited for, never doubled; a hung one is killed before the next starts',
+  async (t) => {
+    const started: { child: ChildProcess; at: number }[] = [];
+    // A process that never listens on its control socket: a start-up that hangs.
+    const mute: EndpointSpawner = () => {
+      const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+      if (child.pid) spawned.push(child.pid);
+      started.push({ child, at: Date.now() });
+      return child;
+    };
+    const sup = await supervisor(
+      t,
+      { dhcpPacket: () => {}, call: async () => null },
+      { spawner: mute, spawnDeadlineMs: 200, hungStartMs: 1500 },
+    );
+    const t0 = Date.now();
+    sup.ensure('ns-unused', { ...config, network: 'mute' });
+    await new Promise((r) => setTimeout(r, 1200));
+    t.equal(started.length, 1, 'several waits for a slow start, and still one process');
+    const deadline = Date.now() + 10_000;
+    while (started.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    t.equal(started.length, 2, 'a second start once the first counted as hung');
+    const [first, second] = started as [(typeof started)[0], (typeof started)[0]];
+    t.equal(first.child.signalCode, 'SIGKILL', 'the hung one was killed');
+    t.ok(second.at - t0 >= 1500, `not before the hung-start time (${second.at - t0} ms)`);
+    sup.stop('mute');
+    await new Promise((r) => setTimeout(r, 100));
+    t.equal(second.child.signalCode, 'SIGKILL', 'stop() ends one still starting');
+  },
+);
