@@ -93,6 +93,14 @@ export interface MetadataServiceOptions {
 type WithInputs = ReturnType<InstanceService['get']> & Partial<MetadataFields> & { image_sha256?: string };
 
 export class MetadataService {
+  /**
+   * The signed identity document per instance, kept while its facts stay the
+   * same: a guest fetches the document and its signature in two requests,
+   * and an endpoint cache emptied between them (any create on the host does
+   * that) must not hand it a signature of a newer document.
+   */
+  private readonly identities = new Map<string, { facts: string; document: string; signature: string }>();
+
   /** Answers by network and HTTP status, as the endpoints report them. */
   private readonly answered = new Map<string, Map<number, number>>();
   // A guest can send thousands of refused requests a second (a foreign Host
@@ -175,18 +183,30 @@ export class MetadataService {
       ...(vendorData ? { vendorData } : {}),
       ...(password !== undefined ? { password } : {}),
     };
-    const document = identityDocument(base);
+    const { document, signature } = this.signedIdentity(base);
     return {
       ok: true,
       mac: who.mac,
       port: who.port,
       instance: rec.id,
       identity: describeCaller(caller),
-      doc: { ...base, identity: { document, signature: this.o.keys.sign(document) } },
+      doc: { ...base, identity: { document, signature } },
       rules: compileRules(this.o.policies.all(), caller),
       tokens: rec.tokens ?? 'optional',
       tokenKey: this.o.keys.tokenKey,
     };
+  }
+
+  private signedIdentity(base: Omit<InstanceDoc, 'identity'>): { document: string; signature: string } {
+    const facts = identityDocument(base, new Date(0));
+    const kept = this.identities.get(base.id);
+    if (kept?.facts === facts) return kept;
+    // Deleted instances' entries go in bulk; each is rebuilt on its next lookup.
+    if (this.identities.size >= 10_000) this.identities.clear();
+    const document = identityDocument(base);
+    const fresh = { facts, document, signature: this.o.keys.sign(document) };
+    this.identities.set(base.id, fresh);
+    return fresh;
   }
 
   async refused(network: string, r: RefusalReport): Promise<void> {

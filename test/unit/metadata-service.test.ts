@@ -111,6 +111,16 @@ t.test('instance inputs, policies and the endpoint path, in-process', async (t) 
     'and verifies with the key the admin API publishes',
   );
   t.match(JSON.parse(doc), { instanceId: g1.id, hostId: 'hv-unit', mac: nic.mac, privateIp: nic.ip });
+  // The document, then the cache emptied (a create elsewhere on the host), then the
+  // signature: still a pair that verifies, because the signed document is kept.
+  cache.invalidate();
+  await new Promise((r) => setTimeout(r, 5));
+  const sigLater = (await get('/latest/dynamic/instance-identity/signature')).body;
+  t.equal(sigLater, sig, 'the same signature after the cache was emptied');
+  t.ok(
+    verifySignature(md.keys.publicKeyPem, doc, sigLater),
+    'document and signature from two lookups still pair',
+  );
 
   // Policies through the admin API; the change invalidates, the next request sees it.
   const put = await api.inject({
