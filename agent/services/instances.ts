@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BerthError, causeText, couldNot, invalidField } from '../../base/errors.js';
-import type { BatchOp, Guard, Store } from '../../base/store.js';
+import type { BatchOp, Store } from '../../base/store.js';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
@@ -12,10 +12,24 @@ import { Reverter } from '../../hostnet/reverter.js';
 import type { Instance, InstanceCreate, Nic } from '../api/types.js';
 import { inputKeys, prepareInputs } from '../metadata/inputs.js';
 import { HostLock } from './host-lock.js';
+import {
+  type ClusterSide,
+  commitSplit,
+  DIRECTORY_PREFIX,
+  type DirectoryEntry,
+  directoryEntry,
+  isAllocationRace,
+} from './instance-cluster.js';
 import type { LibvirtRuntime } from './libvirt-runtime.js';
 import type { NetworkService } from './networks.js';
 
 export type InstanceRecord = Instance;
+export {
+  type ClusterSide,
+  DIRECTORY_PREFIX,
+  type DirectoryEntry,
+  directoryEntry,
+} from './instance-cluster.js';
 
 export const INSTANCE_PREFIX = 'instance/';
 export const NAME_PREFIX = 'instance-name/';
@@ -44,76 +58,11 @@ export interface InstanceServiceOptions {
   cluster?: ClusterSide;
 }
 
-export interface ClusterSide {
-  hostId: string;
-  shared: Store;
-  /** Throws BERTH_ERR_CLUSTER_UNAVAILABLE before a change starts when etcd is away. */
-  requireConnected(verb: string, object: string): void;
-  /** A round trip to etcd; throws BERTH_ERR_CLUSTER_UNAVAILABLE. */
-  probe(verb: string, object: string): Promise<void>;
-  connected(): boolean;
-}
-
-export const DIRECTORY_PREFIX = 'directory/';
-
-/** What the cluster knows of an instance: enough to find it, never its secrets. */
-export interface DirectoryEntry {
-  id: string;
-  name: string;
-  host: string;
-  runtime: InstanceRecord['runtime'];
-  nics: { network: string; mac: string; ip: string }[];
-  role?: string;
-  image_sha256?: string;
-  created_at: string;
-}
-
-export function directoryEntry(rec: InstanceRecord, host: string): DirectoryEntry {
-  return {
-    id: rec.id,
-    name: rec.name,
-    host,
-    runtime: rec.runtime,
-    nics: rec.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
-    ...(rec.role ? { role: rec.role } : {}),
-    ...(rec.image_sha256 ? { image_sha256: rec.image_sha256 } : {}),
-    created_at: rec.created_at,
-  };
-}
-
-/** Lands the cluster half first (reservations can be swept), then the local half. */
-async function commitSplit(
-  local: Store,
-  shared: Store,
-  parts: { local: BatchOp[]; localGuards: Guard[]; shared: BatchOp[]; sharedGuards: Guard[] },
-  undoShared: () => Promise<void>,
-): Promise<void> {
-  if (local === shared) {
-    await local.batch([...parts.local, ...parts.shared], {
-      guards: [...parts.localGuards, ...parts.sharedGuards],
-    });
-    return;
-  }
-  if (parts.shared.length > 0) await shared.batch(parts.shared, { guards: parts.sharedGuards });
-  try {
-    if (parts.local.length > 0) await local.batch(parts.local, { guards: parts.localGuards });
-  } catch (err) {
-    await undoShared().catch(() => undefined);
-    throw err;
-  }
-}
-
 /** berth's instance ids: "i-" and hex. A name of that shape would shadow an id in every lookup. */
 export const INSTANCE_ID = /^i-[0-9a-f]+$/;
 const ID_TRIES = 4;
 /** Creates retried after a peer host won the same MAC or IP. */
 const ALLOC_TRIES = 8;
-
-function isAllocationRace(err: unknown): boolean {
-  return (
-    err instanceof BerthError && err.code === 'BERTH_ERR_CONFLICT' && /key "(mac|ip)\//.test(err.message)
-  );
-}
 
 export class InstanceService {
   private readonly byId = new Map<string, InstanceRecord>();
