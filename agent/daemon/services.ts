@@ -1,13 +1,10 @@
 // Builds berthd's services over one store and one network driver, and keeps
 // the host reconciled with them.
 
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { META_KEYS, type Store } from '../../base/store.js';
-import type { AllocRecord } from '../../hostnet/alloc/allocator.js';
-import { IP_KEY_PREFIX } from '../../hostnet/alloc/ipam.js';
-import { MAC_KEY_PREFIX, MacPool } from '../../hostnet/alloc/mac-pool.js';
+import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
 import { Names } from '../../hostnet/names.js';
@@ -23,8 +20,9 @@ import {
   InstanceService,
 } from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
-import { NETWORK_PREFIX, type NetworkRecord, NetworkService } from '../services/networks.js';
+import { type NetworkRecord, NetworkService } from '../services/networks.js';
 import type { ClusterRuntime } from './cluster.js';
+import { followCluster } from './follow-cluster.js';
 
 export interface Services {
   names: Names;
@@ -204,54 +202,6 @@ export async function buildServices(
     lock,
     reconciles: { runs: 0, failed: 0, errors: 0 },
   };
-}
-
-/**
- * Cluster mode: other hosts' allocations reach this host's allocators, and
- * their network definitions its bridges, as the watch brings them. Each host
- * starts its allocation cursors at its own offset, so concurrent creates on
- * several hosts rarely want the same address.
- */
-function followCluster(cluster: ClusterRuntime, macs: MacPool, networks: NetworkService, log: Logger): void {
-  const offset = createHash('sha256').update(cluster.hostId).digest().readUInt32BE(0);
-  macs.spreadFrom(offset);
-  const spread = new Set<string>();
-  const spreadNew = () => {
-    for (const n of networks.all()) {
-      if (spread.has(n.name)) continue;
-      spread.add(n.name);
-      networks.ipam(n.name).spreadFrom(offset);
-    }
-  };
-  spreadNew();
-  cluster.mirror.onChange(MAC_KEY_PREFIX, (events) => {
-    for (const e of events) macs.observe(e.key, e.value as AllocRecord | undefined);
-  });
-  cluster.mirror.onChange(IP_KEY_PREFIX, (events) => {
-    for (const e of events) networks.observeIp(e.key, e.value as AllocRecord | undefined);
-  });
-  let syncing: Promise<void> | undefined;
-  let again = false;
-  const sync = () => {
-    if (syncing) {
-      again = true;
-      return;
-    }
-    syncing = networks
-      .syncFromStore()
-      .then(spreadNew)
-      .catch((err) => log.error({ err: String(err) }, 'could not follow the cluster networks'))
-      .finally(() => {
-        syncing = undefined;
-        if (again) {
-          again = false;
-          sync();
-        }
-      });
-  };
-  cluster.mirror.onChange(NETWORK_PREFIX, sync);
-  // Back from an outage (or first reached): config networks not yet declared are declared now.
-  cluster.mirror.on('connected', sync);
 }
 
 /**
