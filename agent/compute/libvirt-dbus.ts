@@ -73,6 +73,8 @@ export class LibvirtDbus implements Hypervisor {
   private readonly path: string;
   private readonly listeners = new Set<(e: HypervisorEvent) => void>();
   private readonly names = new Map<string, string>();
+  /** Rejects when its bus's connection fails. */
+  private readonly broken = new WeakMap<Bus, Promise<never>>();
   private heartbeat: NodeJS.Timeout | undefined;
   private healthy: boolean | undefined;
   private generation: string | undefined;
@@ -96,8 +98,19 @@ export class LibvirtDbus implements Hypervisor {
   private connect(): Bus {
     if (this.bus) return this.bus;
     const bus = (this.opts.connectBus ?? (() => dbus.systemBus()))();
-    // Without a listener an 'error' would throw; a broken bus is dropped and reopened.
-    bus.on('error', (err: unknown) => this.dropBus(bus, `D-Bus connection failed: ${String(err)}`));
+    let fail: (err: Error) => void = () => {};
+    const broken = new Promise<never>((_, reject) => {
+      fail = reject;
+    });
+    broken.catch(() => undefined);
+    this.broken.set(bus, broken);
+    // Without a listener an 'error' would throw; a broken bus is dropped and reopened,
+    // and its calls in flight fail now instead of at their deadline.
+    bus.on('error', (err: unknown) => {
+      const reason = `D-Bus connection failed: ${String(err)}`;
+      fail(new LibvirtError(reason, undefined));
+      this.dropBus(bus, reason);
+    });
     bus.on('message', (msg: dbus.Message) => this.onMessage(msg));
     this.bus = bus;
     const matches = [
@@ -197,7 +210,7 @@ export class LibvirtDbus implements Hypervisor {
       );
     });
     try {
-      const reply = await Promise.race([bus.call(msg), timeout]);
+      const reply = await Promise.race([bus.call(msg), timeout, this.broken.get(bus) ?? timeout]);
       return reply?.body ?? [];
     } catch (err) {
       if (err instanceof LibvirtError) {

@@ -100,9 +100,24 @@ export class LibvirtRuntime {
     return join(this.o.stateDir, 'instances', id);
   }
 
-  /** The hypervisor, connected on first use; throws BERTH_ERR_HOST_OP saying what is missing. */
-  hypervisor(): Promise<Hypervisor> {
-    if (this.hv) return Promise.resolve(this.hv);
+  /**
+   * The hypervisor, connected on first use; throws BERTH_ERR_HOST_OP saying what is missing.
+   * A caller that joins an attempt already under way and sees it fail gets one
+   * attempt of its own: the earlier one may have begun before libvirt was up
+   * (berthd's start, a stale socket file) and spent its deadline on a dead bus.
+   */
+  async hypervisor(): Promise<Hypervisor> {
+    if (this.hv) return this.hv;
+    const joined = this.connecting !== undefined;
+    try {
+      return await this.attempt();
+    } catch (err) {
+      if (!joined || this.closed) throw err;
+      return this.hv ?? (await this.attempt());
+    }
+  }
+
+  private attempt(): Promise<Hypervisor> {
     this.connecting ??= this.connect().finally(() => {
       this.connecting = undefined;
     });

@@ -108,7 +108,9 @@ export const adminSocket = attack(
       key,
     ]);
     if (plain.code !== 0 || hostile.code !== 0)
-      throw new Error(`libvirt creates: ${plain.stderr}${hostile.stderr}`);
+      throw new Error(
+        `libvirt creates: plain exit ${plain.code} ${plain.stdout}${plain.stderr}; hostile exit ${hostile.code} ${hostile.stdout}${hostile.stderr}`,
+      );
     const p = JSON.parse(plain.stdout) as Instance;
     const h = JSON.parse(hostile.stdout) as Instance;
     const [px, hx] = await Promise.all([definedXml(p), definedXml(h)]);

@@ -25,6 +25,15 @@ export async function startAttackLab(t: Test): Promise<AttackLab> {
   return { lab, metricsPort, subnet: () => `10.${next++}.0.0/24` };
 }
 
+/** The last warn/error lines of berthd's log (pino JSON: level ≥ 40). */
+function daemonComplaints(log: string, max = 30): string {
+  const lines = log.split('\n').filter((l) => {
+    const m = /"level":(\d+)/.exec(l);
+    return m !== null && Number(m[1]) >= 40;
+  });
+  return lines.slice(-max).join('\n') || '(none)';
+}
+
 /** One subtest per attack, each asserting that the attack was refused; results go to onResult too. */
 export async function runAttacks(
   t: Test,
@@ -37,6 +46,8 @@ export async function runAttacks(
       const r = await run(t, ctx);
       onResult(r);
       t.ok(r.pass, `${r.row}: expected ${r.expected}; observed ${r.observed}`);
+      // A row that failed names berthd's own account of it, so a red CI log is enough.
+      if (!r.pass) t.comment(`berthd warnings and errors:\n${daemonComplaints(ctx.lab.d.stderr())}`);
     });
   }
 }
