@@ -186,6 +186,7 @@ export const InstanceCreate = Type.Object(
       }),
     ),
     role: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,62}$' })),
+    secgroups: Type.Optional(Type.Array(Type.String({ maxLength: 31 }), { maxItems: 16 })),
     tokens: Type.Optional(TokensMode),
     meta: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 4096 }), { maxProperties: 64 })),
   },
@@ -220,6 +221,7 @@ export const Instance = Type.Object({
   // Metadata inputs; user-data and vendor-data only by size and hash.
   ssh_keys: Type.Optional(Type.Array(Type.Object({ name: Type.String(), key: Type.String() }))),
   role: Type.Optional(Type.String()),
+  secgroups: Type.Optional(Type.Array(Type.String())),
   tokens: Type.Optional(TokensMode),
   meta: Type.Optional(Type.Record(Type.String(), Type.String())),
   user_data: Type.Optional(BlobInfo),
@@ -314,6 +316,58 @@ export const Policy = Type.Object(
 export type Policy = Static<typeof Policy>;
 export const PolicyList = Type.Object({ policies: Type.Array(Policy) });
 export type PolicyList = Static<typeof PolicyList>;
+
+// Security groups (issue 15): named sets of ACCEPT rules, by the caller's observed identity.
+export const SecGroupName = Type.String({
+  pattern: '^[a-z][a-z0-9-]{0,30}$',
+  description: 'lower case, digits and -, at most 31',
+});
+export const SecGroupProto = Type.Union([
+  Type.Literal('tcp'),
+  Type.Literal('udp'),
+  Type.Literal('icmp'),
+  Type.Literal('any'),
+]);
+export const SecGroupRuleAdd = Type.Object(
+  {
+    proto: SecGroupProto,
+    /** `P` or `P-Q`; only with tcp or udp. */
+    port: Type.Optional(Type.String({ maxLength: 11 })),
+    /** role:R, group:G, instance:<id|name>, image:<sha256> or an IPv4 CIDR. */
+    from: Type.String({ maxLength: 200 }),
+  },
+  { additionalProperties: false },
+);
+export type SecGroupRuleAdd = Static<typeof SecGroupRuleAdd>;
+export const SecGroupRule = Type.Object({
+  id: Type.String({ description: 'sr-<8 hex>, stable' }),
+  proto: SecGroupProto,
+  ports: Type.Optional(Type.Object({ from: Type.Integer(), to: Type.Integer() })),
+  from: Type.String(),
+});
+export type SecGroupRule = Static<typeof SecGroupRule>;
+export const SecGroupCreate = Type.Object(
+  {
+    name: SecGroupName,
+    description: Type.Optional(Type.String({ maxLength: 500 })),
+    /** When set, only root or a caller in one of these gids may put an instance in the group. */
+    join_gids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 32 })),
+  },
+  { additionalProperties: false },
+);
+export type SecGroupCreate = Static<typeof SecGroupCreate>;
+/** A stored group: `secgroup/<name>` in the store (cluster-scoped in cluster mode). */
+export const SecGroup = Type.Object({
+  name: SecGroupName,
+  description: Type.Optional(Type.String()),
+  join_gids: Type.Optional(Type.Array(Type.Integer())),
+  rules: Type.Array(SecGroupRule),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+export type SecGroup = Static<typeof SecGroup>;
+export const SecGroupList = Type.Object({ secgroups: Type.Array(SecGroup) });
+export type SecGroupList = Static<typeof SecGroupList>;
 
 // Image schemas live with the image store, below the API layer.
 export { Image, ImageImport, ImageKind } from '../../images/image-types.js';

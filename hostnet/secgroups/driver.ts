@@ -1,0 +1,35 @@
+// The one seam between berthd and the kernel for security groups. The real
+// adapter (nft + conntrack) is the default; unit tests of the logic around it
+// may inject a fake, which never counts as a test of enforcement.
+import type { SecGroupState, SgFlowCut, SgMode } from './state.js';
+
+export interface SgCounter {
+  ifname: string;
+  /** A rule id, or `drop` for the port's final drop. */
+  rule: string;
+  packets: number;
+  bytes: number;
+}
+
+export interface SgApplyReport {
+  /** Something on the host changed (false on a second apply of the same state). */
+  changed: boolean;
+  /** Failures gathered, each `could not <verb> <object> "x": <cause>`; the rest was still applied. */
+  errors: string[];
+}
+
+export interface SecGroupDriver {
+  /** The data path this kernel supports; throws BERTH_ERR_HOST_OP naming the missing feature when none. */
+  mode(): Promise<SgMode>;
+  /**
+   * Reconciles the host towards `desired`: idempotent, adds before it deletes,
+   * changes a set's members as element updates (never a rule rewrite), and
+   * touches only tables carrying berth's prefix.
+   */
+  apply(desired: SecGroupState): Promise<SgApplyReport>;
+  /** Ends the tracked flows of these (src → dst) pairs: a source that left a group loses its connections. */
+  cutFlows(cuts: SgFlowCut[]): Promise<void>;
+  counters(): Promise<SgCounter[]>;
+  /** Removes everything apply created (berthd's `--teardown`, tests). */
+  remove(): Promise<void>;
+}
