@@ -105,6 +105,24 @@ export function couldNot(
   return new BerthError(code, `could not ${verb} ${object} "${name}": ${reason}`, { ...options, cause });
 }
 
+/**
+ * A change refused because etcd does not answer: one message for the client,
+ * the mirror and the probe, naming the endpoints tried and why.
+ */
+export function clusterUnavailable(
+  verb: string,
+  object: string,
+  endpoints: readonly string[],
+  cause: unknown,
+): BerthError {
+  const reason = typeof cause === 'string' ? cause : causeText(cause);
+  return new BerthError(
+    'BERTH_ERR_CLUSTER_UNAVAILABLE',
+    `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${endpoints.join(', ')}): ${reason}`,
+    typeof cause === 'string' ? {} : { cause },
+  );
+}
+
 /** A field-level validation failure: `<field>: <reason>`. */
 export function invalidField(field: string, reason: string): BerthError {
   return new BerthError('BERTH_ERR_INVALID_ARGUMENT', `${field}: ${reason}`, { field });

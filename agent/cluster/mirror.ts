@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { ClusterKV, KvEvent, KvWatch } from '../../base/cluster-kv.js';
-import { BerthError } from '../../base/errors.js';
+import { BerthError, clusterUnavailable } from '../../base/errors.js';
 import type { BatchOp, BatchOptions, Entry, ListOptions, Store } from '../../base/store.js';
 
 /** Where the local copy of the data-path prefixes lives in the host's own store. */
@@ -208,10 +208,7 @@ export class ClusterMirror extends EventEmitter {
   requireConnected(verb: string, object: string, graceMs = 5000): void {
     if (this.state === 'connected') return;
     if (this.state === 'disconnected' && Date.now() - this.disconnectedAt < graceMs) return;
-    throw new BerthError(
-      'BERTH_ERR_CLUSTER_UNAVAILABLE',
-      `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${this.o.kv.endpoints.join(', ')}): this host's watch is ${this.state}`,
-    );
+    throw clusterUnavailable(verb, object, this.o.kv.endpoints, `this host's watch is ${this.state}`);
   }
 
   async close(): Promise<void> {

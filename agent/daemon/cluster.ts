@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { cpus, networkInterfaces, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { ClusterKV } from '../../base/cluster-kv.js';
-import { BerthError, causeText } from '../../base/errors.js';
+import { BerthError, causeText, clusterUnavailable } from '../../base/errors.js';
 import type { Store } from '../../base/store.js';
 import { VERSION } from '../../base/version.js';
 import { CACHE_PREFIX, ClusterMirror, MirroredStore } from '../cluster/mirror.js';
@@ -98,11 +98,7 @@ export async function startCluster(opts: {
       try {
         await kv.get(`host/${opts.hostId}`);
       } catch (err) {
-        throw new BerthError(
-          'BERTH_ERR_CLUSTER_UNAVAILABLE',
-          `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${kv.endpoints.join(', ')}): ${causeText(err)}`,
-          { cause: err },
-        );
+        throw clusterUnavailable(verb, object, kv.endpoints, err);
       }
     },
     async close() {

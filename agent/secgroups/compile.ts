@@ -125,9 +125,8 @@ function serviceKey(r: SgRule): string {
 function admitted(port: SgPort, sets: ReadonlyMap<string, SgSet>): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   const add = (src: string, key: string) => {
-    let keys = out.get(src);
-    if (!keys) out.set(src, (keys = new Set()));
-    keys.add(key);
+    const keys = out.get(src) ?? new Set<string>();
+    out.set(src, keys.add(key));
   };
   for (const r of port.rules) {
     if ('cidr' in r.from) add(r.from.cidr, serviceKey(r));

@@ -22,7 +22,7 @@ import type {
   KvWatchHandlers,
   LivenessLease,
 } from '../../base/cluster-kv.js';
-import { BerthError } from '../../base/errors.js';
+import { BerthError, clusterUnavailable } from '../../base/errors.js';
 import {
   type BatchOp,
   type BatchOptions,
@@ -113,11 +113,7 @@ export class EtcdKv implements ClusterKV {
   /** Maps a transport failure onto the catalog, naming what was tried. */
   private unavailable(verb: string, object: string, err: unknown): BerthError {
     if (err instanceof BerthError) return err;
-    return new BerthError(
-      'BERTH_ERR_CLUSTER_UNAVAILABLE',
-      `could not ${verb} ${object}: the cluster store is unreachable (etcd at ${this.endpoints.join(', ')}): ${causeOf(err)}`,
-      { cause: err },
-    );
+    return clusterUnavailable(verb, object, this.endpoints, causeOf(err));
   }
 
   private async call<T>(verb: string, object: string, fn: () => Promise<T>): Promise<T> {
