@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { ClusterKV, KvEvent, KvWatch } from '../../base/cluster-kv.js';
-import { BerthError, clusterUnavailable } from '../../base/errors.js';
+import { clusterUnavailable } from '../../base/errors.js';
 import type { BatchOp, BatchOptions, Entry, ListOptions, Store } from '../../base/store.js';
 
 /** Where the local copy of the data-path prefixes lives in the host's own store. */

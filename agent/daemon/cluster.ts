@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { cpus, networkInterfaces, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { ClusterKV } from '../../base/cluster-kv.js';
-import { BerthError, causeText, clusterUnavailable } from '../../base/errors.js';
+import { clusterUnavailable } from '../../base/errors.js';
 import type { Store } from '../../base/store.js';
 import { VERSION } from '../../base/version.js';
 import { CACHE_PREFIX, ClusterMirror, MirroredStore } from '../cluster/mirror.js';
