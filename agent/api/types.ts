@@ -1,7 +1,7 @@
 // Wire types of the admin API, shared by berthd's routes, the client and berthctl.
 import { type Static, Type } from 'typebox';
 
-export const API_PREFIX = '/v1';
+export { API_PREFIX } from './prefix.js';
 
 export const ErrorBody = Type.Object({
   error: Type.Object({

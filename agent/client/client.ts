@@ -30,7 +30,7 @@ import type {
   Status,
   VerifyAnswer,
 } from '../api/types.js';
-import { API_PREFIX } from '../api/types.js';
+import { API_PREFIX } from '../api/prefix.js';
 
 export const DEFAULT_SOCKET = '/run/berth/berthd.sock';
 
