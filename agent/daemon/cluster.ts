@@ -60,7 +60,12 @@ export async function startCluster(opts: {
 }): Promise<ClusterRuntime> {
   const log = opts.log.child({ component: 'cluster' });
   const kv = opts.kv ?? (await openClusterKv(opts.settings));
-  const mirror = new ClusterMirror({ kv, local: opts.local, persist: [NETWORK_PREFIX, POLICY_PREFIX, SECGROUP_PREFIX], log });
+  const mirror = new ClusterMirror({
+    kv,
+    local: opts.local,
+    persist: [NETWORK_PREFIX, POLICY_PREFIX, SECGROUP_PREFIX],
+    log,
+  });
   await mirror.start();
   const shared = new MirroredStore(kv, mirror);
   const registry = new HostRegistry({

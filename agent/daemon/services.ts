@@ -176,7 +176,9 @@ export async function buildServices(
   });
   await secgroups.load();
   cluster?.mirror.onChange(SECGROUP_PREFIX, () => {
-    secgroups.reload().catch((err) => log.error({ err: String(err) }, 'could not follow the cluster secgroups'));
+    secgroups
+      .reload()
+      .catch((err) => log.error({ err: String(err) }, 'could not follow the cluster secgroups'));
   });
   instances = new InstanceService({
     secgroups,

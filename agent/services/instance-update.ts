@@ -30,9 +30,13 @@ export function resolveSecgroups(list: string[] | undefined, groups: SecGroupLoo
   const out: string[] = [];
   (list ?? []).forEach((name, i) => {
     if (!groups?.has(name))
-      throw new BerthError('BERTH_ERR_NOT_FOUND', `secgroups.${i}: could not find secgroup "${name}": no such group`, {
-        field: `secgroups.${i}`,
-      });
+      throw new BerthError(
+        'BERTH_ERR_NOT_FOUND',
+        `secgroups.${i}: could not find secgroup "${name}": no such group`,
+        {
+          field: `secgroups.${i}`,
+        },
+      );
     if (!out.includes(name)) out.push(name);
   });
   return out;
@@ -51,7 +55,9 @@ export function authorizeChange(
   const changed = [
     ...joined.map((g) => ({ group: groups?.get(g) as SecGroup, verb: 'join' as const })),
     // A group deleted meanwhile has no join_gids left to honour.
-    ...left.filter((g) => groups?.has(g)).map((g) => ({ group: groups?.get(g) as SecGroup, verb: 'leave' as const })),
+    ...left
+      .filter((g) => groups?.has(g))
+      .map((g) => ({ group: groups?.get(g) as SecGroup, verb: 'leave' as const })),
   ];
   authorizeMembership(instance, changed, caller);
 }

@@ -27,8 +27,7 @@ export function parsePorts(text: string): { from: number; to: number } {
   if (!m) throw invalidField('port', `"${text}" is not P or P-Q`);
   const from = Number(m[1]);
   const to = m[2] === undefined ? from : Number(m[2]);
-  for (const p of [from, to])
-    if (p < 1 || p > 65535) throw invalidField('port', `${p} is outside 1..65535`);
+  for (const p of [from, to]) if (p < 1 || p > 65535) throw invalidField('port', `${p} is outside 1..65535`);
   if (from > to) throw invalidField('port', `"${text}" runs backwards; write ${to}-${from}`);
   return { from, to };
 }
@@ -108,10 +107,4 @@ export function canonicalRule(input: SecGroupRuleAdd, ctx: RuleContext): SecGrou
   const from = canonicalSource(input.from.trim(), ctx);
   const body = { proto: input.proto, ...(ports ? { ports } : {}), from };
   return { id: ruleId(body), ...body };
-}
-
-/** How a rule reads on one line: `tcp 3306 from role:webapp`. */
-export function ruleText(r: SecGroupRule): string {
-  const ports = r.ports ? ` ${r.ports.from === r.ports.to ? r.ports.from : `${r.ports.from}-${r.ports.to}`}` : '';
-  return `${r.proto}${ports} from ${r.from}`;
 }

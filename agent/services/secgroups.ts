@@ -125,11 +125,9 @@ export class SecGroupService {
       );
     this.opts.requireConnected?.('delete', `secgroup "${name}"`);
     const key = `${SECGROUP_PREFIX}${name}`;
-    await this.opts.store
-      .batch([{ type: 'del', key }], { guards: [{ key, equals: g }] })
-      .catch((err) => {
-        throw err instanceof BerthError ? couldNot(err.code, 'delete', 'secgroup', name, err) : err;
-      });
+    await this.opts.store.batch([{ type: 'del', key }], { guards: [{ key, equals: g }] }).catch((err) => {
+      throw err instanceof BerthError ? couldNot(err.code, 'delete', 'secgroup', name, err) : err;
+    });
     this.groups.delete(name);
     this.emit({ kind: 'deleted', group: name });
   }
@@ -148,7 +146,13 @@ export class SecGroupService {
       const same = g.rules.find((r) => r.id === rule.id);
       if (same) {
         if (same.from !== rule.from || same.proto !== rule.proto)
-          throw couldNot('BERTH_ERR_CONFLICT', 'add a rule to', 'secgroup', name, `rule id ${rule.id} is taken`);
+          throw couldNot(
+            'BERTH_ERR_CONFLICT',
+            'add a rule to',
+            'secgroup',
+            name,
+            `rule id ${rule.id} is taken`,
+          );
         return { result: same };
       }
       return { next: { ...g, rules: [...g.rules, rule] }, result: rule, change: 'rule-added' };
@@ -164,7 +168,11 @@ export class SecGroupService {
           `could not find rule "${id}" in secgroup "${name}": no such rule (see \`berthctl secgroup show ${name}\`)`,
           { field: 'rule' },
         );
-      return { next: { ...g, rules: g.rules.filter((r) => r.id !== id) }, result: rule, change: 'rule-deleted' };
+      return {
+        next: { ...g, rules: g.rules.filter((r) => r.id !== id) },
+        result: rule,
+        change: 'rule-deleted',
+      };
     });
   }
 

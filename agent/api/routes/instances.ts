@@ -13,10 +13,10 @@ import {
   StopRequest,
 } from '../types.js';
 
-export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceService; callers: Callers }> = async (
-  app,
-  { instances, callers },
-) => {
+export const instanceRoutes: FastifyPluginAsyncTypebox<{
+  instances: InstanceService;
+  callers: Callers;
+}> = async (app, { instances, callers }) => {
   const params = Type.Object({ name: Type.String({ maxLength: 64 }) });
   app.get('/instances', { schema: { response: { 200: InstanceList } } }, async () => ({
     instances: instances.all(),
@@ -52,10 +52,7 @@ export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceServ
       reply
         .status(201)
         .send(
-          await instances.create(
-            req.body,
-            req.body.secgroups?.length ? await callers.of(req) : undefined,
-          ),
+          await instances.create(req.body, req.body.secgroups?.length ? await callers.of(req) : undefined),
         ),
   );
   app.patch(

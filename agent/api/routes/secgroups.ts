@@ -11,7 +11,10 @@ export const secgroupRoutes: FastifyPluginAsyncTypebox<{ secgroups: SecGroupServ
   { secgroups },
 ) => {
   const params = Type.Object({ name: Type.String({ maxLength: 31 }) });
-  const ruleParams = Type.Object({ name: Type.String({ maxLength: 31 }), rule: Type.String({ maxLength: 16 }) });
+  const ruleParams = Type.Object({
+    name: Type.String({ maxLength: 31 }),
+    rule: Type.String({ maxLength: 16 }),
+  });
   const group = (req: FastifyRequest) => (req.params as { name?: string }).name;
 
   app.get('/secgroups', { schema: { response: { 200: SecGroupList } } }, async () => ({
