@@ -17,7 +17,7 @@ export function callerText(c: Caller): string {
 }
 
 /** May this caller change membership of g? Root always; else a gid in join_gids. */
-export function mayJoin(g: Pick<SecGroup, 'join_gids'>, c: Caller): boolean {
+export function mayJoin(g: Pick<SecGroup, 'name' | 'join_gids'>, c: Caller): boolean {
   if (!g.join_gids || g.join_gids.length === 0) return true;
   if ('error' in c) return false; // not knowing who asks is no permission
   if (c.uid === 0) return true;
