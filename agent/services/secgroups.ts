@@ -196,7 +196,7 @@ export class SecGroupService {
       const g = await this.fresh(name);
       const { next, result, change } = step(g);
       if (!next || !change) return result;
-      this.opts.requireConnected?.(verb.split(' ')[0] as string, `secgroup "${name}"`);
+      this.opts.requireConnected?.(verb, `secgroup "${name}"`);
       const rec = { ...next, updated_at: this.now() };
       try {
         await this.opts.store.batch([{ type: 'put', key, value: rec }], { guards: [{ key, equals: g }] });

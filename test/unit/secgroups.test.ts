@@ -229,3 +229,33 @@ t.test('join permission: root, or a gid or supplementary group in join_gids', as
       /could not remove instance "web1" from secgroup "db": leaving it needs root or gid 27 or 1001; the caller is an unknown caller \(x\)/,
   });
 });
+
+t.test('cluster mode: with etcd away every change is refused and nothing is written', async (t) => {
+  const store = new MemoryStore();
+  let up = true;
+  const s = new SecGroupService({
+    store,
+    membersOf: () => [],
+    requireConnected: (verb, object) => {
+      if (!up)
+        throw new BerthError('BERTH_ERR_CLUSTER_UNAVAILABLE', `could not ${verb} ${object}: etcd is away`);
+    },
+  });
+  await s.create({ name: 'db' });
+  const rule = await s.addRule('db', { proto: 'udp', port: '53', from: '10.0.0.0/8' });
+  up = false;
+  const before = await store.list(SECGROUP_PREFIX);
+  await t.rejects(s.create({ name: 'web' }), { code: 'BERTH_ERR_CLUSTER_UNAVAILABLE' });
+  await t.rejects(s.addRule('db', { proto: 'tcp', from: 'role:a' }), {
+    message: 'could not add a rule to secgroup "db": etcd is away',
+  });
+  await t.rejects(s.deleteRule('db', rule.id), { code: 'BERTH_ERR_CLUSTER_UNAVAILABLE' });
+  await t.rejects(s.delete('db'), { code: 'BERTH_ERR_CLUSTER_UNAVAILABLE' });
+  t.same(await store.list(SECGROUP_PREFIX), before);
+  t.same(
+    await s.addRule('db', { proto: 'udp', port: '53', from: '10.0.0.0/8' }),
+    rule,
+    'an idempotent add needs no write',
+  );
+  t.same(await s.create({ name: 'db' }), s.get('db'), 'nor an idempotent create');
+});
