@@ -15,7 +15,9 @@ import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PolicyService } from '../services/policies.js';
+import type { SecGroupService } from '../services/secgroups.js';
 import { AdminAudit } from './admin-audit.js';
+import { Callers } from './caller.js';
 import { errorBody, toBerthError } from './error-mapping.js';
 import type { PeerCredentials } from './peer-credentials.js';
 import { defaultPeerCredentials } from './peercred-addon.js';
@@ -28,6 +30,7 @@ import { metadataRoutes } from './routes/metadata.js';
 import { networkRoutes } from './routes/networks.js';
 import { policyRoutes } from './routes/policies.js';
 import { poolRoutes } from './routes/pool.js';
+import { secgroupRoutes } from './routes/secgroups.js';
 import { type StatusSource, statusRoutes } from './routes/status.js';
 import { API_PREFIX } from './types.js';
 
@@ -49,6 +52,9 @@ export interface AdminServices {
   clusterService?: { service: ClusterService; hostId: string };
   /** Who is on the other end of an admin connection; SO_PEERCRED (or ss and /proc) by default. */
   peers?: PeerCredentials;
+  /** A peer's supplementary groups (joining a secgroup may need one); /proc/<pid>/status by default. */
+  peerGroups?: (pid: number) => Promise<number[]>;
+  secgroups?: SecGroupService;
 }
 
 export async function buildAdminServer(services: AdminServices, log: Logger): Promise<FastifyInstance> {
@@ -99,7 +105,10 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
     driver: services.driver,
     observer: services.observer,
   });
-  await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances });
+  const callers = new Callers(peers, services.peerGroups);
+  await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances, callers });
+  if (services.secgroups)
+    await app.register(secgroupRoutes, { prefix: API_PREFIX, secgroups: services.secgroups });
   await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });
   if (services.dhcp) await app.register(leaseRoutes, { prefix: API_PREFIX, dhcp: services.dhcp });
   if (services.policies)

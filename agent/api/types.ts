@@ -368,6 +368,14 @@ export const SecGroup = Type.Object({
 export type SecGroup = Static<typeof SecGroup>;
 export const SecGroupList = Type.Object({ secgroups: Type.Array(SecGroup) });
 export type SecGroupList = Static<typeof SecGroupList>;
+/** PATCH /v1/instances/:name: fields given replace the instance's; `secgroups: []` leaves every group. */
+export const InstanceUpdate = Type.Object(
+  {
+    secgroups: Type.Optional(Type.Array(Type.String({ maxLength: 31 }), { maxItems: 16 })),
+  },
+  { additionalProperties: false },
+);
+export type InstanceUpdate = Static<typeof InstanceUpdate>;
 
 // Image schemas live with the image store, below the API layer.
 export { Image, ImageImport, ImageKind } from '../../images/image-types.js';
@@ -465,6 +473,7 @@ export const DirectoryEntry = Type.Object({
   nics: Type.Array(Type.Object({ network: Type.String(), mac: Type.String(), ip: Type.String() })),
   role: Type.Optional(Type.String()),
   image_sha256: Type.Optional(Type.String()),
+  secgroups: Type.Optional(Type.Array(Type.String())),
   created_at: Type.String(),
 });
 export type DirectoryEntry = Static<typeof DirectoryEntry>;

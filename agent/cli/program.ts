@@ -11,6 +11,7 @@ import { registerLeases } from './commands/leases.js';
 import { registerNetworks } from './commands/networks.js';
 import { registerPolicies } from './commands/policies.js';
 import { registerPool } from './commands/pool.js';
+import { registerSecgroups } from './commands/secgroups.js';
 import { registerStatus } from './commands/status.js';
 import type { CliContext } from './context.js';
 import { EXIT, type Io } from './output.js';
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext, version: string): Command {
   registerPool(program, ctx);
   registerLeases(program, ctx);
   registerPolicies(program, ctx);
+  registerSecgroups(program, ctx);
   registerImages(program, ctx);
   registerHosts(program, ctx);
   registerIdentity(program, ctx);

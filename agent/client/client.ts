@@ -20,6 +20,7 @@ import type {
   Instance,
   InstanceCreate,
   InstanceList,
+  InstanceUpdate,
   LeaseList,
   Network,
   NetworkCreate,
@@ -27,6 +28,11 @@ import type {
   Policy,
   PolicyList,
   PoolUsage,
+  SecGroup,
+  SecGroupCreate,
+  SecGroupList,
+  SecGroupRule,
+  SecGroupRuleAdd,
   Status,
   VerifyAnswer,
 } from '../api/types.js';
@@ -248,6 +254,37 @@ export class BerthClient {
 
   deletePolicy(name: string): Promise<void> {
     return this.request('DELETE', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  /** Replaces what the body names (its security groups); [] leaves every group. */
+  updateInstance(name: string, body: InstanceUpdate): Promise<Instance> {
+    return this.request('PATCH', `/instances/${encodeURIComponent(name)}`, body);
+  }
+
+  secgroups(): Promise<SecGroupList> {
+    return this.request('GET', '/secgroups');
+  }
+
+  secgroup(name: string): Promise<SecGroup> {
+    return this.request('GET', `/secgroups/${encodeURIComponent(name)}`);
+  }
+
+  /** Idempotent: the same group again answers the group. */
+  createSecgroup(body: SecGroupCreate): Promise<SecGroup> {
+    return this.request('POST', '/secgroups', body);
+  }
+
+  deleteSecgroup(name: string): Promise<void> {
+    return this.request('DELETE', `/secgroups/${encodeURIComponent(name)}`);
+  }
+
+  /** Answers the rule as stored, with its stable id; the same rule again answers the same id. */
+  addSecgroupRule(name: string, rule: SecGroupRuleAdd): Promise<SecGroupRule> {
+    return this.request('POST', `/secgroups/${encodeURIComponent(name)}/rules`, rule);
+  }
+
+  deleteSecgroupRule(name: string, id: string): Promise<SecGroupRule> {
+    return this.request('DELETE', `/secgroups/${encodeURIComponent(name)}/rules/${encodeURIComponent(id)}`);
   }
 
   /** Hosts of the cluster (this host alone in single-host mode); `all` adds forgotten ones. */

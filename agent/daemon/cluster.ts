@@ -14,6 +14,7 @@ import { HostRegistry } from '../cluster/registry.js';
 import type { ClusterSettings } from '../config/schema.js';
 import { NETWORK_PREFIX } from '../services/networks.js';
 import { POLICY_PREFIX } from '../services/policies.js';
+import { SECGROUP_PREFIX } from '../services/secgroups.js';
 import { EtcdKv } from '../store/etcd-kv.js';
 
 export interface ClusterRuntime {
@@ -59,7 +60,12 @@ export async function startCluster(opts: {
 }): Promise<ClusterRuntime> {
   const log = opts.log.child({ component: 'cluster' });
   const kv = opts.kv ?? (await openClusterKv(opts.settings));
-  const mirror = new ClusterMirror({ kv, local: opts.local, persist: [NETWORK_PREFIX, POLICY_PREFIX], log });
+  const mirror = new ClusterMirror({
+    kv,
+    local: opts.local,
+    persist: [NETWORK_PREFIX, POLICY_PREFIX, SECGROUP_PREFIX],
+    log,
+  });
   await mirror.start();
   const shared = new MirroredStore(kv, mirror);
   const registry = new HostRegistry({

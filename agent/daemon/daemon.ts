@@ -233,6 +233,7 @@ export class Daemon {
         observer: services.observer,
         dhcp,
         policies: metadata.policies,
+        secgroups: services.secgroups,
         metadataPublicKey: metadata.keys.publicKeyPem,
         images: services.images,
         clusterService: { service: clusterView, hostId: this.hostId },

@@ -21,6 +21,7 @@ import {
 } from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
 import { type NetworkRecord, NetworkService } from '../services/networks.js';
+import { SECGROUP_PREFIX, SecGroupService } from '../services/secgroups.js';
 import type { ClusterRuntime } from './cluster.js';
 import { followCluster } from './follow-cluster.js';
 
@@ -33,6 +34,8 @@ export interface Services {
   macs: MacPool;
   networks: NetworkService;
   instances: InstanceService;
+  /** Security groups (cluster-scoped in cluster mode); the enforcement compiler reads all() and onChange. */
+  secgroups: SecGroupService;
   images: ImageStore;
   /** Connects to libvirt on first need; berthd runs netns guests without it. */
   libvirt: LibvirtRuntime;
@@ -159,7 +162,26 @@ export async function buildServices(
     },
   });
   await networks.load(config.networks);
+  const secgroups = new SecGroupService({
+    store: shared,
+    // In a cluster a group is in use while any host has a guest in it.
+    membersOf: cluster
+      ? (g) =>
+          cluster.mirror
+            .list<DirectoryEntry>(DIRECTORY_PREFIX)
+            .filter((e) => e.value.secgroups?.includes(g))
+            .map((e) => `${e.value.name}@${e.value.host}`)
+      : (g) => (instances?.all() ?? []).filter((i) => i.secgroups?.includes(g)).map((i) => i.name),
+    ...(cluster ? { requireConnected: cluster.requireConnected } : {}),
+  });
+  await secgroups.load();
+  cluster?.mirror.onChange(SECGROUP_PREFIX, () => {
+    secgroups
+      .reload()
+      .catch((err) => log.error({ err: String(err) }, 'could not follow the cluster secgroups'));
+  });
   instances = new InstanceService({
+    secgroups,
     store,
     driver,
     networks,
@@ -194,6 +216,7 @@ export async function buildServices(
     macs,
     networks,
     instances,
+    secgroups,
     images,
     libvirt,
     observer,

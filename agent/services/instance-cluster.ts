@@ -27,6 +27,8 @@ export interface DirectoryEntry {
   nics: { network: string; mac: string; ip: string }[];
   role?: string;
   image_sha256?: string;
+  /** Its security groups: every host's sets for `group:` sources are built from these. */
+  secgroups?: string[];
   created_at: string;
 }
 
@@ -39,6 +41,7 @@ export function directoryEntry(rec: Instance, host: string): DirectoryEntry {
     nics: rec.nics.map((n) => ({ network: n.network, mac: n.mac, ip: n.ip })),
     ...(rec.role ? { role: rec.role } : {}),
     ...(rec.image_sha256 ? { image_sha256: rec.image_sha256 } : {}),
+    ...(rec.secgroups && rec.secgroups.length > 0 ? { secgroups: [...rec.secgroups] } : {}),
     created_at: rec.created_at,
   };
 }

@@ -20,8 +20,18 @@ import {
   directoryEntry,
   isAllocationRace,
 } from './instance-cluster.js';
+import {
+  authorizeChange,
+  commitUpdate,
+  type InstanceUpdate,
+  resolveSecgroups,
+  type SecGroupLookup,
+  sameList,
+  withSecgroups,
+} from './instance-update.js';
 import type { LibvirtRuntime } from './libvirt-runtime.js';
 import type { NetworkService } from './networks.js';
+import type { Caller } from './secgroup-join.js';
 
 export type InstanceRecord = Instance;
 export {
@@ -56,6 +66,8 @@ export interface InstanceServiceOptions {
    * (etcd-backed) store, the full record in the local one. Unset: one store.
    */
   cluster?: ClusterSide;
+  /** Security groups an instance may join; without it any `secgroups` is refused as unknown. */
+  secgroups?: SecGroupLookup;
 }
 
 /** berth's instance ids: "i-" and hex. A name of that shape would shadow an id in every lookup. */
@@ -165,11 +177,35 @@ export class InstanceService {
     this.track(rec);
   }
 
-  create(input: InstanceCreate): Promise<InstanceRecord> {
-    return this.lock.run(() => this.createNow(input));
+  /** caller: who asked (the admin API passes the peer); undefined is berthd itself. */
+  create(input: InstanceCreate, caller?: Caller): Promise<InstanceRecord> {
+    return this.lock.run(() => this.createNow(input, caller));
   }
 
-  private async createNow(input: InstanceCreate): Promise<InstanceRecord> {
+  /** Replaces the instance's security groups; the same list again writes nothing. */
+  update(nameOrId: string, patch: InstanceUpdate, caller?: Caller): Promise<InstanceRecord> {
+    return this.lock.run(async () => {
+      const rec = this.get(nameOrId);
+      if (patch.secgroups === undefined) return rec;
+      const list = resolveSecgroups(patch.secgroups, this.opts.secgroups);
+      if (sameList(rec.secgroups, list)) return rec;
+      authorizeChange(rec.name, rec.secgroups ?? [], list, this.opts.secgroups, caller);
+      if (rec.state === 'creating' || rec.state === 'deleting')
+        throw couldNot('BERTH_ERR_CONFLICT', 'update', 'instance', rec.name, `it is ${rec.state}`);
+      const next = withSecgroups(rec, list);
+      await commitUpdate(this.opts.store, this.opts.cluster, `${INSTANCE_PREFIX}${rec.id}`, rec, next).catch(
+        (err) => {
+          throw err instanceof BerthError ? couldNot(err.code, 'update', 'instance', rec.name, err) : err;
+        },
+      );
+      this.track(next);
+      this.opts.onChanged?.(next);
+      this.opts.log.info({ instance: rec.id, name: rec.name, secgroups: list }, 'instance secgroups changed');
+      return next;
+    });
+  }
+
+  private async createNow(input: InstanceCreate, caller?: Caller): Promise<InstanceRecord> {
     const runtime = input.runtime ?? 'netns';
     if (runtime === 'libvirt' && !this.opts.libvirt) {
       throw couldNot(
@@ -201,13 +237,15 @@ export class InstanceService {
     }
     const network = this.opts.networks.get(input.network);
     const inputs = prepareInputs(input);
+    const secgroups = resolveSecgroups(input.secgroups, this.opts.secgroups);
+    authorizeChange(input.name, [], secgroups, this.opts.secgroups, caller);
     // Image hash and libvirt are checked before anything is allocated.
     const boot = runtime === 'libvirt' ? await this.opts.libvirt?.prepare(input) : undefined;
     this.opts.cluster?.requireConnected('create', `instance "${input.name}"`);
     let reserved: Awaited<ReturnType<InstanceService['reserveAndCommit']>>;
     for (let attempt = 1; ; attempt++) {
       try {
-        reserved = await this.reserveAndCommit(input, network, inputs, boot, runtime);
+        reserved = await this.reserveAndCommit(input, network, inputs, boot, runtime, secgroups);
         break;
       } catch (err) {
         // Another host took the MAC or IP between our read and our write: its
@@ -279,6 +317,7 @@ export class InstanceService {
     inputs: ReturnType<typeof prepareInputs>,
     boot: Awaited<ReturnType<LibvirtRuntime['prepare']>> | undefined,
     runtime: InstanceRecord['runtime'],
+    secgroups: string[],
   ) {
     const hex = this.freshIdHex();
     const id = `i-${hex}`;
@@ -300,6 +339,7 @@ export class InstanceService {
       ...(runtime === 'netns' ? { netns: this.opts.names.guestNetns(input.name) } : {}),
       nics: [{ network: network.name, mac: mac.mac, ip: ip.ip, port: this.opts.names.port(hex, 0) }],
       ...inputs.fields,
+      ...(secgroups.length > 0 ? { secgroups } : {}),
       ...(boot && this.opts.libvirt
         ? {
             image: boot.name,

@@ -2,12 +2,21 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { InstanceService } from '../../services/instances.js';
-import { ExecRequest, ExecResult, Instance, InstanceCreate, InstanceList, StopRequest } from '../types.js';
+import type { Callers } from '../caller.js';
+import {
+  ExecRequest,
+  ExecResult,
+  Instance,
+  InstanceCreate,
+  InstanceList,
+  InstanceUpdate,
+  StopRequest,
+} from '../types.js';
 
-export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceService }> = async (
-  app,
-  { instances },
-) => {
+export const instanceRoutes: FastifyPluginAsyncTypebox<{
+  instances: InstanceService;
+  callers: Callers;
+}> = async (app, { instances, callers }) => {
   const params = Type.Object({ name: Type.String({ maxLength: 64 }) });
   app.get('/instances', { schema: { response: { 200: InstanceList } } }, async () => ({
     instances: instances.all(),
@@ -31,13 +40,36 @@ export const instanceRoutes: FastifyPluginAsyncTypebox<{ instances: InstanceServ
                 runtime: rec?.runtime ?? body.runtime ?? 'netns',
                 ...(body.image ? { image: body.image } : {}),
                 ...(rec?.nics[0] ? { mac: rec.nics[0].mac, ip: rec.nics[0].ip } : {}),
+                ...(body.secgroups ? { secgroups: body.secgroups } : {}),
               },
             };
           },
         },
       },
     },
-    async (req, reply) => reply.status(201).send(await instances.create(req.body)),
+    // The caller is asked only when a group is joined: joining may need a gid (secgroup-join.ts).
+    async (req, reply) =>
+      reply
+        .status(201)
+        .send(
+          await instances.create(req.body, req.body.secgroups?.length ? await callers.of(req) : undefined),
+        ),
+  );
+  app.patch(
+    '/instances/:name',
+    {
+      schema: { params, body: InstanceUpdate, response: { 200: Instance } },
+      config: {
+        audit: {
+          event: 'admin.instance.update',
+          describe: (req, answer) => ({
+            instance: (answer as Instance | undefined)?.id ?? (req.params as { name: string }).name,
+            detail: { ...(req.body as InstanceUpdate) },
+          }),
+        },
+      },
+    },
+    async (req) => instances.update(req.params.name, req.body, await callers.of(req)),
   );
   app.get('/instances/:name', { schema: { params, response: { 200: Instance } } }, async (req) =>
     instances.get(req.params.name),

@@ -4,6 +4,8 @@ import { action, type CliContext } from '../context.js';
 import { printJson, table, UsageError } from '../output.js';
 import { addMetadataOptions, metadataInputs } from './instance-inputs.js';
 
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
 function describe(i: Instance): string {
   const head = table(
     ['', ''],
@@ -20,6 +22,7 @@ function describe(i: Instance): string {
       ['size', i.vcpus !== undefined ? `${i.vcpus} vcpu, ${i.memory_mib} MiB` : undefined],
       ['created', i.created_at],
       ['role', i.role],
+      ['secgroups', i.secgroups?.join(', ') || 'none (receives everything the guard passes)'],
       ['tokens', i.tokens],
       ['ssh keys', i.ssh_keys?.map((k) => k.name).join(', ') || undefined],
       [
@@ -56,7 +59,8 @@ export function registerInstances(program: Command, ctx: CliContext): void {
       .option('--runtime <runtime>', 'netns or libvirt', 'netns')
       .option('--image <name>', 'image name or sha256 (libvirt runtime)')
       .option('--vcpus <n>', 'virtual CPUs (libvirt runtime)', (v) => Number.parseInt(v, 10))
-      .option('--memory <mib>', 'memory in MiB (libvirt runtime)', (v) => Number.parseInt(v, 10)),
+      .option('--memory <mib>', 'memory in MiB (libvirt runtime)', (v) => Number.parseInt(v, 10))
+      .option('--secgroup <name>', 'security group to join (repeatable)', collect),
   ).action(
     action(ctx, async (flags, name: string) => {
       const runtime = String(flags.runtime);
@@ -72,6 +76,7 @@ export function registerInstances(program: Command, ctx: CliContext): void {
         ...(flags.vcpus !== undefined ? { vcpus: Number(flags.vcpus) } : {}),
         ...(flags.memory !== undefined ? { memory_mib: Number(flags.memory) } : {}),
         ...metadataInputs(flags),
+        ...(flags.secgroup ? { secgroups: flags.secgroup as string[] } : {}),
       });
       if (flags.json) return printJson(ctx.io, i);
       ctx.io.out(
@@ -79,6 +84,24 @@ export function registerInstances(program: Command, ctx: CliContext): void {
       );
     }),
   );
+  instance
+    .command('update <name>')
+    .description('change an instance: berthctl instance update db1 --secgroup db --secgroup ssh')
+    .option('--secgroup <name>', 'the new list of security groups, replacing the old (repeatable)', collect)
+    .option('--no-secgroups', 'leave every security group (the guest receives everything the guard passes)')
+    .action(
+      action(ctx, async (flags, name: string) => {
+        const groups = flags.secgroup as string[] | undefined;
+        // commander: --no-secgroups sets secgroups false; it defaults to true.
+        const none = flags.secgroups === false;
+        if (groups && none) throw new UsageError('--secgroup and --no-secgroups: give one of them');
+        if (!groups && !none)
+          throw new UsageError('nothing to update: give --secgroup NAME or --no-secgroups');
+        const i = await ctx.client(flags).updateInstance(name, { secgroups: none ? [] : (groups ?? []) });
+        if (flags.json) return printJson(ctx.io, i);
+        ctx.io.out(`instance ${i.name} secgroups: ${i.secgroups?.join(', ') || 'none'}`);
+      }),
+    );
   instance
     .command('list')
     .description('list instances')
