@@ -2,30 +2,36 @@
 // host's guest ports, and every identity a source may name (this host's
 // records and, in cluster mode, every host's directory entries).
 import type { Logger } from 'pino';
+import { BerthError } from '../../base/errors.js';
+import type { NetworkDriver } from '../../hostnet/driver.js';
 import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
-import type { SecGroup } from '../api/types.js';
 import type { SgLocalPort, SgMember } from '../secgroups/compile.js';
 import { SecGroupEnforcer } from '../secgroups/enforcer.js';
-import { DIRECTORY_PREFIX, type DirectoryEntry } from '../services/instances.js';
-import type { Services } from './services.js';
+import { DIRECTORY_PREFIX, type DirectoryEntry, type InstanceRecord } from '../services/instances.js';
+import type { NetworkRecord } from '../services/networks.js';
+import type { SecGroupService } from '../services/secgroups.js';
+import type { ClusterRuntime } from './cluster.js';
 
-/** What the enforcer needs of the group service. */
-export interface GroupSource {
-  all(): readonly SecGroup[];
-  onChange(listener: (why: string) => void): void;
+export interface SecGroupWiring {
+  secgroups: Pick<SecGroupService, 'all' | 'onChange'>;
+  /** Late-bound: the instance service is built after the enforcer it calls. */
+  instances: () => readonly InstanceRecord[];
+  networks: () => readonly NetworkRecord[];
+  driver: Pick<NetworkDriver, 'placement'>;
+  cluster: ClusterRuntime | undefined;
+  sgDriver: SecGroupDriver;
+  log: Logger;
 }
 
-const SECGROUP_PREFIX = 'secgroup/';
-
-function localPorts(services: Services): SgLocalPort[] {
+function localPorts(w: SecGroupWiring): SgLocalPort[] {
   const out: SgLocalPort[] = [];
-  const nets = new Map(services.networks.all().map((n) => [n.name, n]));
-  for (const rec of services.instances.all()) {
+  const nets = new Map(w.networks().map((n) => [n.name, n]));
+  for (const rec of w.instances()) {
     if (rec.state === 'deleting') continue;
     for (const nic of rec.nics) {
       const net = nets.get(nic.network);
       if (!net) continue;
-      const place = services.driver.placement(net);
+      const place = w.driver.placement(net);
       out.push({
         instance: rec.id,
         network: nic.network,
@@ -40,37 +46,42 @@ function localPorts(services: Services): SgLocalPort[] {
   return out;
 }
 
-function members(services: Services): SgMember[] {
+function members(w: SecGroupWiring): SgMember[] {
   const byId = new Map<string, SgMember>();
-  for (const e of services.cluster?.mirror.list<DirectoryEntry>(DIRECTORY_PREFIX) ?? [])
+  for (const e of w.cluster?.mirror.list<DirectoryEntry>(DIRECTORY_PREFIX) ?? [])
     byId.set(e.value.id, e.value);
   // This host's records win over its own directory entries: they are written first.
-  for (const rec of services.instances.all()) if (rec.state !== 'deleting') byId.set(rec.id, rec);
+  for (const rec of w.instances()) if (rec.state !== 'deleting') byId.set(rec.id, rec);
   return [...byId.values()];
 }
 
-export function startSecGroups(
-  services: Services,
-  groups: GroupSource,
-  driver: SecGroupDriver,
-  log: Logger,
-): SecGroupEnforcer {
+export function buildSecGroupEnforcer(w: SecGroupWiring): SecGroupEnforcer {
   const enforcer = new SecGroupEnforcer({
-    driver,
-    groups: () => groups.all(),
-    members: () => members(services),
-    localPorts: () => localPorts(services),
-    log: log.child({ component: 'secgroups' }),
+    driver: w.sgDriver,
+    groups: () => w.secgroups.all(),
+    members: () => members(w),
+    localPorts: () => localPorts(w),
+    log: w.log,
   });
-  groups.onChange((why) => enforcer.poke(why));
-  services.instanceHooks.push((rec) => enforcer.poke(`instance ${rec.name}`));
-  services.networkHooks.realised.push((net) => enforcer.poke(`network ${net.name}`));
-  const cluster = services.cluster;
-  if (cluster) {
-    cluster.mirror.onChange(DIRECTORY_PREFIX, () => enforcer.poke('cluster directory'));
-    cluster.mirror.onChange(SECGROUP_PREFIX, () => enforcer.poke('cluster security groups'));
-    cluster.mirror.on('connected', () => enforcer.poke('cluster reconnected'));
+  w.secgroups.onChange((c) =>
+    enforcer.poke(c.kind === 'reloaded' ? 'groups reloaded' : `group ${c.group} ${c.kind}`),
+  );
+  if (w.cluster) {
+    w.cluster.mirror.onChange(DIRECTORY_PREFIX, () => enforcer.poke('cluster directory'));
+    w.cluster.mirror.on('connected', () => enforcer.poke('cluster reconnected'));
   }
-  enforcer.poke('berthd start');
   return enforcer;
+}
+
+/**
+ * Applies now and fails when the host could not be made to match: a create
+ * rolls back rather than plug a guest its groups do not yet guard.
+ */
+export async function enforceNow(enforcer: SecGroupEnforcer, what: string): Promise<void> {
+  await enforcer.flush();
+  if (enforcer.lastErrors.length > 0)
+    throw new BerthError(
+      'BERTH_ERR_HOST_OP',
+      `could not apply security groups for ${what}: ${enforcer.lastErrors.join('; ')}`,
+    );
 }

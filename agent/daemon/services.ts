@@ -7,6 +7,7 @@ import { META_KEYS, type Store } from '../../base/store.js';
 import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
+import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
 import { Names } from '../../hostnet/names.js';
 import { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { PortDirectory } from '../../hostnet/observe/resolve.js';
@@ -20,10 +21,12 @@ import {
   InstanceService,
 } from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
+import type { SecGroupEnforcer } from '../secgroups/enforcer.js';
 import { type NetworkRecord, NetworkService } from '../services/networks.js';
 import { SECGROUP_PREFIX, SecGroupService } from '../services/secgroups.js';
 import type { ClusterRuntime } from './cluster.js';
 import { followCluster } from './follow-cluster.js';
+import { buildSecGroupEnforcer, enforceNow } from './secgroups.js';
 
 export interface Services {
   names: Names;
@@ -36,6 +39,8 @@ export interface Services {
   instances: InstanceService;
   /** Security groups (cluster-scoped in cluster mode); the enforcement compiler reads all() and onChange. */
   secgroups: SecGroupService;
+  /** Keeps the bridge's security-group tables in step (poked by every change). */
+  secgroupEnforcer: SecGroupEnforcer;
   images: ImageStore;
   /** Connects to libvirt on first need; berthd runs netns guests without it. */
   libvirt: LibvirtRuntime;
@@ -52,6 +57,8 @@ export interface Services {
     removed: ((rec: NetworkRecord) => void)[];
   };
 }
+
+export type SgDriverFactory = (names: Names, log: Logger) => SecGroupDriver;
 
 export type DriverFactory = (names: Names, config: Config, log?: Logger) => NetworkDriver;
 
@@ -87,6 +94,7 @@ export async function buildServices(
   makeDriver: DriverFactory = defaultDriver,
   makeObserver: ObserverFactory = defaultObserver,
   cluster?: ClusterRuntime,
+  makeSgDriver: SgDriverFactory = defaultSgDriver,
 ): Promise<Services> {
   const shared = cluster?.shared ?? store;
   const names = new Names(config.name_prefix);
@@ -180,8 +188,21 @@ export async function buildServices(
       .reload()
       .catch((err) => log.error({ err: String(err) }, 'could not follow the cluster secgroups'));
   });
+  const secgroupEnforcer = buildSecGroupEnforcer({
+    secgroups,
+    instances: () => instances?.all() ?? [],
+    networks: () => networks.all(),
+    driver,
+    cluster,
+    sgDriver: makeSgDriver(names, log.child({ component: 'secgroups' })),
+    log: log.child({ component: 'secgroups' }),
+  });
+  instanceHooks.push((rec) => secgroupEnforcer.poke(`instance ${rec.name} ${rec.state}`));
+  networkHooks.realised.push((rec) => secgroupEnforcer.poke(`network ${rec.name}`));
+  secgroupEnforcer.poke('berthd start');
   instances = new InstanceService({
     secgroups,
+    enforceSecgroups: (rec) => enforceNow(secgroupEnforcer, `instance "${rec.name}"`),
     store,
     driver,
     networks,
@@ -217,6 +238,7 @@ export async function buildServices(
     networks,
     instances,
     secgroups,
+    secgroupEnforcer,
     images,
     libvirt,
     observer,

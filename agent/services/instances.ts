@@ -68,6 +68,8 @@ export interface InstanceServiceOptions {
   cluster?: ClusterSide;
   /** Security groups an instance may join; without it any `secgroups` is refused as unknown. */
   secgroups?: SecGroupLookup;
+  /** Puts the instance's security groups on the host now; throws when it could not. */
+  enforceSecgroups?: (rec: InstanceRecord) => Promise<void>;
 }
 
 /** berth's instance ids: "i-" and hex. A name of that shape would shadow an id in every lookup. */
@@ -201,6 +203,8 @@ export class InstanceService {
       this.track(next);
       this.opts.onChanged?.(next);
       this.opts.log.info({ instance: rec.id, name: rec.name, secgroups: list }, 'instance secgroups changed');
+      // Answered once the bridge enforces it; a failure is retried by the enforcer and named here.
+      await this.opts.enforceSecgroups?.(next);
       return next;
     });
   }
@@ -270,6 +274,8 @@ export class InstanceService {
       const port = this.portSpec(rec, rec.nics[0] as Nic);
       await this.opts.driver.guardPort(port);
       reverter.add(`guard of port ${port.ifname}`, () => this.opts.driver.unguardPort(port.ifname));
+      // Like the guard, a guest's groups close its port before the port exists.
+      if (rec.secgroups?.length) await this.opts.enforceSecgroups?.(rec);
       if (boot && this.opts.libvirt) {
         const nic = { bridge: this.opts.driver.placement(network).bridge, mtu: network.mtu };
         await this.opts.libvirt.instantiate(rec, boot.image, nic, reverter);

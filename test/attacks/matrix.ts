@@ -1,4 +1,4 @@
-// The attack matrix (issues #8 and #12), in the order docs/security.md lists it.
+// The attack matrix (issues #8, #12 and #15), in the order docs/security.md lists it.
 import { adminSocket } from './admin.js';
 import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import {
@@ -23,6 +23,7 @@ import {
   xffOnWrite,
 } from './metadata.js';
 import type { AttackFn } from './result.js';
+import { connectionOutlivesRule, spoofedRoleSource } from './secgroups.js';
 import { uplinkClaimsGuest, uplinkStaysOutOfServices } from './uplink.js';
 
 export const MATRIX: readonly AttackFn[] = [
@@ -54,4 +55,6 @@ export const MATRIX: readonly AttackFn[] = [
   adminSocket,
   uplinkStaysOutOfServices,
   uplinkClaimsGuest,
+  spoofedRoleSource,
+  connectionOutlivesRule,
 ];
