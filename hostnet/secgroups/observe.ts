@@ -1,7 +1,7 @@
 // Reads what the `<prefix>_sg` tables hold from `nft -j list table` output:
 // enough to diff against the desired state by fingerprints and elements,
 // never by re-parsing nft's reprint of rules.
-import { CHAIN_PREFIX, FINGERPRINT_PREFIX, PORT_MAP, ZONE_MAP } from './render.js';
+import { BRIDGE_SET, CHAIN_PREFIX, FINGERPRINT_PREFIX, GUARDED_SET, PORT_MAP, ZONE_MAP } from './render.js';
 
 export interface ObservedSg {
   /** `<family> <chain>` of each base chain -> the fingerprint on its last rule ('' if none). */
@@ -17,6 +17,8 @@ export interface ObservedSg {
   zones: Map<string, number>;
   /** The bridge set (br-netfilter mode). */
   bridges: Set<string>;
+  /** The guarded-port set. */
+  guarded: Set<string>;
 }
 
 type Json = Record<string, unknown>;
@@ -52,6 +54,7 @@ export function emptyObserved(): ObservedSg {
     counters: new Map(),
     zones: new Map(),
     bridges: new Set(),
+    guarded: new Set(),
   };
 }
 
@@ -74,7 +77,8 @@ export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()):
     } else if (item.set) {
       const set = item.set as Json;
       const members = elements(set).map((e) => String(unwrap(e)));
-      if (set.name === 'bridges') for (const m of members) seen.bridges.add(m);
+      if (set.name === BRIDGE_SET) for (const m of members) seen.bridges.add(m);
+      else if (set.name === GUARDED_SET) for (const m of members) seen.guarded.add(m);
       else seen.sets.set(String(set.name), new Set(members));
     } else if (item.chain) {
       const chain = item.chain as Json;

@@ -10,6 +10,7 @@ import {
   addSetCommands,
   baseChains,
   fingerprintOf,
+  GUARDED_SET,
   PORT_MAP,
   portChain,
   portCommands,
@@ -85,7 +86,7 @@ export function planSecGroups(
     if (!wanted.has(ifname))
       deletes.push(`flush chain ${b} ${portChain(ifname)}`, `delete chain ${b} ${portChain(ifname)}`);
   for (const name of [...observed.counters.keys()].sort())
-    if (!counters.has(name)) deletes.push(`delete counter ${b} ${name}`);
+    if (name.includes('.') && !counters.has(name)) deletes.push(`delete counter ${b} ${name}`);
   const setNames = new Set(sets.map((s) => s.name));
   for (const name of [...observed.sets.keys()].sort())
     if (!setNames.has(name)) deletes.push(`delete set ${b} ${name}`);

@@ -17,6 +17,11 @@
 // no conntrack flush. A chain rewrite is flush + re-add in one transaction,
 // so no packet ever sees half a chain.
 //
+// A TCP segment that would start tracking mid-stream (not a bare SYN) is
+// dropped when it comes FROM a guarded port: after a flow is cut, the guest's
+// own retransmission would otherwise be picked up as a new flow in its
+// direction and make the removed peer's segments "replies" again.
+//
 // Where connection state comes from differs:
 // - bridge-ct (nf_conntrack_bridge): `ct` works in the bridge family; a
 //   prerouting chain at raw priority puts each bridge in its own conntrack
@@ -43,7 +48,12 @@ export const LOG_REASON = 'secgroup';
 /** The conntrack verdict bits in meta mark (br-netfilter mode); chosen clear of kube-proxy's 0xc000 and Docker's low bits. */
 export const CT_REPLY_BIT = 0x02000000;
 export const CT_INVALID_BIT = 0x04000000;
-export const CT_MARK_MASK = CT_REPLY_BIT | CT_INVALID_BIT;
+export const CT_PICKUP_BIT = 0x08000000;
+export const CT_MARK_MASK = CT_REPLY_BIT | CT_INVALID_BIT | CT_PICKUP_BIT;
+/** The set of guarded ports (their egress is checked for mid-stream pickups). */
+export const GUARDED_SET = 'guarded';
+export const PICKUP_COUNTER = 'pickup';
+const NOT_SYN = 'tcp flags & (fin | syn | rst | ack) != syn';
 /** After br_netfilter's forward hook (NF_BR_PRI_BRNF - 1). */
 export const BRIDGE_FORWARD_PRIORITY = 100;
 const LOG_RATE = 'limit rate 10/second burst 20 packets';
@@ -162,6 +172,11 @@ export function skeletonCommands(names: Names, mode: SgMode): string[] {
     `add table ${b}`,
     `add map ${b} ${PORT_MAP} { type ifname : verdict; }`,
     `add chain ${b} forward { type filter hook forward priority ${BRIDGE_FORWARD_PRIORITY}; policy accept; }`,
+    `add set ${b} ${GUARDED_SET} { type ifname; }`,
+    `add counter ${b} ${PICKUP_COUNTER}`,
+    mode === 'bridge-ct'
+      ? `add rule ${b} forward iifname @${GUARDED_SET} ether type ip ct state new ${NOT_SYN} counter name "${PICKUP_COUNTER}" drop`
+      : `add rule ${b} forward iifname @${GUARDED_SET} ether type ip meta mark & ${hex(CT_PICKUP_BIT)} == ${hex(CT_PICKUP_BIT)} counter name "${PICKUP_COUNTER}" drop`,
     `add rule ${b} forward oifname vmap @${PORT_MAP}`,
   ];
   if (mode === 'bridge-ct') {
@@ -183,6 +198,7 @@ export function skeletonCommands(names: Names, mode: SgMode): string[] {
       `add rule ${i} forward iifname @${BRIDGE_SET} ct state related meta mark set meta mark | ${hex(CT_REPLY_BIT)}`,
       `add rule ${i} forward iifname @${BRIDGE_SET} ct state established ct direction reply meta mark set meta mark | ${hex(CT_REPLY_BIT)}`,
       `add rule ${i} forward iifname @${BRIDGE_SET} ct state invalid meta mark set meta mark | ${hex(CT_INVALID_BIT)}`,
+      `add rule ${i} forward iifname @${BRIDGE_SET} ct state new ${NOT_SYN} meta mark set meta mark | ${hex(CT_PICKUP_BIT)}`,
     );
   }
   // Every base chain's last rule carries the fingerprint: a flushed chain in either table reads as changed.
@@ -226,7 +242,12 @@ export function portCommands(names: Names, mode: SgMode, port: SgPort, dispatch:
     `add chain ${b} ${chain}`,
     `flush chain ${b} ${chain}`,
     ...portRules(names, mode, port).map((r) => `add rule ${b} ${chain} ${r}`),
-    ...(dispatch ? [`add element ${b} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`] : []),
+    ...(dispatch
+      ? [
+          `add element ${b} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`,
+          `add element ${b} ${GUARDED_SET} { "${port.ifname}" }`,
+        ]
+      : []),
   ];
 }
 
