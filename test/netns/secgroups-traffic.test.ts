@@ -89,6 +89,8 @@ const driver = new NftSecGroupDriver(names);
 
 async function cleanup(): Promise<void> {
   for (const c of children) c.kill('SIGKILL');
+  // The root ends first: a netns deletion frees its veths asynchronously.
+  for (const port of [endpoint.port, DB.port, WEB.port, OTHER.port, WEB2.port]) await ok(sh('ip', 'link', 'del', port));
   for (const ns of [endpoint.ns, DB.ns, WEB.ns, OTHER.ns, WEB2.ns]) await ok(sh('ip', 'netns', 'del', ns));
   await ok(sh('ip', 'link', 'del', bridge));
   await driver.remove();
