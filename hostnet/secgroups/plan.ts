@@ -11,6 +11,7 @@ import {
   baseChains,
   fingerprintOf,
   GUARDED_SET,
+  GUARDED_SET,
   PORT_MAP,
   portChain,
   portCommands,
@@ -72,14 +73,17 @@ export function planSecGroups(
     const chain = portChain(port.ifname);
     const dispatched = observed.dispatch.get(port.ifname) === chain;
     if (observed.chains.get(port.ifname) !== fingerprintOf(portRules(names, mode, port)))
-      adds.push(...portCommands(names, mode, port, !dispatched));
-    else if (!dispatched) {
+      adds.push(...portCommands(names, mode, port, false));
+    if (!dispatched) {
       if (observed.dispatch.has(port.ifname))
         adds.push(`delete element ${b} ${PORT_MAP} { "${port.ifname}" }`);
       adds.push(`add element ${b} ${PORT_MAP} { "${port.ifname}" : jump ${chain} }`);
     }
+    if (!observed.guarded.has(port.ifname)) adds.push(`add element ${b} ${GUARDED_SET} { "${port.ifname}" }`);
   }
 
+  for (const ifname of [...observed.guarded].sort())
+    if (!wanted.has(ifname)) deletes.push(`delete element ${b} ${GUARDED_SET} { "${ifname}" }`);
   for (const ifname of [...observed.dispatch.keys()].sort())
     if (!wanted.has(ifname)) deletes.push(`delete element ${b} ${PORT_MAP} { "${ifname}" }`);
   for (const ifname of [...observed.chains.keys()].sort())

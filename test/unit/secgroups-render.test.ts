@@ -69,7 +69,10 @@ add element bridge sg_sg zones { "sgb1" : 22724 }
 `;
 
 t.test('bridge-ct: the whole script for one port', async (t) => {
-  t.equal(renderSecGroups(names, 'bridge-ct', [port], sets), GOLDEN.replaceAll('__GROUP__', String(names.logGroup())));
+  t.equal(
+    renderSecGroups(names, 'bridge-ct', [port], sets),
+    GOLDEN.replaceAll('__GROUP__', String(names.logGroup())),
+  );
 });
 
 t.test('bridge-ct: established is accepted only in the reply direction, before any rule', async (t) => {
@@ -77,8 +80,14 @@ t.test('bridge-ct: established is accepted only in the reply direction, before a
   const reply = rules.indexOf('ether type ip ct state established ct direction reply accept');
   const firstRule = rules.findIndex((r) => r.includes('counter name "sgp1.sr-'));
   t.ok(reply > 0 && reply < firstRule);
-  t.notOk(rules.some((r) => /ct state established accept/.test(r)), 'no direction-blind established accept');
-  t.match(rules.at(-2), /^counter name "sgp1.drop" limit rate 10\/second burst 20 packets log prefix "berth secgroup sgp1 " group \d+ drop$/);
+  t.notOk(
+    rules.some((r) => /ct state established accept/.test(r)),
+    'no direction-blind established accept',
+  );
+  t.match(
+    rules.at(-2),
+    /^counter name "sgp1.drop" limit rate 10\/second burst 20 packets log prefix "berth secgroup sgp1 " group \d+ drop$/,
+  );
   t.match(rules.at(-1), /^drop comment "berth sg [0-9a-f]{12}"$/);
 });
 
