@@ -11,7 +11,6 @@ import {
   baseChains,
   fingerprintOf,
   GUARDED_SET,
-  GUARDED_SET,
   PORT_MAP,
   portChain,
   portCommands,

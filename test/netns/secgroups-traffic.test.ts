@@ -6,6 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { osCommandRunner } from '../../base/command.js';
+import { secgroupDropRecord } from '../../agent/services/guard-audit.js';
+import { DropLog, type GuardDropEvent } from '../../hostnet/guard/drop-log.js';
 import { CommandNftApplier } from '../../hostnet/guard/nft.js';
 import { handlesOf } from '../../hostnet/guard/observe.js';
 import { Names } from '../../hostnet/names.js';
@@ -90,7 +92,8 @@ const driver = new NftSecGroupDriver(names);
 async function cleanup(): Promise<void> {
   for (const c of children) c.kill('SIGKILL');
   // The root ends first: a netns deletion frees its veths asynchronously.
-  for (const port of [endpoint.port, DB.port, WEB.port, OTHER.port, WEB2.port]) await ok(sh('ip', 'link', 'del', port));
+  for (const port of [endpoint.port, DB.port, WEB.port, OTHER.port, WEB2.port])
+    await ok(sh('ip', 'link', 'del', port));
   for (const ns of [endpoint.ns, DB.ns, WEB.ns, OTHER.ns, WEB2.ns]) await ok(sh('ip', 'netns', 'del', ns));
   await ok(sh('ip', 'link', 'del', bridge));
   await driver.remove();
@@ -117,7 +120,9 @@ function flow(ns: string, args: string[], until: string): Promise<{ child: Child
       lines.push(...d.split('\n').filter((l) => l !== ''));
       if (lines.some((l) => l.startsWith(until))) resolve({ child, lines });
     });
-    child.on('exit', (code) => reject(new Error(`sg_flow ${args.join(' ')} exited ${code}: ${lines.join('|')}`)));
+    child.on('exit', (code) =>
+      reject(new Error(`sg_flow ${args.join(' ')} exited ${code}: ${lines.join('|')}`)),
+    );
   });
 }
 
@@ -175,6 +180,34 @@ t.test('the allowed port is open to the set, everything else closed', async (t) 
   t.ok((await counter(DB.port, 'drop')) > 0, 'the drop counter moved');
 });
 
+t.test('a refusal reaches the drop log and becomes a secgroup.drop audit record', async (t) => {
+  const events: GuardDropEvent[] = [];
+  const log = new DropLog({ group: names.logGroup(), onDrop: (e) => events.push(e) });
+  log.start();
+  t.teardown(() => log.stop());
+  const seen = () => events.find((e) => e.reason === 'secgroup' && e.dport === 22);
+  for (let i = 0; i < 40 && !seen(); i++) {
+    await probe(OTHER, DB, 22, 0.2);
+    await sleep(100);
+  }
+  const drop = seen();
+  t.ok(drop, 'the kernel logged the refused SYN');
+  t.match(drop, { subject: DB.port, port: OTHER.port, ipSrc: OTHER.ip, ipDst: DB.ip, ipProto: 6, dport: 22 });
+  const info = (port: string) =>
+    port === DB.port
+      ? { class: 'guest' as const, instance: 'db-1', network: NETWORK }
+      : { class: 'guest' as const, instance: 'other-1' };
+  const record = secgroupDropRecord(drop as GuardDropEvent, info(DB.port), info(OTHER.port), 1);
+  t.match(record, {
+    event: 'secgroup.drop',
+    outcome: 'refused',
+    port: DB.port,
+    instance: 'db-1',
+    ip: OTHER.ip,
+    detail: { from_port: OTHER.port, from_instance: 'other-1', ip_dst: DB.ip, proto: 'tcp', dport: 22 },
+  });
+});
+
 t.test('a second apply changes nothing', async (t) => {
   const nft = new CommandNftApplier();
   const before = handlesOf(await nft.listTable('bridge', driver.table));
@@ -223,7 +256,10 @@ t.test('a rule removed: flows it alone allowed end, flows another rule allows ke
   const report = await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP]));
   t.same(report.errors, []);
   const sshLost = await lostWithin(ssh.lines, 3000);
-  t.ok(sshLost !== undefined, `the ssh flow (opened before its rule was removed) ends (${sshLost?.toFixed(0)} ms)`);
+  t.ok(
+    sshLost !== undefined,
+    `the ssh flow (opened before its rule was removed) ends (${sshLost?.toFixed(0)} ms)`,
+  );
   t.notOk(mysql.lines.includes('lost'), 'the 3306 flow is still allowed (by the CIDR rule) and kept going');
   const before = mysql.lines.length;
   await sleep(500);

@@ -17,7 +17,7 @@ import {
   skeletonFingerprint,
   zoneOf,
 } from '../../hostnet/secgroups/render.js';
-import type { SgMode, SgPort, SgSet } from '../../hostnet/secgroups/state.js';
+import type { SgMode, SgPort, SgRule, SgSet } from '../../hostnet/secgroups/state.js';
 import { validateSecGroups } from '../../hostnet/secgroups/validate.js';
 
 const names = new Names('sg');
@@ -31,14 +31,14 @@ const port = (ifname: string, rules = [RULE]): SgPort => ({
   endpointPorts: ['sge1'],
   rules,
 });
-const RULE = {
+const RULE: SgRule = {
   id: 'sr-a',
   group: 'g',
   proto: 'tcp' as const,
   ports: { from: 80, to: 80 },
   from: { set: 's_web' },
 };
-const RULE2 = { id: 'sr-b', group: 'g', proto: 'icmp' as const, from: { cidr: '10.0.0.0/8' } };
+const RULE2: SgRule = { id: 'sr-b', group: 'g', proto: 'icmp' as const, from: { cidr: '10.0.0.0/8' } };
 const SET: SgSet = { name: 's_web', source: 'role:web', ips: ['10.1.0.2', '10.1.0.3'] };
 
 /** What the host holds after applying these ports and sets whole. */
