@@ -13,6 +13,7 @@ import { handlesOf } from '../../hostnet/guard/observe.js';
 import { Names } from '../../hostnet/names.js';
 import { NftSecGroupDriver } from '../../hostnet/secgroups/nft-driver.js';
 import { zoneOf } from '../../hostnet/secgroups/render.js';
+import { watchDriver } from '../../hostnet/secgroups/watch.js';
 import type { SecGroupState, SgPort, SgRule } from '../../hostnet/secgroups/state.js';
 
 if (process.getuid?.() !== 0) {
@@ -276,6 +277,34 @@ t.test('a deleted table comes back whole on the next apply', async (t) => {
   t.notOk(await probe(OTHER, DB, 8080), 'closed again');
   t.ok(await probe(WEB, DB, 3306), 'allowed again');
   t.same(await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP])), { changed: false, errors: [] });
+});
+
+t.test('the watch restores a deleted or flushed table within a second', async (t) => {
+  const watch = watchDriver(driver);
+  watch.start();
+  t.teardown(() => watch.stop());
+  await sleep(500);
+  await watch.idle();
+  const nft = new CommandNftApplier();
+  for (const [what, argv] of [
+    ['bridge table deleted', ['nft', 'delete', 'table', 'bridge', driver.table]],
+    ['inet table flushed', ['nft', 'flush', 'table', 'inet', driver.table]],
+    ['port chain flushed', ['nft', 'flush', 'chain', 'bridge', driver.table, `port_${DB.port}`]],
+  ] as const) {
+    const start = performance.now();
+    await sh(...argv);
+    let back = false;
+    while (!back && performance.now() - start < 2000) {
+      await sleep(20);
+      await watch.idle();
+      back =
+        (await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP]))).changed === false &&
+        (await nft.listTable('bridge', driver.table)) !== undefined;
+    }
+    const ms = performance.now() - start;
+    t.ok(back && ms < 1000, `${what}: restored in ${ms.toFixed(0)} ms`);
+    t.notOk(await probe(OTHER, DB, 8080), `${what}: closed again`);
+  }
 });
 
 t.test('a port leaving every group is open again; remove() deletes both tables', async (t) => {
