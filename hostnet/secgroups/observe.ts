@@ -1,7 +1,24 @@
 // Reads what the `<prefix>_sg` tables hold from `nft -j list table` output:
 // enough to diff against the desired state by fingerprints and elements,
 // never by re-parsing nft's reprint of rules.
-import { BRIDGE_SET, CHAIN_PREFIX, FINGERPRINT_PREFIX, GUARDED_SET, PORT_MAP, ZONE_MAP } from './render.js';
+import type { Names } from '../names.js';
+import {
+  BRIDGE_SET,
+  baseChains,
+  CHAIN_PREFIX,
+  FINGERPRINT_PREFIX,
+  fingerprintOf as renderedFingerprint,
+  GUARDED_SET,
+  PICKUP_COUNTER,
+  PORT_MAP,
+  portChain,
+  portCounters,
+  portRules,
+  skeletonFingerprint,
+  ZONE_MAP,
+  zoneOf,
+} from './render.js';
+import type { SgMode, SgPort, SgSet } from './state.js';
 
 export interface ObservedSg {
   /** `<family> <chain>` of each base chain -> the fingerprint on its last rule ('' if none). */
@@ -96,4 +113,26 @@ export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()):
     }
   }
   return seen;
+}
+
+/**
+ * What the tables hold right after these ports and sets were applied: the
+ * driver plans the next apply against it instead of reading 1000 ports'
+ * tables back (most of an apply's time at that scale). Counter values are
+ * not modelled; the plan only needs names.
+ */
+export function modelOf(names: Names, mode: SgMode, ports: SgPort[], sets: SgSet[]): ObservedSg {
+  const o = emptyObserved();
+  for (const c of baseChains(mode)) o.baseChains.set(c, skeletonFingerprint(names, mode));
+  o.counters.set(PICKUP_COUNTER, { packets: 0, bytes: 0 });
+  for (const p of ports) {
+    o.chains.set(p.ifname, renderedFingerprint(portRules(names, mode, p)));
+    o.dispatch.set(p.ifname, portChain(p.ifname));
+    o.guarded.add(p.ifname);
+    for (const c of portCounters(p)) o.counters.set(c, { packets: 0, bytes: 0 });
+    o.zones.set(p.bridge, zoneOf(p.bridge));
+    if (mode === 'br-netfilter') o.bridges.add(p.bridge);
+  }
+  for (const s of sets) o.sets.set(s.name, new Set(s.ips));
+  return o;
 }

@@ -172,7 +172,7 @@ export function watchDriver(
   driver: {
     table: string;
     desired: SecGroupState | undefined;
-    apply(d: SecGroupState): Promise<{ errors: string[] }>;
+    apply(d: SecGroupState, options: { read: boolean }): Promise<{ errors: string[] }>;
     ownTransaction(pid: number): boolean;
     writing(): boolean;
   },
@@ -185,7 +185,7 @@ export function watchDriver(
     heal: async () => {
       const desired = driver.desired;
       if (!desired) return;
-      const report = await driver.apply(desired);
+      const report = await driver.apply(desired, { read: true });
       if (report.errors.length > 0) throw new Error(report.errors.join('; '));
     },
     ...(logger ? { logger } : {}),
