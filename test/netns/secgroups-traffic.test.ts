@@ -5,8 +5,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { osCommandRunner } from '../../base/command.js';
 import { secgroupDropRecord } from '../../agent/services/guard-audit.js';
+import { osCommandRunner } from '../../base/command.js';
 import { DropLog, type GuardDropEvent } from '../../hostnet/guard/drop-log.js';
 import { CommandNftApplier } from '../../hostnet/guard/nft.js';
 import { handlesOf } from '../../hostnet/guard/observe.js';
@@ -15,9 +15,9 @@ import { NftSecGroupDriver } from '../../hostnet/secgroups/nft-driver.js';
 import { emptyObserved, observeSg } from '../../hostnet/secgroups/observe.js';
 import { planSecGroups } from '../../hostnet/secgroups/plan.js';
 import { zoneOf } from '../../hostnet/secgroups/render.js';
+import type { SecGroupState, SgPort, SgRule } from '../../hostnet/secgroups/state.js';
 import { validateSecGroups } from '../../hostnet/secgroups/validate.js';
 import { watchDriver } from '../../hostnet/secgroups/watch.js';
-import type { SecGroupState, SgPort, SgRule } from '../../hostnet/secgroups/state.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root (real bridges, veths, network namespaces, nftables and conntrack)');
@@ -321,7 +321,6 @@ t.test('the watch restores a deleted or flushed table within a second', async (t
     'the watch is listening',
   );
   t.comment(`the watch listened after ${(performance.now() - warm).toFixed(0)} ms`);
-  const nft = new CommandNftApplier();
   for (const [what, argv] of [
     ['bridge table deleted', ['nft', 'delete', 'table', 'bridge', driver.table]],
     ['inet table flushed', ['nft', 'flush', 'table', 'inet', driver.table]],

@@ -111,7 +111,7 @@ t.test('a member change leaves the port chain as it was; a rule change does not'
   t.not(fp(port), fp({ ...port, rules: port.rules.slice(1) }), 'a rule removed changes the chain');
   t.equal(fp(port), fp({ ...port, rules: [...port.rules].reverse() }), 'rule order does not matter');
   const a = renderSecGroups(names, 'br-netfilter', [port], sets);
-  const b = renderSecGroups(names, 'br-netfilter', [port], [{ ...sets[0]!, ips: ['10.1.0.9'] }]);
+  const b = renderSecGroups(names, 'br-netfilter', [port], [{ ...(sets[0] as SgSet), ips: ['10.1.0.9'] }]);
   const chain = (s: string) => s.split('\n').filter((l) => l.includes('port_sgp1'));
   t.same(chain(a), chain(b));
 });
