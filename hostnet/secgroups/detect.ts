@@ -42,9 +42,34 @@ export function osSgKernel(runner: CommandRunner = osCommandRunner): SgKernel {
   };
 }
 
+/**
+ * A throwaway table with what the mode's skeleton needs from the kernel.
+ * bridge-ct also needs `ct zone set` in bridge prerouting and `meta ibrname`
+ * (nft_meta_bridge): a kernel with nf_conntrack_bridge but without those
+ * would refuse the real tables, and a refused write enforces nothing.
+ */
 function probe(family: string, table: string): string {
   const t = `${family} ${table}`;
-  return `add table ${t}\nadd chain ${t} c\nadd rule ${t} c ct state established accept\ndelete table ${t}\n`;
+  const zones =
+    family === 'bridge'
+      ? [
+          `add map ${t} z { typeof meta ibrname : ct zone; }`,
+          `add chain ${t} raw { type filter hook prerouting priority -300; policy accept; }`,
+          `add rule ${t} raw ct zone set meta ibrname map @z`,
+        ]
+      : [
+          `add map ${t} z { typeof iifname : ct zone; }`,
+          `add chain ${t} raw { type filter hook prerouting priority -300; policy accept; }`,
+          `add rule ${t} raw ct zone set iifname map @z`,
+        ];
+  return [
+    `add table ${t}`,
+    ...zones,
+    `add chain ${t} c`,
+    `add rule ${t} c ct state established ct direction reply accept`,
+    `delete table ${t}`,
+    '',
+  ].join('\n');
 }
 
 export interface Detected {
@@ -61,10 +86,12 @@ export async function detectSgMode(kernel: SgKernel, prefix: string): Promise<De
       (err: unknown) => causeText(err),
     );
   await kernel.modprobe('nf_conntrack_bridge');
+  await kernel.modprobe('nft_meta_bridge');
   const bridgeCt = await tries('bridge');
   if (bridgeCt === undefined) return { mode: 'bridge-ct', notes: [] };
 
-  const missing = [`nf_conntrack_bridge (ct in the bridge family: ${bridgeCt.split('\n')[0]})`];
+  const why = `nf_conntrack_bridge with nft_meta_bridge (ct and ct zone in the bridge family: ${bridgeCt.split('\n')[0]})`;
+  const missing = [why];
   if ((await kernel.readSysctl(BRIDGE_NF_CALL_IPTABLES)) === undefined) await kernel.modprobe('br_netfilter');
   const current = await kernel.readSysctl(BRIDGE_NF_CALL_IPTABLES);
   const inetCt = await tries('inet');
@@ -75,7 +102,7 @@ export async function detectSgMode(kernel: SgKernel, prefix: string): Promise<De
       'BERTH_ERR_HOST_OP',
       `could not enforce security groups "${prefix}_sg": this kernel lacks ${missing.join(' and ')}`,
     );
-  const notes: string[] = [];
+  const notes = [`bridge-ct unavailable, using br-netfilter: this kernel lacks ${why}`];
   if (current !== '1') {
     await kernel.writeSysctl(BRIDGE_NF_CALL_IPTABLES, '1');
     notes.push(`set ${BRIDGE_NF_CALL_IPTABLES} to 1 (was ${current}): bridged IPv4 now meets conntrack`);

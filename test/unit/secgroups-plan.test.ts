@@ -169,8 +169,10 @@ t.test('validation leaves out what could break out of its token, and says why', 
 
 function fakeKernel(o: { bridgeCt: boolean; inetCt: boolean; sysctl: string | undefined }) {
   const writes: string[] = [];
+  const scripts: string[] = [];
   const kernel: SgKernel = {
     async nft(script) {
+      scripts.push(script);
       const family = script.startsWith('add table bridge') ? 'bridge' : 'inet';
       if (family === 'bridge' ? !o.bridgeCt : !o.inetCt)
         throw new Error('Error: Could not process rule: Protocol error');
@@ -183,7 +185,7 @@ function fakeKernel(o: { bridgeCt: boolean; inetCt: boolean; sysctl: string | un
       writes.push(`${path}=${value}`);
     },
   };
-  return { kernel, writes };
+  return { kernel, writes, scripts };
 }
 
 t.test(
@@ -192,13 +194,21 @@ t.test(
     const a = fakeKernel({ bridgeCt: true, inetCt: true, sysctl: '0' });
     t.same(await detectSgMode(a.kernel, 'sg'), { mode: 'bridge-ct', notes: [] });
     t.same(a.writes, []);
+    t.match(
+      a.scripts[0],
+      'ct zone set meta ibrname map',
+      'bridge-ct is chosen only if its zone rule is accepted too',
+    );
+    t.match(a.scripts[0], /delete table bridge sg_sgprobe\n$/, 'the probe never outlives its transaction');
     const b = fakeKernel({ bridgeCt: false, inetCt: true, sysctl: '0' });
     const d = await detectSgMode(b.kernel, 'sg');
     t.equal(d.mode, 'br-netfilter');
     t.same(b.writes, [`${BRIDGE_NF_CALL_IPTABLES}=1`]);
-    t.match(d.notes[0], 'bridge-nf-call-iptables to 1');
+    t.match(d.notes[0], 'bridge-ct unavailable');
+    t.match(d.notes[1], 'bridge-nf-call-iptables to 1');
     const c = fakeKernel({ bridgeCt: false, inetCt: true, sysctl: '1' });
-    t.same((await detectSgMode(c.kernel, 'sg')).notes, [], 'already 1: nothing changed');
+    t.equal((await detectSgMode(c.kernel, 'sg')).notes.length, 1, 'already 1: nothing changed');
+    t.same(c.writes, []);
     const e = fakeKernel({ bridgeCt: false, inetCt: true, sysctl: undefined });
     const err = await detectSgMode(e.kernel, 'sg').catch((x: unknown) => x);
     t.ok(err instanceof BerthError);
