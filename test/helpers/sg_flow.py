@@ -5,6 +5,9 @@ serve PORT...            echo server on each port; prints "ready" once listening
 probe IP PORT TIMEOUT    exit 0 when a connection echoes one line within TIMEOUT s
 hold IP PORT             one connection, one echo every 0.1 s; prints "ok N" per
                          echo, and "lost" (exit 1) when one takes over 0.7 s
+blast IP PORT SECONDS    sends 64 KiB writes for SECONDS to an echo server that
+                         discards (serve's echo is fine: it reads as fast); prints Mbit/s
+rr IP PORT SECONDS       1-byte request/response round trips for SECONDS; prints per second
 """
 import socket
 import sys
@@ -69,6 +72,36 @@ def hold(ip, port):
         time.sleep(0.1)
 
 
+def blast(ip, port, seconds):
+    s = socket.create_connection((ip, int(port)), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    chunk = b"z" * 65536
+    sent = 0
+    drain = threading.Thread(target=lambda: [None for _ in iter(lambda: s.recv(1 << 20), b"")], daemon=True)
+    drain.start()
+    end = time.monotonic() + float(seconds)
+    start = time.monotonic()
+    while time.monotonic() < end:
+        s.sendall(chunk)
+        sent += len(chunk)
+    print(f"{sent * 8 / (time.monotonic() - start) / 1e6:.0f}", flush=True)
+    return 0
+
+
+def rr(ip, port, seconds):
+    s = socket.create_connection((ip, int(port)), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    n = 0
+    end = time.monotonic() + float(seconds)
+    start = time.monotonic()
+    while time.monotonic() < end:
+        s.sendall(b"q")
+        s.recv(1)
+        n += 1
+    print(f"{n / (time.monotonic() - start):.0f}", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "serve":
@@ -77,4 +110,8 @@ if __name__ == "__main__":
         sys.exit(probe(*args))
     elif cmd == "hold":
         sys.exit(hold(*args))
+    elif cmd == "blast":
+        sys.exit(blast(*args))
+    elif cmd == "rr":
+        sys.exit(rr(*args))
     sys.exit(2)
