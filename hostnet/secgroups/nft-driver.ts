@@ -8,7 +8,7 @@ import { CommandNftApplier, isNotFound, type NftApplier } from '../guard/nft.js'
 import type { Names } from '../names.js';
 import { cutFlowsWith } from './conntrack.js';
 import { detectSgMode, osSgKernel, type SgKernel } from './detect.js';
-import type { SecGroupDriver, SgApplyReport, SgCounter } from './driver.js';
+import type { SecGroupDriver, SgApplyOptions, SgApplyReport, SgCounter } from './driver.js';
 import { emptyObserved, modelOf, type ObservedSg, observeSg } from './observe.js';
 import { planSecGroups } from './plan.js';
 import { sgTable, zoneOf } from './render.js';
@@ -73,7 +73,7 @@ export class NftSecGroupDriver implements SecGroupDriver {
    * made by others meanwhile are the watch's to see; a script the model
    * got wrong is refused by nft as a whole, and then the tables are read.
    */
-  apply(desired: SecGroupState, options: { read?: boolean } = {}): Promise<SgApplyReport> {
+  apply(desired: SecGroupState, options: SgApplyOptions = {}): Promise<SgApplyReport> {
     return this.serial(async () => {
       const mode = await this.mode();
       this.last = desired;
