@@ -31,8 +31,9 @@ function fakeMonitor() {
   };
   return {
     spawner,
-    feed: (...lines: string[]) => lines.forEach((l) => handlers?.line(l)),
-    start: () => handlers?.spawned(),
+    feed: (...lines: string[]) => {
+      for (const l of lines) handlers?.line(l);
+    },
   };
 }
 
