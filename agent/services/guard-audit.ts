@@ -46,7 +46,8 @@ export class GuardDropAudit {
 
   /** One drop from the log. */
   readonly drop = (event: GuardDropEvent): void => {
-    const key = `${event.port}\u0000${event.reason}`;
+    // A security-group drop folds per guarded port (its subject), not per sender.
+    const key = `${event.subject ?? event.port}\u0000${event.reason}`;
     const open = this.windows.get(key);
     if (open) {
       open.folded += 1;
@@ -84,7 +85,11 @@ export class GuardDropAudit {
   }
 
   private write(e: GuardDropEvent, count: number): void {
-    this.o.append(guardDropRecord(e, this.o.classify(e.port), count)).catch((err) => this.o.onError?.(err));
+    const record =
+      e.reason === SECGROUP_REASON && e.subject
+        ? secgroupDropRecord(e, this.o.classify(e.subject), this.o.classify(e.port), count)
+        : guardDropRecord(e, this.o.classify(e.port), count);
+    this.o.append(record).catch((err) => this.o.onError?.(err));
   }
 }
 
@@ -110,6 +115,45 @@ export function guardDropRecord(e: GuardDropEvent, info: PortInfo, count: number
       ...(e.arpSenderIp ? { arp_sender_ip: e.arpSenderIp } : {}),
       ...(e.arpTargetIp ? { arp_target_ip: e.arpTargetIp } : {}),
       ...(e.chaddr ? { chaddr: e.chaddr } : {}),
+    },
+  };
+}
+
+/** The reason security-group drops log under (hostnet/secgroups/render.ts LOG_REASON). */
+export const SECGROUP_REASON = 'secgroup';
+const PROTOS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp' };
+
+/**
+ * The audit record of `count` frames a security group refused: event
+ * `secgroup.drop`, naming the guarded port and its instance (`to`), where the
+ * frame came from (`from`: the sender's port and instance, its MAC and IP) and
+ * what it asked for (protocol, destination address and port).
+ */
+export function secgroupDropRecord(
+  e: GuardDropEvent,
+  to: PortInfo,
+  from: PortInfo,
+  count: number,
+): AuditInput {
+  const proto = e.ipProto === undefined ? undefined : (PROTOS[e.ipProto] ?? String(e.ipProto));
+  return {
+    event: 'secgroup.drop',
+    outcome: 'refused',
+    reason: SECGROUP_REASON,
+    port: e.subject ?? e.port,
+    ...(e.srcMac ? { mac: e.srcMac } : {}),
+    ...(e.ipSrc ? { ip: e.ipSrc } : {}),
+    ...(to.network ? { network: to.network } : {}),
+    ...(to.instance ? { instance: to.instance } : {}),
+    detail: {
+      count,
+      from_port: e.port,
+      from_class: from.class,
+      ...(from.instance ? { from_instance: from.instance } : {}),
+      ...(e.ipDst ? { ip_dst: e.ipDst } : {}),
+      ...(e.ethertype !== undefined ? { ethertype: `0x${e.ethertype.toString(16).padStart(4, '0')}` } : {}),
+      ...(proto ? { proto } : {}),
+      ...(e.dport !== undefined ? { dport: e.dport } : {}),
     },
   };
 }

@@ -22,8 +22,16 @@ const NFULA_PREFIX = 10;
 const NFULA_HWHEADER = 16;
 
 export interface NflogDrop {
-  /** From the prefix "berth <reason> ". */
+  /** From the prefix "berth <reason> " (or "berth <reason> <subject> "). */
   reason: string;
+  /**
+   * The port a drop is about when that is not the in-port: security groups
+   * log "berth secgroup <guarded port> ", the port the frame was going to.
+   */
+  subject?: string;
+  /** IPv4 protocol and TCP/UDP destination port, for security-group drops (the guard's records need neither). */
+  ipProto?: number;
+  dport?: number;
   /** The bridge port the frame came in on (physindev, else indev). */
   ifindex: number;
   srcMac?: string;
@@ -114,7 +122,8 @@ export function parseNflog(record: Buffer, littleEndian = true): NflogDrop | und
   if (!prefix?.startsWith(LOG_PREFIX)) return undefined;
   const ifindex = physindev ?? indev;
   if (ifindex === undefined) return undefined;
-  const drop: NflogDrop = { reason: prefix.slice(LOG_PREFIX.length).trim(), ifindex };
+  const [reason = '', subject] = prefix.slice(LOG_PREFIX.length).trim().split(/\s+/);
+  const drop: NflogDrop = { reason, ifindex, ...(subject ? { subject } : {}) };
   if (hw && hw.length >= 14) {
     drop.dstMac = macOf(hw, 0);
     drop.srcMac = macOf(hw, 6);
@@ -130,6 +139,11 @@ function network(drop: NflogDrop, p: Buffer): void {
     drop.ipSrc = ipv4Of(p, 12);
     drop.ipDst = ipv4Of(p, 16);
     const fragment = (p.readUInt16BE(6) & 0x3fff) !== 0;
+    if (drop.subject !== undefined) {
+      drop.ipProto = p[9];
+      if ((p[9] === 6 || p[9] === 17) && !fragment && p.length >= ihl + 4)
+        drop.dport = p.readUInt16BE(ihl + 2);
+    }
     if (p[9] === 17 && !fragment && p.length >= ihl + 8) {
       const sport = p.readUInt16BE(ihl);
       const dport = p.readUInt16BE(ihl + 2);

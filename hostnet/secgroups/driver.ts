@@ -18,6 +18,15 @@ export interface SgApplyReport {
   errors: string[];
 }
 
+export interface SgApplyOptions {
+  /**
+   * Diff against the tables as read back now, not against what this
+   * process's last write left: for the periodic reconcile and the watch's
+   * heal (reading 1000 ports' tables back takes ~1 s).
+   */
+  read?: boolean;
+}
+
 export interface SecGroupDriver {
   /** The data path this kernel supports; throws BERTH_ERR_HOST_OP naming the missing feature when none. */
   mode(): Promise<SgMode>;
@@ -26,7 +35,7 @@ export interface SecGroupDriver {
    * changes a set's members as element updates (never a rule rewrite), and
    * touches only tables carrying berth's prefix.
    */
-  apply(desired: SecGroupState): Promise<SgApplyReport>;
+  apply(desired: SecGroupState, options?: SgApplyOptions): Promise<SgApplyReport>;
   /** Ends the tracked flows of these (src → dst) pairs: a source that left a group loses its connections. */
   cutFlows(cuts: SgFlowCut[]): Promise<void>;
   counters(): Promise<SgCounter[]>;

@@ -1,0 +1,138 @@
+// Reads what the `<prefix>_sg` tables hold from `nft -j list table` output:
+// enough to diff against the desired state by fingerprints and elements,
+// never by re-parsing nft's reprint of rules.
+import type { Names } from '../names.js';
+import {
+  BRIDGE_SET,
+  baseChains,
+  CHAIN_PREFIX,
+  FINGERPRINT_PREFIX,
+  GUARDED_SET,
+  PICKUP_COUNTER,
+  PORT_MAP,
+  portChain,
+  portCounters,
+  portRules,
+  fingerprintOf as renderedFingerprint,
+  skeletonFingerprint,
+  ZONE_MAP,
+  zoneOf,
+} from './render.js';
+import type { SgMode, SgPort, SgSet } from './state.js';
+
+export interface ObservedSg {
+  /** `<family> <chain>` of each base chain -> the fingerprint on its last rule ('' if none). */
+  baseChains: Map<string, string>;
+  /** Port ifname -> fingerprint on its chain's last rule ('' if none). */
+  chains: Map<string, string>;
+  /** Port ifname -> the chain its `ports` element jumps to. */
+  dispatch: Map<string, string>;
+  /** Address set name -> its members. */
+  sets: Map<string, Set<string>>;
+  counters: Map<string, { packets: number; bytes: number }>;
+  /** Bridge -> zone, from the zone map (whichever table holds it). */
+  zones: Map<string, number>;
+  /** The bridge set (br-netfilter mode). */
+  bridges: Set<string>;
+  /** The guarded-port set. */
+  guarded: Set<string>;
+}
+
+type Json = Record<string, unknown>;
+
+function items(listing: unknown): Json[] {
+  const list = (listing as { nftables?: unknown })?.nftables;
+  return Array.isArray(list) ? (list as Json[]) : [];
+}
+
+function elements(set: Json): unknown[] {
+  const elem = set.elem;
+  if (elem === undefined) return [];
+  return Array.isArray(elem) ? elem : [elem];
+}
+
+function unwrap(value: unknown): unknown {
+  const inner = (value as { elem?: { val?: unknown } })?.elem;
+  return inner && 'val' in inner ? inner.val : value;
+}
+
+function fingerprintOf(comment: unknown): string {
+  return typeof comment === 'string' && comment.startsWith(FINGERPRINT_PREFIX)
+    ? comment.slice(FINGERPRINT_PREFIX.length)
+    : '';
+}
+
+export function emptyObserved(): ObservedSg {
+  return {
+    baseChains: new Map(),
+    chains: new Map(),
+    dispatch: new Map(),
+    sets: new Map(),
+    counters: new Map(),
+    zones: new Map(),
+    bridges: new Set(),
+    guarded: new Set(),
+  };
+}
+
+/** Folds one table's listing (either family) into `seen`. */
+export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()): ObservedSg {
+  for (const item of items(listing)) {
+    if (item.counter) {
+      const c = item.counter as Json;
+      seen.counters.set(String(c.name), { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) });
+    } else if (item.map) {
+      const map = item.map as Json;
+      for (const e of elements(map)) {
+        const [key, value] = Array.isArray(e) ? e : [undefined, undefined];
+        if (typeof key !== 'string') continue;
+        if (map.name === PORT_MAP) {
+          const target = (value as { jump?: { target?: string } })?.jump?.target;
+          if (target) seen.dispatch.set(key, target);
+        } else if (map.name === ZONE_MAP && typeof value === 'number') seen.zones.set(key, value);
+      }
+    } else if (item.set) {
+      const set = item.set as Json;
+      const members = elements(set).map((e) => String(unwrap(e)));
+      if (set.name === BRIDGE_SET) for (const m of members) seen.bridges.add(m);
+      else if (set.name === GUARDED_SET) for (const m of members) seen.guarded.add(m);
+      else seen.sets.set(String(set.name), new Set(members));
+    } else if (item.chain) {
+      const chain = item.chain as Json;
+      const name = String(chain.name);
+      if (name.startsWith(CHAIN_PREFIX)) seen.chains.set(name.slice(CHAIN_PREFIX.length), '');
+      else if (chain.hook !== undefined) seen.baseChains.set(`${chain.family} ${name}`, '');
+    } else if (item.rule) {
+      const rule = item.rule as Json;
+      const name = String(rule.chain);
+      // Rules list in chain order: the last one seen is the chain's last.
+      if (name.startsWith(CHAIN_PREFIX))
+        seen.chains.set(name.slice(CHAIN_PREFIX.length), fingerprintOf(rule.comment));
+      else if (seen.baseChains.has(`${rule.family} ${name}`))
+        seen.baseChains.set(`${rule.family} ${name}`, fingerprintOf(rule.comment));
+    }
+  }
+  return seen;
+}
+
+/**
+ * What the tables hold right after these ports and sets were applied: the
+ * driver plans the next apply against it instead of reading 1000 ports'
+ * tables back (most of an apply's time at that scale). Counter values are
+ * not modelled; the plan only needs names.
+ */
+export function modelOf(names: Names, mode: SgMode, ports: SgPort[], sets: SgSet[]): ObservedSg {
+  const o = emptyObserved();
+  for (const c of baseChains(mode)) o.baseChains.set(c, skeletonFingerprint(names, mode));
+  o.counters.set(PICKUP_COUNTER, { packets: 0, bytes: 0 });
+  for (const p of ports) {
+    o.chains.set(p.ifname, renderedFingerprint(portRules(names, mode, p)));
+    o.dispatch.set(p.ifname, portChain(p.ifname));
+    o.guarded.add(p.ifname);
+    for (const c of portCounters(p)) o.counters.set(c, { packets: 0, bytes: 0 });
+    o.zones.set(p.bridge, zoneOf(p.bridge));
+    if (mode === 'br-netfilter') o.bridges.add(p.bridge);
+  }
+  for (const s of sets) o.sets.set(s.name, new Set(s.ips));
+  return o;
+}
