@@ -3,6 +3,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
+import { API_PREFIX } from '../api/prefix.js';
 import type {
   AuditFollowQuery,
   AuditList,
@@ -36,7 +37,6 @@ import type {
   Status,
   VerifyAnswer,
 } from '../api/types.js';
-import { API_PREFIX } from '../api/prefix.js';
 
 export const DEFAULT_SOCKET = '/run/berth/berthd.sock';
 

@@ -315,6 +315,7 @@ export class Daemon {
     this.stopWatchdog();
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.services?.driver.stopWatching();
+    await this.services?.secgroupEnforcer.stop();
     this.guardDrops?.stop();
     this.services?.observer.stop();
     // Endpoints keep serving guests (DHCP clients retry, metadata comes from

@@ -7,12 +7,14 @@ import { META_KEYS, type Store } from '../../base/store.js';
 import { MacPool } from '../../hostnet/alloc/mac-pool.js';
 import type { DesiredHostState, NetworkDriver } from '../../hostnet/driver.js';
 import { HostDriver } from '../../hostnet/host-driver.js';
-import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
 import { Names } from '../../hostnet/names.js';
 import { IdentityObserver } from '../../hostnet/observe/observer.js';
 import type { PortDirectory } from '../../hostnet/observe/resolve.js';
+import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
+import { NftSecGroupDriver } from '../../hostnet/secgroups/nft-driver.js';
 import { ImageStore } from '../../images/store.js';
 import type { Config } from '../config/schema.js';
+import type { SecGroupEnforcer } from '../secgroups/enforcer.js';
 import { HostLock } from '../services/host-lock.js';
 import {
   DIRECTORY_PREFIX,
@@ -21,7 +23,6 @@ import {
   InstanceService,
 } from '../services/instances.js';
 import { LibvirtRuntime } from '../services/libvirt-runtime.js';
-import type { SecGroupEnforcer } from '../secgroups/enforcer.js';
 import { type NetworkRecord, NetworkService } from '../services/networks.js';
 import { SECGROUP_PREFIX, SecGroupService } from '../services/secgroups.js';
 import type { ClusterRuntime } from './cluster.js';
@@ -59,6 +60,9 @@ export interface Services {
 }
 
 export type SgDriverFactory = (names: Names, log: Logger) => SecGroupDriver;
+
+export const defaultSgDriver: SgDriverFactory = (names, log) =>
+  new NftSecGroupDriver(names, { log: (note) => log.warn(note) });
 
 export type DriverFactory = (names: Names, config: Config, log?: Logger) => NetworkDriver;
 
@@ -315,6 +319,7 @@ export async function reconcileHost(s: Services, log: Logger): Promise<boolean> 
         .catch((err) => log.error({ err: String(err) }, 'could not finish interrupted changes; next pass'));
       await s.driver.reconcile(desiredHostState(s));
     });
+    await s.secgroupEnforcer.reconcile();
     log.debug({ ms: Date.now() - started }, 'host reconciled');
     return true;
   } catch (err) {

@@ -138,10 +138,11 @@ function admitted(port: SgPort, sets: ReadonlyMap<string, SgSet>): Map<string, S
 /**
  * The flows that must end after `before` becomes `after`: a source that lost
  * any service it had on a port (it left a group, a rule went). Neutron does
- * the same. A flow the new rules still allow is cut too, and comes straight
- * back: the next packet is tracked afresh and the rules admit it again. A
- * port that newly joined a group loses every flow (`*`): what it accepted
- * while open was never checked against rules.
+ * the same. The bridge already re-checks every packet toward a guarded guest
+ * against the rules (only replies to the guest's own connections ride on
+ * conntrack), so this is about leaving no tracked state behind: a flow the
+ * new rules still allow is cut too, and its next packet passes the rules
+ * again. A port newly in a group needs no cut for the same reason.
  */
 export function flowCuts(before: SecGroupState, after: SecGroupState): SgFlowCut[] {
   const setsBefore = new Map(before.sets.map((s) => [s.name, s]));
@@ -150,10 +151,7 @@ export function flowCuts(before: SecGroupState, after: SecGroupState): SgFlowCut
   const cuts: SgFlowCut[] = [];
   for (const port of after.ports) {
     const old = portsBefore.get(port.ifname);
-    if (!old || old.ip !== port.ip) {
-      cuts.push({ src: '*', dst: port.ip });
-      continue;
-    }
+    if (!old || old.ip !== port.ip) continue;
     const now = admitted(port, setsAfter);
     for (const [src, keys] of admitted(old, setsBefore)) {
       const still = now.get(src);

@@ -31,6 +31,8 @@ export class SecGroupEnforcer {
   private reasons = new Set<string>();
   private detected: SgMode | undefined;
   private stopped = false;
+  private readBack = false;
+  private stopWatch: (() => void) | undefined;
   /** The last apply's failures; empty when the host matches. */
   lastErrors: string[] = [];
 
@@ -55,6 +57,15 @@ export class SecGroupEnforcer {
       this.timer = undefined;
     }
     await this.run();
+  }
+
+  /**
+   * The periodic reconcile's pass: diffs against the tables as read back, not
+   * as last written, so a change nobody announced is found and undone.
+   */
+  async reconcile(): Promise<void> {
+    this.readBack = true;
+    await this.flush();
   }
 
   get mode(): SgMode | undefined {
@@ -84,13 +95,17 @@ export class SecGroupEnforcer {
   private async once(): Promise<void> {
     const why = [...this.reasons];
     this.reasons.clear();
+    const read = this.readBack;
+    this.readBack = false;
     const desired = compileSecGroups(this.o.groups(), this.o.members(), this.o.localPorts());
     // No group anywhere on this host: the kernel is left as it was (no table, no sysctl).
     if (desired.ports.length === 0 && this.applied.ports.length === 0 && this.detected === undefined) return;
     const started = Date.now();
     try {
       this.detected ??= await this.o.driver.mode();
-      const report = await this.o.driver.apply(desired);
+      const report = await this.o.driver.apply(desired, { read });
+      // Healing needs an `nft monitor`: started once this host enforces anything.
+      if (desired.ports.length > 0 && !this.stopWatch) this.stopWatch = this.o.driver.watchTables(this.o.log);
       const cuts = flowCuts(this.applied, desired);
       this.applied = desired;
       this.lastErrors = report.errors;
@@ -121,5 +136,6 @@ export class SecGroupEnforcer {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    this.stopWatch?.();
   }
 }

@@ -1,6 +1,7 @@
 // The one seam between berthd and the kernel for security groups. The real
 // adapter (nft + conntrack) is the default; unit tests of the logic around it
 // may inject a fake, which never counts as a test of enforcement.
+import type { ObserveLogger } from '../observe/monitor.js';
 import type { SecGroupState, SgFlowCut, SgMode } from './state.js';
 
 export interface SgCounter {
@@ -41,4 +42,9 @@ export interface SecGroupDriver {
   counters(): Promise<SgCounter[]>;
   /** Removes everything apply created (berthd's `--teardown`, tests). */
   remove(): Promise<void>;
+  /**
+   * Restores the tables whenever something else changes them (as `nft flush
+   * ruleset` does), from the last state applied; returns the stop function.
+   */
+  watchTables(logger?: ObserveLogger): () => void;
 }

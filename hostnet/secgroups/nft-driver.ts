@@ -6,6 +6,7 @@ import { type CommandRunner, osCommandRunner } from '../../base/command.js';
 import { BerthError, couldNot } from '../../base/errors.js';
 import { CommandNftApplier, isNotFound, type NftApplier } from '../guard/nft.js';
 import type { Names } from '../names.js';
+import type { ObserveLogger } from '../observe/monitor.js';
 import { cutFlowsWith } from './conntrack.js';
 import { detectSgMode, osSgKernel, type SgKernel } from './detect.js';
 import type { SecGroupDriver, SgApplyOptions, SgApplyReport, SgCounter } from './driver.js';
@@ -14,6 +15,7 @@ import { planSecGroups } from './plan.js';
 import { sgTable, zoneOf } from './render.js';
 import type { SecGroupState, SgFlowCut, SgMode } from './state.js';
 import { validateSecGroups } from './validate.js';
+import { watchDriver } from './watch.js';
 
 export interface NftSecGroupOptions {
   nft?: NftApplier;
@@ -170,6 +172,12 @@ export class NftSecGroupDriver implements SecGroupDriver {
   }
 
   /** True when pid is one of this driver's recent nft writers (the watch ignores their events). */
+  watchTables(logger?: ObserveLogger): () => void {
+    const watch = watchDriver(this, logger);
+    watch.start();
+    return () => watch.stop();
+  }
+
   ownTransaction(pid: number): boolean {
     return this.nft.ownTransaction?.(pid) ?? false;
   }

@@ -181,41 +181,61 @@ t.test('a policy set on one host is enforced on every host', async (t) => {
   t.pass('deleted on hv3, allowed again on hv2');
 });
 
-t.test('security groups span hosts: role:webapp on hv2 reaches role:database on hv1, others do not', async (t) => {
-  await hv1.client.createSecgroup({ name: 'database' });
-  await hv1.client.addSecgroupRule('database', { proto: 'tcp', port: '3306', from: 'role:webapp' });
-  const mk = (h: ClusterHost, name: string, extra: Partial<InstanceCreate>) =>
-    (patient.get(h.id) as BerthClient).createInstance({ name, network: 'shared', runtime: 'netns', ...extra });
-  const db = await mk(hv1, 'sg-db', { role: 'database', secgroups: ['database'] });
-  await mk(hv2, 'sg-web', { role: 'webapp' });
-  await mk(hv3, 'sg-batch', { role: 'batch' });
-  await served(hv1, 'sg-db');
-  await served(hv2, 'sg-web');
-  await served(hv3, 'sg-batch');
-  const dbIp = db.nics[0]?.ip as string;
-  const server = spawn('ip', ['netns', 'exec', db.netns as string, '/usr/bin/python3', FLOW, 'serve', '3306']);
-  t.teardown(() => server.kill('SIGKILL'));
-  await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
-  const probe = async (h: ClusterHost, guest: string) =>
-    (await h.client.exec(guest, ['/usr/bin/python3', FLOW, 'probe', dbIp, '3306', '1'])).code === 0;
-  t.ok(await until('hv2 webapp to reach hv1 database', async () => ((await probe(hv2, 'sg-web')) ? true : undefined)));
-  t.notOk(await probe(hv3, 'sg-batch'), 'hv3 batch is refused');
-  // Membership set on hv3 reaches hv1's sets through the etcd watch.
-  await hv2.client.createSecgroup({ name: 'clients' });
-  await hv2.client.addSecgroupRule('database', { proto: 'tcp', port: '3306', from: 'group:clients' });
-  await hv3.client.updateInstance('sg-batch', { secgroups: ['clients'] });
-  t.ok(
-    await until('hv3 batch to get in once it joined clients', async () =>
-      (await probe(hv3, 'sg-batch')) ? true : undefined,
-    ),
-  );
-  for (const [h, name] of [
-    [hv1, 'sg-db'],
-    [hv2, 'sg-web'],
-    [hv3, 'sg-batch'],
-  ] as const)
-    await h.client.deleteInstance(name);
-});
+t.test(
+  'security groups span hosts: role:webapp on hv2 reaches role:database on hv1, others do not',
+  async (t) => {
+    await hv1.client.createSecgroup({ name: 'database' });
+    await hv1.client.addSecgroupRule('database', { proto: 'tcp', port: '3306', from: 'role:webapp' });
+    const mk = (h: ClusterHost, name: string, extra: Partial<InstanceCreate>) =>
+      (patient.get(h.id) as BerthClient).createInstance({
+        name,
+        network: 'shared',
+        runtime: 'netns',
+        ...extra,
+      });
+    const db = await mk(hv1, 'sg-db', { role: 'database', secgroups: ['database'] });
+    await mk(hv2, 'sg-web', { role: 'webapp' });
+    await mk(hv3, 'sg-batch', { role: 'batch' });
+    await served(hv1, 'sg-db');
+    await served(hv2, 'sg-web');
+    await served(hv3, 'sg-batch');
+    const dbIp = db.nics[0]?.ip as string;
+    const server = spawn('ip', [
+      'netns',
+      'exec',
+      db.netns as string,
+      '/usr/bin/python3',
+      FLOW,
+      'serve',
+      '3306',
+    ]);
+    t.teardown(() => server.kill('SIGKILL'));
+    await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
+    const probe = async (h: ClusterHost, guest: string) =>
+      (await h.client.exec(guest, ['/usr/bin/python3', FLOW, 'probe', dbIp, '3306', '1'])).code === 0;
+    t.ok(
+      await until('hv2 webapp to reach hv1 database', async () =>
+        (await probe(hv2, 'sg-web')) ? true : undefined,
+      ),
+    );
+    t.notOk(await probe(hv3, 'sg-batch'), 'hv3 batch is refused');
+    // Membership set on hv3 reaches hv1's sets through the etcd watch.
+    await hv2.client.createSecgroup({ name: 'clients' });
+    await hv2.client.addSecgroupRule('database', { proto: 'tcp', port: '3306', from: 'group:clients' });
+    await hv3.client.updateInstance('sg-batch', { secgroups: ['clients'] });
+    t.ok(
+      await until('hv3 batch to get in once it joined clients', async () =>
+        (await probe(hv3, 'sg-batch')) ? true : undefined,
+      ),
+    );
+    for (const [h, name] of [
+      [hv1, 'sg-db'],
+      [hv2, 'sg-web'],
+      [hv3, 'sg-batch'],
+    ] as const)
+      await h.client.deleteInstance(name);
+  },
+);
 
 t.test('etcd all gone: guests are served, changes are refused whole; back: the hosts go on', async (t) => {
   const name = 'hv3-g2';

@@ -76,6 +76,8 @@ export function removePrefixed(prefix: string): void {
     if (link.ifname.startsWith(prefix)) sh('ip', ['link', 'delete', link.ifname]);
   }
   sh('nft', ['delete', 'table', 'bridge', `${prefix}_guard`]);
+  sh('nft', ['delete', 'table', 'bridge', `${prefix}_sg`]);
+  sh('nft', ['delete', 'table', 'inet', `${prefix}_sg`]);
   // The namespaces' own resolver folders (hostnet/links/netns-etc.ts).
   for (const dir of existsSync(NETNS_ETC_ROOT) ? readdirSync(NETNS_ETC_ROOT) : []) {
     if (dir.startsWith(`${prefix}-`)) rmSync(join(NETNS_ETC_ROOT, dir), { recursive: true, force: true });

@@ -18,6 +18,7 @@ import { buildServices } from '../../agent/daemon/services.js';
 import { MemoryStore } from '../../agent/store/memory-store.js';
 import { FakeDriver } from '../fakes/fake-driver.js';
 import { FakeObserver } from '../fakes/fake-observer.js';
+import { FakeSecGroupDriver } from '../fakes/fake-sg-driver.js';
 
 const SHA = 'cd'.repeat(32);
 
@@ -25,6 +26,7 @@ t.test('secgroups through berthctl', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'berth-sgcli-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const store = new MemoryStore();
+  const sg = new FakeSecGroupDriver();
   const log = pino({ level: 'silent' });
   const services = await buildServices(
     store,
@@ -32,7 +34,10 @@ t.test('secgroups through berthctl', async (t) => {
     log,
     () => new FakeDriver(),
     () => new FakeObserver(),
+    undefined,
+    () => sg,
   );
+  t.teardown(() => services.secgroupEnforcer.stop());
   const audit = await AuditLog.open(store);
   let peer: PeerCred = { pid: 4242, uid: 0, gid: 0 };
   let groups: number[] = [];

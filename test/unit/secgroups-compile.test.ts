@@ -12,8 +12,7 @@ import {
   setName,
 } from '../../agent/secgroups/compile.js';
 import { SecGroupEnforcer } from '../../agent/secgroups/enforcer.js';
-import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
-import type { SecGroupState, SgFlowCut } from '../../hostnet/secgroups/state.js';
+import { FakeSecGroupDriver } from '../fakes/fake-sg-driver.js';
 
 const now = '2026-12-03T00:00:00.000Z';
 const group = (name: string, rules: SecGroup['rules']): SecGroup => ({
@@ -123,52 +122,35 @@ t.test('a member change is a set change: set names do not move', async (t) => {
   );
 });
 
-t.test('flow cuts: removed rules, narrowed rules, newly grouped ports; nothing for additions', async (t) => {
-  const local = [port('i-1', 'p1', '10.0.0.2')];
-  const base = compileSecGroups([db], members, local);
-  const narrowed = group('db', [db.rules[1] as SecGroup['rules'][number]]);
-  t.same(
-    flowCuts(base, compileSecGroups([narrowed], members, local)),
-    [
-      { src: '10.0.0.3', dst: '10.0.0.2' },
-      { src: '10.0.0.9', dst: '10.0.0.2' },
-    ],
-    'the webapp rule went: both webapps lose their flows',
-  );
-  const wider = group('db', [...db.rules, { id: 'sr-0000000c', proto: 'tcp', from: '0.0.0.0/0' }]);
-  t.same(flowCuts(base, compileSecGroups([wider], members, local)), [], 'adding a rule cuts nothing');
-  t.same(flowCuts({ ports: [], sets: [] }, base), [{ src: '*', dst: '10.0.0.2' }], 'a port newly in a group');
-  t.same(flowCuts(base, { ports: [], sets: [] }), [], 'a port leaving every group opens; nothing to cut');
-});
-
-class FakeDriver implements SecGroupDriver {
-  applies: SecGroupState[] = [];
-  cuts: SgFlowCut[][] = [];
-  fail = 0;
-  async mode() {
-    return 'br-netfilter' as const;
-  }
-  async apply(s: SecGroupState) {
-    if (this.fail > 0) {
-      this.fail--;
-      throw new Error('nft: boom');
-    }
-    this.applies.push(s);
-    return { changed: true, errors: [] };
-  }
-  async cutFlows(c: SgFlowCut[]) {
-    this.cuts.push(c);
-  }
-  async counters() {
-    return [];
-  }
-  async remove() {}
-}
+t.test(
+  'flow cuts: removed rules and narrowed rules; nothing for additions or newly grouped ports',
+  async (t) => {
+    const local = [port('i-1', 'p1', '10.0.0.2')];
+    const base = compileSecGroups([db], members, local);
+    const narrowed = group('db', [db.rules[1] as SecGroup['rules'][number]]);
+    t.same(
+      flowCuts(base, compileSecGroups([narrowed], members, local)),
+      [
+        { src: '10.0.0.3', dst: '10.0.0.2' },
+        { src: '10.0.0.9', dst: '10.0.0.2' },
+      ],
+      'the webapp rule went: both webapps lose their flows',
+    );
+    const wider = group('db', [...db.rules, { id: 'sr-0000000c', proto: 'tcp', from: '0.0.0.0/0' }]);
+    t.same(flowCuts(base, compileSecGroups([wider], members, local)), [], 'adding a rule cuts nothing');
+    t.same(
+      flowCuts({ ports: [], sets: [] }, base),
+      [],
+      'a port newly in a group: its rules judge every packet anyway',
+    );
+    t.same(flowCuts(base, { ports: [], sets: [] }), [], 'a port leaving every group opens; nothing to cut');
+  },
+);
 
 t.test(
   'the enforcer coalesces pokes, leaves a host without groups alone, and cuts after applying',
   async (t) => {
-    const driver = new FakeDriver();
+    const driver = new FakeSecGroupDriver();
     let groups: SecGroup[] = [];
     let ms: SgMember[] = members.map(({ secgroups: _, ...m }) => m);
     const e = new SecGroupEnforcer({
@@ -190,6 +172,7 @@ t.test(
     await e.flush();
     t.equal(driver.applies.length, 2, 'ten pokes: one apply (plus the flush)');
     t.equal(e.mode, 'br-netfilter');
+    t.equal(driver.watches, 1, 'the tables are watched once something is enforced');
     ms = members.slice(0, 2);
     await e.flush();
     t.same(driver.cuts.at(-1), [{ src: '10.0.0.9', dst: '10.0.0.2' }]);
