@@ -72,7 +72,12 @@ t.test('a refused connection is audited as secgroup.drop, naming both guests', a
     await probe(batch, db, 22);
     r = await find();
   }
-  t.match(r, { outcome: 'refused', instance: db.id, port: db.port, detail: { from_port: batch.port } });
+  t.match(r, {
+    outcome: 'refused',
+    instance: db.name,
+    port: db.port,
+    detail: { from_port: batch.port, from_instance: batch.name },
+  });
   const { records } = await lab.d.client.audit({ limit: 2000 });
   t.ok(
     records.some((x) => x.event === 'admin.secgroup.rule.add' && x.outcome === 'allowed'),
