@@ -217,6 +217,7 @@ t.test(
       await until('hv2 webapp to reach hv1 database', async () =>
         (await probe(hv2, 'sg-web')) ? true : undefined,
       ),
+      "hv2's webapp reaches hv1's database:3306 (a rule set on hv1, a source on hv2)",
     );
     t.notOk(await probe(hv3, 'sg-batch'), 'hv3 batch is refused');
     // Membership set on hv3 reaches hv1's sets through the etcd watch.
@@ -227,6 +228,7 @@ t.test(
       await until('hv3 batch to get in once it joined clients', async () =>
         (await probe(hv3, 'sg-batch')) ? true : undefined,
       ),
+      "hv3's guest gets in once it joined clients on hv3 (membership through the etcd watch)",
     );
     for (const [h, name] of [
       [hv1, 'sg-db'],
