@@ -209,6 +209,7 @@ export class Daemon {
       dhcp: () => dhcp.stats(),
       metadata: () => metadata.service.answers(),
       guardDrops: () => services.driver.guardDrops(),
+      secgroupCounters: () => services.secgroupEnforcer.counters(),
       reconcile: () => services.reconciles,
     });
     metrics.instrumentObserver(services.observer);

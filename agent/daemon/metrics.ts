@@ -5,6 +5,7 @@
 import client from 'prom-client';
 import type { GuardDrop } from '../../hostnet/driver.js';
 import type { ResolveResult } from '../../hostnet/observe/resolve.js';
+import type { SgCounter } from '../../hostnet/secgroups/driver.js';
 import type { Instance } from '../api/types.js';
 import type { DhcpStats } from '../services/dhcp.js';
 import type { Observer } from './services.js';
@@ -19,6 +20,8 @@ export interface MetricsSources {
   /** Metadata answers by network and HTTP status, as the endpoints reported them. */
   metadata?: () => { network: string; status: number; count: number }[];
   guardDrops: () => Promise<GuardDrop[]>;
+  /** Security-group counters per port and rule (`drop` for a port's final drop); optional. */
+  secgroupCounters?: () => Promise<SgCounter[]>;
   reconcile: () => { runs: number; failed: number; errors: number };
 }
 
@@ -36,6 +39,7 @@ export class BerthMetrics {
   readonly registry = new client.Registry();
   private readonly resolveSeconds: client.Histogram<'lookup' | 'result'>;
   private guardCache: { at: number; drops: Promise<GuardDrop[]> } | undefined;
+  private sgCache: { at: number; counters: Promise<SgCounter[]> } | undefined;
 
   constructor(
     private readonly s: MetricsSources,
@@ -152,6 +156,25 @@ export class BerthMetrics {
         );
       },
     });
+    const sgCounters = () => this.secgroupCounters();
+    new client.Counter({
+      name: 'berth_secgroup_packets_total',
+      help: 'packets toward guests in security groups, accepted by a rule or dropped (summed over ports; read at most every 5 s)',
+      labelNames: ['verdict'],
+      registers,
+      async collect() {
+        let accepted = 0;
+        let dropped = 0;
+        for (const c of await sgCounters()) {
+          if (c.rule === 'drop') dropped += c.packets;
+          else accepted += c.packets;
+        }
+        mirror(this, [
+          [{ verdict: 'accepted' }, accepted],
+          [{ verdict: 'dropped' }, dropped],
+        ]);
+      },
+    });
     new client.Counter({
       name: 'berth_reconcile_runs_total',
       help: 'host reconcile passes',
@@ -193,6 +216,16 @@ export class BerthMetrics {
       this.guardCache = { at, drops };
     }
     return this.guardCache.drops;
+  }
+
+  /** Reading 1000 ports' counters takes about a second: a scrape reuses the last read for 5 s. */
+  private secgroupCounters(): Promise<SgCounter[]> {
+    const at = this.now();
+    if (!this.sgCache || at - this.sgCache.at >= GUARD_CACHE_MS) {
+      const counters = (this.s.secgroupCounters?.() ?? Promise.resolve([])).catch(() => [] as SgCounter[]);
+      this.sgCache = { at, counters };
+    }
+    return this.sgCache.counters;
   }
 
   /** Times every resolve() and resolveMac() of this observer, whoever calls it. */

@@ -5,7 +5,7 @@
 // apply, not one each. Flows that lost their admission are cut after the new
 // rules are in, so nothing slips through between the two.
 import type { Logger } from 'pino';
-import type { SecGroupDriver } from '../../hostnet/secgroups/driver.js';
+import type { SecGroupDriver, SgCounter } from '../../hostnet/secgroups/driver.js';
 import type { SecGroupState, SgMode } from '../../hostnet/secgroups/state.js';
 import type { SecGroup } from '../api/types.js';
 import { compileSecGroups, flowCuts, type SgLocalPort, type SgMember } from './compile.js';
@@ -66,6 +66,11 @@ export class SecGroupEnforcer {
   async reconcile(): Promise<void> {
     this.readBack = true;
     await this.flush();
+  }
+
+  /** Per port and rule; nothing (and no nft call) while no guest on this host is in a group. */
+  counters(): Promise<SgCounter[]> {
+    return this.applied.ports.length === 0 ? Promise.resolve([]) : this.o.driver.counters();
   }
 
   get mode(): SgMode | undefined {

@@ -103,6 +103,7 @@ t.test('metrics: instances, DHCP, metadata, resolve, guard, MAC pool, reconcile'
   const pool = (await d.client.pool()).pools[0];
   t.equal(m.get('berth_mac_pool_free{prefix="0a:b7:e7"}'), pool?.free, 'free as berthctl pool show has it');
   t.equal(pool?.free, (pool?.size ?? 0) - 1, 'one MAC taken');
+  t.equal(m.get('berth_secgroup_packets_total{verdict="dropped"}'), 0, 'no guest in a group: no drops');
   t.ok((m.get('berth_reconcile_runs_total') ?? 0) >= 1);
   t.equal(m.get('berth_reconcile_errors_total'), 0);
   t.ok([...m.keys()].some((k) => k.startsWith('berth_info{')));

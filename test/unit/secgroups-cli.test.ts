@@ -204,6 +204,13 @@ t.test('secgroups through berthctl', async (t) => {
   t.same(db1.secgroups, ['db'], 'a supplementary group in join_gids may join');
   t.match((await cli('instance', 'show', 'db1')).out, /secgroups\s+db/);
   t.match((await cli('instance', 'show', 'web1')).out, /secgroups\s+web/);
+  t.match(
+    (await cli('instance', 'list')).out,
+    /SECGROUPS\n(.|\n)*db1 .* db\n/,
+    'instance list has a SECGROUPS column',
+  );
+  const enforced = sg.applies.at(-1)?.ports.map((p) => p.instance) ?? [];
+  t.ok(enforced.includes(db1.id), 'the create waited for the enforcer: its port is in the last apply');
 
   // Update: replace the list; leaving db needs the gid too.
   as(1000, 1000);

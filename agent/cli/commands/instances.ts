@@ -113,7 +113,7 @@ export function registerInstances(program: Command, ctx: CliContext): void {
           if (flags.json) return printJson(ctx.io, instances);
           ctx.io.out(
             table(
-              ['HOST', 'NAME', 'ID', 'NETWORK', 'MAC', 'IP', 'ROLE'],
+              ['HOST', 'NAME', 'ID', 'NETWORK', 'MAC', 'IP', 'ROLE', 'SECGROUPS'],
               instances.map((i) => [
                 i.host,
                 i.name,
@@ -122,6 +122,7 @@ export function registerInstances(program: Command, ctx: CliContext): void {
                 i.nics.map((n) => n.mac).join(','),
                 i.nics.map((n) => n.ip).join(','),
                 i.role,
+                i.secgroups?.join(','),
               ]),
             ),
           );
@@ -131,7 +132,7 @@ export function registerInstances(program: Command, ctx: CliContext): void {
         if (flags.json) return printJson(ctx.io, instances);
         ctx.io.out(
           table(
-            ['NAME', 'ID', 'STATE', 'RUNTIME', 'NETWORK', 'MAC', 'IP'],
+            ['NAME', 'ID', 'STATE', 'RUNTIME', 'NETWORK', 'MAC', 'IP', 'SECGROUPS'],
             instances.map((i) => [
               i.name,
               i.id,
@@ -140,6 +141,7 @@ export function registerInstances(program: Command, ctx: CliContext): void {
               i.nics[0]?.network,
               i.nics[0]?.mac,
               i.nics[0]?.ip,
+              i.secgroups?.join(','),
             ]),
           ),
         );
