@@ -29,6 +29,7 @@ const BENCHES: Bench[] = [
   { name: 'metadata', what: 'metadata vs fastify and nginx' },
   { name: 'vms', what: '4 libvirt guests at once' },
   { name: 'cluster', what: 'three hosts on etcd vs one host' },
+  { name: 'secgroups', what: 'security groups: apply and forwarding, 1000 ports × 20 groups' },
 ];
 
 interface Outcome {

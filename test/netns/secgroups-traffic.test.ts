@@ -239,7 +239,7 @@ t.test('ICMP per rule', async (t) => {
   t.notOk(await ping(OTHER, DB), 'a non-member does not');
 });
 
-// Times are reported, not asserted (this machine is noisy): bench/secgroups-apply.ts measures them.
+// Times are reported, not asserted (this machine is noisy): bench/secgroups.ts (npm run bench:secgroups) measures them.
 t.test(
   'a source added to the set gets in on the first try after one apply, as an element change',
   async (t) => {
