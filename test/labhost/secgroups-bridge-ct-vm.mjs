@@ -45,6 +45,10 @@ const DB = guest('d', 10);
 const WEB = guest('w', 11);
 const OTHER = guest('o', 12);
 const WEB2 = guest('v', 13);
+/** A second network with an overlapping subnet: a database and a webapp with DB's and WEB2's addresses. */
+const bridge2 = names.bridge('sgct2');
+const DBO = { ...guest('p', 10), mac: '02:00:00:79:01:10' };
+const WEB2O = { ...guest('q', 13), mac: '02:00:00:79:01:13' };
 const GUESTS = [DB, WEB, OTHER, WEB2];
 /** A database and a webapp on a VLAN-filtering bridge, VLAN 100 (vlan_mode filtering). */
 const vbridge = names.trunkBridge('sgct');
@@ -71,6 +75,16 @@ const state = (ips, rules) => ({
       ip: DB.ip,
       instance: 'db-1',
       endpointPorts: [endpoint.port],
+      rules,
+    },
+    // The same address as DB, on another network's bridge (tenant subnets may overlap).
+    {
+      ifname: DBO.port,
+      bridge: bridge2,
+      mac: DBO.mac,
+      ip: DBO.ip,
+      instance: 'db-2',
+      endpointPorts: [],
       rules,
     },
   ],
@@ -187,6 +201,9 @@ try {
   await sh('ip', 'link', 'set', bridge, 'up');
   await plug(endpoint.ns, endpoint.port, '02:00:00:79:00:01', endpoint.ip);
   for (const g of GUESTS) await plug(g.ns, g.port, g.mac, g.ip);
+  await sh('ip', 'link', 'add', bridge2, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0');
+  await sh('ip', 'link', 'set', bridge2, 'up');
+  for (const g of [DBO, WEB2O]) await plug(g.ns, g.port, g.mac, g.ip, bridge2);
 
   let t0 = performance.now();
   const mode = await driver.mode().catch((e) => `error: ${e.message}`);
@@ -240,9 +257,11 @@ try {
   // WEB2 holds a connection, then leaves the set; its flows are cut.
   await stop(servers[0]);
   const held = await hold(WEB2, DB, 3306);
+  const heldO = await hold(WEB2O, DBO, 3306);
   const heldBefore = {
     up: await crosses(held.cli, held.srv, 'up-1', 3_000),
     down: await crosses(held.srv, held.cli, 'down-1', 3_000),
+    overlapUp: await crosses(heldO.cli, heldO.srv, 'up-1', 3_000),
   };
   const before = await tracked(WEB2, DB);
   t0 = performance.now();
@@ -254,6 +273,7 @@ try {
     heldBefore,
     trackedBefore: before,
     zone: zoneOf(bridge),
+    overlapZone: zoneOf(bridge2),
     changed: left.changed,
     errors: left.errors,
     cutMs,
@@ -261,9 +281,9 @@ try {
     // The server speaks first: a guarded port's mid-stream segment must not start a new flow.
     downAfter: await crosses(held.srv, held.cli, 'down-2', 3_000),
     upAfter: await crosses(held.cli, held.srv, 'up-2', 3_000),
+    overlapUpAfter: await crosses(heldO.cli, heldO.srv, 'up-2', 3_000),
   });
-  await stop(held.cli);
-  await stop(held.srv);
+  for (const p of [held.cli, held.srv, heldO.cli, heldO.srv]) await stop(p);
   servers[0] = await echoServer(DB.ns, 3306, 'db3306');
   emit('afterLeave', {
     web2_3306: await opens(WEB2, DB, 3306, 'db3306'),
@@ -307,7 +327,7 @@ try {
     await plug(g.ns, g.port, g.mac, g.ip, vbridge);
     await sh('bridge', 'vlan', 'add', 'dev', g.port, 'vid', '100', 'pvid', 'untagged');
   }
-  servers.push(await echoServer(DBV.ns, 3306, 'dbv3306'));
+  servers.push(await echoServer(DBV.ns, 3306, 'dbv3306'), await echoServer(DBV.ns, 22, 'dbv22'));
   const vOpenBefore = await opens(WEBV, DBV, 3306, 'dbv3306');
   const vApply = await driver.apply({
     sets: [{ name: SET, source: 'role:webapp', ips: [WEB.ip, WEBV.ip] }],
@@ -329,7 +349,10 @@ try {
     changed: vApply.changed,
     errors: vApply.errors,
     web3306: await opens(WEBV, DBV, 3306, 'dbv3306'),
+    web22: await opens(WEBV, DBV, 22, 'dbv22'),
     web22flat: await opens(WEB, DB, 22, 'db22'),
+    mysqlCounted:
+      (await driver.counters()).find((c) => c.ifname === DBV.port && c.rule === 'sr-mysql')?.packets ?? 0,
   });
 
   await driver.remove();

@@ -88,15 +88,26 @@ await t.test('security groups on the bridge-ct path (nf_conntrack_bridge)', asyn
   );
 
   const leave = get('leave');
-  t.same(leave.heldBefore, { up: true, down: true }, 'the held connection carried data both ways');
+  t.same(
+    leave.heldBefore,
+    { up: true, down: true, overlapUp: true },
+    'the held connections (and the one on the overlapping network) carried data',
+  );
   const trackedBefore = (leave.trackedBefore as string[] | undefined) ?? [];
   t.ok(
     trackedBefore.some((l) => l.includes('ESTABLISHED') && l.includes(`zone=${leave.zone}`)),
     `conntrack tracked it in the bridge's own zone ${leave.zone}`,
     { tracked: trackedBefore },
   );
+  t.ok(
+    trackedBefore.some((l) => l.includes('ESTABLISHED') && l.includes(`zone=${leave.overlapZone}`)) &&
+      leave.overlapZone !== leave.zone,
+    `the same addresses on the overlapping network are tracked apart, in zone ${leave.overlapZone}`,
+    { tracked: trackedBefore },
+  );
   t.same([leave.changed, leave.errors], [true, []], 'removing the member is applied');
-  t.equal(leave.trackedAfterCut, 0, "cutFlows deleted the removed member's tracked flow");
+  t.equal(leave.trackedAfterCut, 0, "cutFlows deleted the removed member's tracked flows, in both zones");
+  t.equal(leave.overlapUpAfter, false, "on the overlapping network, too, the removed address's data stops");
   t.equal(leave.downAfter, false, "after the cut the database's data no longer reaches the removed member");
   t.equal(leave.upAfter, false, "after the cut the removed member's data no longer reaches the database");
   t.equal(get('afterLeave').web2_3306, false, 'the removed member cannot open a new connection');
@@ -126,6 +137,8 @@ await t.test('security groups on the bridge-ct path (nf_conntrack_bridge)', asyn
   );
   t.same([vlan.changed, vlan.errors], [true, []], "the VLAN bridge's database port is applied");
   t.equal(vlan.web3306, true, 'webapp → database:3306 is open on the VLAN-filtering bridge');
+  t.equal(vlan.web22, false, 'webapp → database:22 (no rule) is refused on the VLAN-filtering bridge');
+  t.ok(Number(vlan.mysqlCounted) > 0, `the VLAN port's 3306 rule counted packets (${vlan.mysqlCounted})`);
   t.equal(vlan.web22flat, true, "the flat bridge's port keeps its own rules");
   t.equal(get('removed').tables, false, 'remove() deleted the tables');
   t.ok(checks.has('done'), 'the scenario ran to its end', { out: r.out });
