@@ -2,7 +2,9 @@
 // Neutron's answer to a source leaving a group, since a flow that conntrack
 // still holds could otherwise keep its reply path. Entries are looked up by
 // their original tuple, so each cut deletes both src→dst and dst→src, in the
-// zone of the destination's bridge when known.
+// zone of each bridge where the destination is a guarded port: tenant subnets
+// may overlap, so one address can be a guarded port on several bridges, and a
+// cut in only one of their zones would leave the others' flows tracked.
 import { CommandError, type CommandRunner } from '../../base/command.js';
 import type { SgFlowCut } from './state.js';
 
@@ -19,15 +21,17 @@ export function nothingToDelete(err: unknown): boolean {
   return err instanceof CommandError && /0 flow entries have been deleted/.test(err.stderr);
 }
 
-/** Runs every cut; resolves with the failures, each as text. */
+/** Runs every cut; resolves with the failures, each as text. No zone known for a destination: every zone. */
 export async function cutFlowsWith(
   runner: CommandRunner,
   cuts: readonly SgFlowCut[],
-  zoneOfDst: (dst: string) => number | undefined,
+  zonesOfDst: (dst: string) => readonly number[],
 ): Promise<string[]> {
   const errors: string[] = [];
   for (const cut of cuts) {
-    for (const argv of cutCommands(cut, zoneOfDst(cut.dst))) {
+    const zones = zonesOfDst(cut.dst);
+    const argvs = zones.length > 0 ? zones.flatMap((z) => cutCommands(cut, z)) : cutCommands(cut, undefined);
+    for (const argv of argvs) {
       try {
         await runner.run(argv);
       } catch (err) {

@@ -130,8 +130,13 @@ export class NftSecGroupDriver implements SecGroupDriver {
   }
 
   async cutFlows(cuts: SgFlowCut[]): Promise<void> {
-    const byIp = new Map((this.last?.ports ?? []).map((p) => [p.ip, zoneOf(p.bridge)]));
-    const errors = await cutFlowsWith(this.runner, cuts, (dst) => byIp.get(dst));
+    // Overlapping tenant subnets: one address can be a guarded port on several bridges.
+    const byIp = new Map<string, Set<number>>();
+    for (const p of this.last?.ports ?? [])
+      byIp.set(p.ip, (byIp.get(p.ip) ?? new Set()).add(zoneOf(p.bridge)));
+    const errors = await cutFlowsWith(this.runner, cuts, (dst) =>
+      [...(byIp.get(dst) ?? [])].sort((a, b) => a - b),
+    );
     if (errors.length > 0)
       throw new BerthError(
         'BERTH_ERR_HOST_OP',

@@ -4,7 +4,7 @@
 # data path can run for real. Into CACHE/<key>/:
 #   vmlinux    Debian's kernel, taken from the test guest's build (same .deb)
 #   base.cpio  busybox, the modules (with their dependencies, in load order),
-#              iproute2, nft, setpriv, sysctl, etcd (Debian's etcd-server, a Go
+#              iproute2, nft, conntrack, setpriv, sysctl, etcd (Debian's etcd-server, a Go
 #              binary that links only libc) and the host's node, each with its
 #              libraries; uncompressed, since gunzip under TCG costs seconds
 #   cmdline    the kernel command line
@@ -22,9 +22,13 @@ cache=${1:-${BERTH_LAB_HOST_CACHE:-/var/cache/berth/lab-host}}
 tg_cache=${BERTH_TEST_GUEST_CACHE:-/var/cache/berth/test-guest}
 # What the lab host needs; their dependencies are found from each .ko's modinfo.
 # The guard logs its drops (nft_log to an NFLOG group) at a rate limit (nft_limit).
-WANT=(crc32c_generic virtio_pci virtio_net 8021q bridge veth nf_tables nft_objref nft_meta_bridge nft_limit nft_log nfnetlink_log)
+WANT=(crc32c_generic virtio_pci virtio_net 8021q bridge veth nf_tables nft_objref nft_meta_bridge nft_limit nft_log nfnetlink_log
+  # Security groups' bridge-ct path: conntrack in the bridge family (nf_conntrack_bridge),
+  # `ct` and `ct zone set` in nft (nft_ct), and ctnetlink for the conntrack CLI's flow cuts.
+  nf_defrag_ipv4 nf_defrag_ipv6 nf_conntrack nf_conntrack_bridge nft_ct nf_conntrack_netlink)
 # etcd: one member per lab host, so berthd runs in cluster mode as on real hosts.
-BINARIES=(/usr/sbin/ip /usr/sbin/bridge /usr/sbin/nft /usr/bin/setpriv /usr/sbin/sysctl /usr/bin/etcd)
+# conntrack (Debian package conntrack): security groups cut a removed source's flows with it.
+BINARIES=(/usr/sbin/ip /usr/sbin/bridge /usr/sbin/nft /usr/bin/setpriv /usr/sbin/sysctl /usr/bin/etcd /usr/sbin/conntrack)
 CMDLINE='console=ttyS0 loglevel=4 rdinit=/init'
 
 log() { printf 'lab-host build: %s\n' "$*" >&2; }
@@ -42,7 +46,7 @@ node_bin=$(readlink -f "$(command -v node)")
 key=$(
   {
     echo "$kernel_pkg=$kernel_ver busybox=$busybox_ver $CMDLINE ${WANT[*]} ${BINARIES[*]}"
-    dpkg-query -W iproute2 nftables util-linux procps etcd-server libc6 libstdc++6 2>/dev/null
+    dpkg-query -W iproute2 nftables util-linux procps etcd-server conntrack libc6 libstdc++6 2>/dev/null
     "$node_bin" --version
     cat "$here/init" "$0"
   } | sha256sum | cut -c1-16

@@ -241,10 +241,19 @@ t.test('flow cuts: both directions, in the zone; nothing to delete is no failure
       { src: '10.0.0.2', dst: '10.0.0.3' },
       { src: '10.0.0.9', dst: '10.0.0.3' },
     ],
-    () => undefined,
+    () => [],
   );
   t.equal(ran.length, 4);
   t.notOk(ran[0]?.includes('-w'), 'no zone known: every zone');
   t.equal(errors.length, 2);
   t.match(errors[0], /^10\.0\.0\.9 -> 10\.0\.0\.3: .*Operation not permitted/);
+
+  // Overlapping subnets: the destination is a guarded port on two bridges, so both zones are cut.
+  ran.length = 0;
+  await cutFlowsWith(runner, [{ src: '10.0.0.2', dst: '10.0.0.3' }], () => [7, 9]);
+  t.same(
+    ran.map((argv) => `${argv[5]}>${argv[7]}@${argv[9]}`),
+    ['10.0.0.2>10.0.0.3@7', '10.0.0.3>10.0.0.2@7', '10.0.0.2>10.0.0.3@9', '10.0.0.3>10.0.0.2@9'],
+    'both directions in each zone',
+  );
 });
