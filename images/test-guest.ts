@@ -86,6 +86,9 @@ export function parseGuestLog(log: string): GuestReport {
     uptime: {},
   };
   const lines = log.split(/\r?\n/);
+  // The log is read while virtlogd writes it: a last line without its newline
+  // may be cut short (an instance-id read as "i-cfb5b1"), so it waits for the next read.
+  lines.pop();
   let inUserData: string[] | undefined;
   for (const line of lines) {
     const m = line.match(/^BERTH-GUEST ([^\s=]+)(?:=(\S*))?(?: uptime=([\d.]+))?/);

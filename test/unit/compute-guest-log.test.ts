@@ -18,6 +18,7 @@ const full = [
   'BERTH-GUEST user-data-end',
   'BERTH-GUEST done uptime=3.40',
   '[    3.41] reboot: Power down',
+  '',
 ].join('\r\n');
 
 t.test('a guest that got everything', async (t) => {
@@ -50,6 +51,10 @@ t.test('no lease, no metadata; a log cut short', async (t) => {
   t.notOk(cut.done);
   t.equal(cut.userData, undefined, 'no end marker: no user-data claimed');
   t.notOk(parseGuestLog('').kernelBooted);
+  // Read while virtlogd was still writing the line (seen in CI: "i-cfb5b1" for "i-cfb5b16e").
+  const midLine = parseGuestLog('BERTH-GUEST init uptime=1\nBERTH-GUEST instance-id=i-cfb5b1');
+  t.equal(midLine.instanceId, undefined, 'a line without its newline is not read yet');
+  t.equal(parseGuestLog('BERTH-GUEST instance-id=i-cfb5b16e uptime=4.2\n').instanceId, 'i-cfb5b16e');
 });
 
 t.test('a guest booted from a disk says its root device and boot count', async (t) => {
