@@ -172,7 +172,9 @@ export const uplinkClaimsGuest = attack(
     const spoofed = await capture(
       t,
       b.netns,
-      `ether src ${far.mac} and (arp or icmp or udp port 68)`,
+      // Only frames that claim A's address (ARP sender A, IP from A) or serve DHCP: the far
+      // side's own ARP replies for its own address (B revalidating it, under load) are honest.
+      `ether src ${far.mac} and ((arp and arp[14:4] = 0x${ipHex(a.ip)}) or (ip and src host ${a.ip}) or udp port 68)`,
       async () => {
         claims = await frames(far.netns, ['claim', '1', b.mac, a.ip]);
         await farPing(far, b.ip, ['-I', a.ip], 3);
@@ -211,3 +213,11 @@ export const uplinkClaimsGuest = attack(
 );
 
 export const UPLINK_ROWS = [uplinkStaysOutOfServices, uplinkClaimsGuest];
+
+/** An IPv4 address as 8 hex digits, for a pcap byte match. */
+function ipHex(ip: string): string {
+  return ip
+    .split('.')
+    .map((o) => Number(o).toString(16).padStart(2, '0'))
+    .join('');
+}
