@@ -442,6 +442,28 @@ try {
   const vlanZoned = await driver.apply(vlanState(true));
   const passedVlanZoned = await inject('inject-2');
   const trackedVlanZoned = await udpTracked();
+  // G200's own query to A200 (behind the uplink) and its answer: the query is zoned by G200's pvid,
+  // the answer (tagged 200 on the uplink) by its tag; only if both land in one zone is it a reply.
+  const echo = start(A200.ns, [
+    'node',
+    '-e',
+    "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(7,()=>console.log('bound'))",
+  ]);
+  for (let i = 0; i < 200 && !echo.out().includes('bound'); i++) await sleep(100);
+  const answer = await inNs(
+    G200.ns,
+    'node',
+    '-e',
+    `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{console.log(String(m));process.exit(0)});s.send('ask-200',7,'${A200.ip}');setTimeout(()=>process.exit(1),3000)`,
+  ).then(
+    (r) => r.stdout.trim(),
+    () => '',
+  );
+  const queryTracked = await sh('conntrack', '-L', '-p', 'udp', '--dport', '7').then(
+    (r) => r.stdout.split('\n').filter((l) => l.includes('dport=7')),
+    () => [],
+  );
+  await stop(echo);
   await driver.cutFlows([{ src: WEBV.ip, dst: DBV.ip }]);
   const afterCut = (await udpTracked()).filter((l) => l.includes(`src=${WEBV.ip} dst=${DBV.ip}`));
   emit('crossVlan', {
@@ -461,6 +483,8 @@ try {
     zone200: zoneOf(vbridge, 200),
     bridgeZone: zoneOf(vbridge),
     triggerTrackedAfterCut: afterCut.length,
+    ownQueryAnswered: answer === 'ask-200',
+    queryTracked,
     g200Drops:
       (await driver.counters()).find((c) => c.ifname === G200.port && c.rule === 'drop')?.packets ?? 0,
   });

@@ -165,9 +165,20 @@ await t.test('security groups on the bridge-ct path (nf_conntrack_bridge)', asyn
     { tracked: vlanTracked },
   );
   t.ok(
-    vlanTracked.some((l) => l.includes('sport=53 dport=5353') && l.includes(`zone=${cross.zone200}`)),
-    `VLAN 200's datagram (a tagged frame from the uplink) is a flow of its own in zone ${cross.zone200}`,
+    vlanTracked.some((l) => l.includes('dport=53 [UNREPLIED]')),
+    "VLAN 100's flow stays unreplied: VLAN 200's datagram was not taken for its reply",
     { tracked: vlanTracked },
+  );
+  const queryTracked = (cross.queryTracked as string[] | undefined) ?? [];
+  t.equal(
+    cross.ownQueryAnswered,
+    true,
+    "VLAN 200's guarded guest gets the answer to its own query via the uplink",
+  );
+  t.ok(
+    queryTracked.some((l) => l.includes(`zone=${cross.zone200}`) && !l.includes('UNREPLIED')),
+    `the query (untagged, by pvid) and its answer (tagged, by tag) meet in VLAN 200's zone ${cross.zone200}`,
+    { tracked: queryTracked },
   );
   t.ok(Number(cross.g200Drops) > 0, `the guarded VLAN 200 port's drop counted it (${cross.g200Drops})`);
   t.equal(cross.triggerTrackedAfterCut, 0, "cutFlows cut VLAN 100's flow in its VLAN's zone");
