@@ -37,6 +37,8 @@ function localPorts(w: SecGroupWiring): SgLocalPort[] {
         network: nic.network,
         ifname: nic.port,
         bridge: place.bridge,
+        // fdbVlan is the port's VID in vlan_mode filtering only (a subinterface bridge is one VLAN's own).
+        ...(place.fdbVlan !== undefined ? { vlan: place.fdbVlan } : {}),
         mac: nic.mac,
         ip: nic.ip,
         endpointPorts: [place.endpointVeth],

@@ -29,6 +29,8 @@ export interface SgLocalPort {
   network: string;
   ifname: string;
   bridge: string;
+  /** The port's VLAN on a VLAN-filtering trunk bridge (its conntrack zone is per VLAN); undefined otherwise. */
+  vlan?: number;
   mac: string;
   ip: string;
   endpointPorts: string[];
@@ -103,6 +105,7 @@ export function compileSecGroups(
     ports.push({
       ifname: p.ifname,
       bridge: p.bridge,
+      ...(p.vlan !== undefined ? { vlan: p.vlan } : {}),
       mac: p.mac,
       ip: p.ip,
       instance: p.instance,

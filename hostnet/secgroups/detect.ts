@@ -45,8 +45,9 @@ export function osSgKernel(runner: CommandRunner = osCommandRunner): SgKernel {
 /**
  * A throwaway table with what the mode's skeleton needs from the kernel.
  * bridge-ct also needs `ct zone set` in bridge prerouting and `meta ibrname`
- * (nft_meta_bridge): a kernel with nf_conntrack_bridge but without those
- * would refuse the real tables, and a refused write enforces nothing.
+ * (nft_meta_bridge), and the per-VLAN zone maps `meta ibrname . vlan id` and
+ * `meta ibrname . meta ibrpvid`: a kernel with nf_conntrack_bridge but
+ * without those would refuse the real tables, and a refused write enforces nothing.
  */
 function probe(family: string, table: string): string {
   const t = `${family} ${table}`;
@@ -55,7 +56,11 @@ function probe(family: string, table: string): string {
       ? [
           `add map ${t} z { typeof meta ibrname : ct zone; }`,
           `add chain ${t} raw { type filter hook prerouting priority -300; policy accept; }`,
+          `add map ${t} tz { typeof meta ibrname . vlan id : ct zone; }`,
+          `add map ${t} pz { typeof meta ibrname . meta ibrpvid : ct zone; }`,
           `add rule ${t} raw ct zone set meta ibrname map @z`,
+          `add rule ${t} raw ether type 8021q ct zone set meta ibrname . vlan id map @tz`,
+          `add rule ${t} raw ether type != 8021q ct zone set meta ibrname . meta ibrpvid map @pz`,
         ]
       : [
           `add map ${t} z { typeof iifname : ct zone; }`,

@@ -79,7 +79,7 @@ export class NftSecGroupDriver implements SecGroupDriver {
     return this.serial(async () => {
       const mode = await this.mode();
       this.last = desired;
-      const { ports, sets, errors } = validateSecGroups(desired);
+      const { ports, sets, errors } = validateSecGroups(desired, mode);
       const known = options.read ? undefined : this.known;
       this.known = undefined;
       const plan = known ? planSecGroups(this.names, mode, known, ports, sets) : undefined;
@@ -130,10 +130,11 @@ export class NftSecGroupDriver implements SecGroupDriver {
   }
 
   async cutFlows(cuts: SgFlowCut[]): Promise<void> {
-    // Overlapping tenant subnets: one address can be a guarded port on several bridges.
+    // Overlapping tenant subnets: one address can be a guarded port on several
+    // bridges, or in several VLANs of one trunk bridge (each its own zone).
     const byIp = new Map<string, Set<number>>();
     for (const p of this.last?.ports ?? [])
-      byIp.set(p.ip, (byIp.get(p.ip) ?? new Set()).add(zoneOf(p.bridge)));
+      byIp.set(p.ip, (byIp.get(p.ip) ?? new Set()).add(zoneOf(p.bridge, p.vlan)));
     const errors = await cutFlowsWith(this.runner, cuts, (dst) =>
       [...(byIp.get(dst) ?? [])].sort((a, b) => a - b),
     );

@@ -10,12 +10,16 @@ import {
   GUARDED_SET,
   PICKUP_COUNTER,
   PORT_MAP,
+  PVID_ZONE_MAP,
   portChain,
   portCounters,
   portRules,
   fingerprintOf as renderedFingerprint,
   skeletonFingerprint,
+  TAG_ZONE_MAP,
   ZONE_MAP,
+  zoneKey,
+  zoneMapsOf,
   zoneOf,
 } from './render.js';
 import type { SgMode, SgPort, SgSet } from './state.js';
@@ -32,6 +36,9 @@ export interface ObservedSg {
   counters: Map<string, { packets: number; bytes: number }>;
   /** Bridge -> zone, from the zone map (whichever table holds it). */
   zones: Map<string, number>;
+  /** `bridge/vlan` -> zone, from the tag and the pvid zone maps (bridge-ct, VLAN-filtering bridges). */
+  tagZones: Map<string, number>;
+  pvidZones: Map<string, number>;
   /** The bridge set (br-netfilter mode). */
   bridges: Set<string>;
   /** The guarded-port set. */
@@ -62,6 +69,23 @@ function fingerprintOf(comment: unknown): string {
     : '';
 }
 
+/** A map element's key: a string, or a `bridge . vlan` concatenation as `bridge/vlan`. */
+function keyOf(raw: unknown): string | undefined {
+  if (typeof raw === 'string') return raw;
+  const parts = (raw as { concat?: unknown })?.concat;
+  if (Array.isArray(parts) && typeof parts[0] === 'string' && typeof parts[1] === 'number')
+    return zoneKey(parts[0], parts[1]);
+  return undefined;
+}
+
+/** The observed view of one zone map, by the map's name. */
+export function zoneMapOf(seen: ObservedSg, map: string): Map<string, number> | undefined {
+  if (map === ZONE_MAP) return seen.zones;
+  if (map === TAG_ZONE_MAP) return seen.tagZones;
+  if (map === PVID_ZONE_MAP) return seen.pvidZones;
+  return undefined;
+}
+
 export function emptyObserved(): ObservedSg {
   return {
     baseChains: new Map(),
@@ -70,6 +94,8 @@ export function emptyObserved(): ObservedSg {
     sets: new Map(),
     counters: new Map(),
     zones: new Map(),
+    tagZones: new Map(),
+    pvidZones: new Map(),
     bridges: new Set(),
     guarded: new Set(),
   };
@@ -84,12 +110,13 @@ export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()):
     } else if (item.map) {
       const map = item.map as Json;
       for (const e of elements(map)) {
-        const [key, value] = Array.isArray(e) ? e : [undefined, undefined];
-        if (typeof key !== 'string') continue;
+        const [raw, value] = Array.isArray(e) ? e : [undefined, undefined];
+        const key = keyOf(raw);
+        if (key === undefined) continue;
         if (map.name === PORT_MAP) {
           const target = (value as { jump?: { target?: string } })?.jump?.target;
           if (target) seen.dispatch.set(key, target);
-        } else if (map.name === ZONE_MAP && typeof value === 'number') seen.zones.set(key, value);
+        } else if (typeof value === 'number') zoneMapOf(seen, String(map.name))?.set(key, value);
       }
     } else if (item.set) {
       const set = item.set as Json;
@@ -130,7 +157,8 @@ export function modelOf(names: Names, mode: SgMode, ports: SgPort[], sets: SgSet
     o.dispatch.set(p.ifname, portChain(p.ifname));
     o.guarded.add(p.ifname);
     for (const c of portCounters(p)) o.counters.set(c, { packets: 0, bytes: 0 });
-    o.zones.set(p.bridge, zoneOf(p.bridge));
+    const key = zoneKey(p.bridge, p.vlan);
+    for (const map of zoneMapsOf(key)) zoneMapOf(o, map)?.set(key, zoneOf(p.bridge, p.vlan));
     if (mode === 'br-netfilter') o.bridges.add(p.bridge);
   }
   for (const s of sets) o.sets.set(s.name, new Set(s.ips));

@@ -5,13 +5,15 @@
 // refilled in the same transaction; a skeleton that is missing or not this
 // version's (or this mode's) makes the whole tables be written afresh.
 import type { Names } from '../names.js';
-import type { ObservedSg } from './observe.js';
+import { type ObservedSg, zoneMapOf } from './observe.js';
 import {
   addSetCommands,
+  BRIDGE_SET,
   baseChains,
   fingerprintOf,
   GUARDED_SET,
   PORT_MAP,
+  PVID_ZONE_MAP,
   portChain,
   portCommands,
   portCounters,
@@ -19,10 +21,14 @@ import {
   renderSecGroups,
   sgTable,
   skeletonFingerprint,
+  TAG_ZONE_MAP,
   ZONE_MAP,
   zoneCommands,
-  zoneOf,
+  zoneElement,
+  zoneKeysOf,
+  zoneMapsOf,
   zoneTable,
+  zoneValue,
 } from './render.js';
 import type { SgMode, SgPort, SgSet } from './state.js';
 
@@ -94,31 +100,33 @@ export function planSecGroups(
   for (const name of [...observed.sets.keys()].sort())
     if (!setNames.has(name)) deletes.push(`delete set ${b} ${name}`);
 
-  const bridges = [...new Set(ports.map((p) => p.bridge))].sort();
-  const zoned = (br: string) =>
-    observed.zones.get(br) === zoneOf(br) && (mode === 'bridge-ct' || observed.bridges.has(br));
+  // Zones: a key is right when every map it belongs in holds its zone (and, in
+  // br-netfilter mode, its bridge is in the bridge set).
+  const keys = zoneKeysOf(ports);
+  const z = zoneTable(names, mode);
+  const zoneMaps = [ZONE_MAP, TAG_ZONE_MAP, PVID_ZONE_MAP];
+  const zoned = (key: string) =>
+    zoneMapsOf(key).every((m) => zoneMapOf(observed, m)?.get(key) === zoneValue(key)) &&
+    (mode === 'bridge-ct' || key.includes('/') || observed.bridges.has(key));
   adds.push(
     ...zoneCommands(
       names,
       mode,
-      bridges.filter((br) => !zoned(br)),
+      keys.filter((k) => !zoned(k)),
       'add',
     ),
   );
-  const stale = [...new Set([...observed.zones.keys(), ...observed.bridges])]
-    .filter(
-      (br) => !bridges.includes(br) || (observed.zones.has(br) && observed.zones.get(br) !== zoneOf(br)),
-    )
-    .sort();
   // A wrong zone value is deleted first, so the add below it can put the right one.
-  const wrong = stale.filter((br) => bridges.includes(br));
-  const gone = stale.filter((br) => !bridges.includes(br));
-  const z = zoneTable(names, mode);
-  const pre = wrong.map((br) => `delete element ${z} ${ZONE_MAP} { "${br}" }`);
-  for (const br of gone) {
-    if (observed.zones.has(br)) deletes.push(`delete element ${z} ${ZONE_MAP} { "${br}" }`);
-    if (observed.bridges.has(br)) deletes.push(`delete element ${z} bridges { "${br}" }`);
-  }
+  const pre: string[] = [];
+  for (const map of zoneMaps)
+    for (const [key, zone] of [...(zoneMapOf(observed, map) ?? [])].sort()) {
+      const elem = zoneElement(key);
+      if (!keys.includes(key) || !zoneMapsOf(key).includes(map))
+        deletes.push(`delete element ${z} ${map} { ${elem} }`);
+      else if (zone !== zoneValue(key)) pre.push(`delete element ${z} ${map} { ${elem} }`);
+    }
+  for (const br of [...observed.bridges].sort())
+    if (!keys.includes(br)) deletes.push(`delete element ${z} ${BRIDGE_SET} { "${br}" }`);
   const lines = [...pre, ...adds, ...deletes];
   if (lines.length === 0) return undefined;
   return { script: `${lines.join('\n')}\n`, whole: false };

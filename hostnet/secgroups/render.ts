@@ -26,6 +26,13 @@
 // - bridge-ct (nf_conntrack_bridge): `ct` works in the bridge family; a
 //   prerouting chain at raw priority puts each bridge in its own conntrack
 //   zone (`meta ibrname`), so overlapping tenant CIDRs never share entries.
+//   A VLAN-filtering trunk bridge carries many networks, one per VLAN, whose
+//   subnets may overlap too: its ports are zoned per (bridge, VLAN) instead
+//   (`tzones` by the tag of a tagged frame from the uplink, `pzones` by the
+//   pvid of the port an untagged frame came in on; at prerouting the bridge
+//   has not yet given it its VLAN). Two maps, not one: `vlan id` is network
+//   and `meta ibrpvid` host byte order, so each map's key is typed by the
+//   expression that looks it up. A trunk bridge is left out of `zones`.
 // - br-netfilter: `ct` is refused in the bridge family (EPROTO), but
 //   br_netfilter hands bridged IPv4 to the inet hooks, where conntrack runs.
 //   `table inet <prefix>_sg` sets the zone per bridge at raw priority and, in
@@ -41,6 +48,9 @@ import type { SgMode, SgPort, SgRule, SgSet } from './state.js';
 
 export const PORT_MAP = 'ports';
 export const ZONE_MAP = 'zones';
+/** (bridge, VLAN) -> zone, looked up by a tagged frame's `vlan id` and by an untagged one's `meta ibrpvid`. */
+export const TAG_ZONE_MAP = 'tzones';
+export const PVID_ZONE_MAP = 'pzones';
 export const BRIDGE_SET = 'bridges';
 export const CHAIN_PREFIX = 'port_';
 export const FINGERPRINT_PREFIX = 'berth sg ';
@@ -74,9 +84,31 @@ export function counterName(ifname: string, rule: string): string {
   return `${ifname}.${rule}`;
 }
 
-/** A bridge's conntrack zone: stable per name (1..65535), so a new bridge never renumbers another's. */
-export function zoneOf(bridge: string): number {
-  return 1 + (Number.parseInt(createHash('sha256').update(bridge).digest('hex').slice(0, 8), 16) % 65535);
+/** A zone's key: the bridge, or bridge/VLAN on a VLAN-filtering bridge ('/' is never in an interface name). */
+export function zoneKey(bridge: string, vlan?: number): string {
+  return vlan === undefined ? bridge : `${bridge}/${vlan}`;
+}
+
+/** A bridge's (or bridge VLAN's) conntrack zone: stable per key (1..65535), so a new one never renumbers another's. */
+export function zoneOf(bridge: string, vlan?: number): number {
+  const key = zoneKey(bridge, vlan);
+  return 1 + (Number.parseInt(createHash('sha256').update(key).digest('hex').slice(0, 8), 16) % 65535);
+}
+
+/** The zone keys these ports need, sorted and unique. */
+export function zoneKeysOf(ports: readonly SgPort[]): string[] {
+  return [...new Set(ports.map((p) => zoneKey(p.bridge, p.vlan)))].sort();
+}
+
+/** A zone key's element key in nft syntax: `"br"` or `"br" . 100`. */
+export function zoneElement(key: string): string {
+  const [bridge, vlan] = key.split('/');
+  return vlan === undefined ? `"${bridge}"` : `"${bridge}" . ${vlan}`;
+}
+
+export function zoneValue(key: string): number {
+  const [bridge, vlan] = key.split('/');
+  return zoneOf(bridge as string, vlan === undefined ? undefined : Number(vlan));
 }
 
 export function fingerprint(lines: readonly string[]): string {
@@ -182,8 +214,12 @@ export function skeletonCommands(names: Names, mode: SgMode): string[] {
   if (mode === 'bridge-ct') {
     lines.push(
       `add map ${b} ${ZONE_MAP} { typeof meta ibrname : ct zone; }`,
+      `add map ${b} ${TAG_ZONE_MAP} { typeof meta ibrname . vlan id : ct zone; }`,
+      `add map ${b} ${PVID_ZONE_MAP} { typeof meta ibrname . meta ibrpvid : ct zone; }`,
       `add chain ${b} raw { type filter hook prerouting priority -300; policy accept; }`,
       `add rule ${b} raw ct zone set meta ibrname map @${ZONE_MAP}`,
+      `add rule ${b} raw ether type 8021q ct zone set meta ibrname . vlan id map @${TAG_ZONE_MAP}`,
+      `add rule ${b} raw ether type != 8021q ct zone set meta ibrname . meta ibrpvid map @${PVID_ZONE_MAP}`,
     );
   } else {
     const keep = hex(~CT_MARK_MASK >>> 0);
@@ -262,23 +298,28 @@ export function renderSecGroups(names: Names, mode: SgMode, ports: SgPort[], set
     lines.push(...addSetCommands(names, set));
   const sorted = [...ports].sort((a, b) => (a.ifname < b.ifname ? -1 : 1));
   for (const port of sorted) lines.push(...portCommands(names, mode, port, true));
-  lines.push(...zoneCommands(names, mode, [...new Set(sorted.map((p) => p.bridge))].sort(), 'add'));
+  lines.push(...zoneCommands(names, mode, zoneKeysOf(sorted), 'add'));
   return `${lines.join('\n')}\n`;
 }
 
-/** Zone (and, in br-netfilter mode, bridge set) elements for these bridges. */
-export function zoneCommands(
-  names: Names,
-  mode: SgMode,
-  bridges: string[],
-  verb: 'add' | 'delete',
-): string[] {
-  if (bridges.length === 0) return [];
+/** The zone map(s) a key's element goes in: a bridge's in `zones`, a bridge VLAN's in both VLAN maps. */
+export function zoneMapsOf(key: string): string[] {
+  return key.includes('/') ? [TAG_ZONE_MAP, PVID_ZONE_MAP] : [ZONE_MAP];
+}
+
+/** Zone elements (and, in br-netfilter mode, bridge set elements) for these zone keys. */
+export function zoneCommands(names: Names, mode: SgMode, keys: string[], verb: 'add' | 'delete'): string[] {
+  if (keys.length === 0) return [];
   const z = zoneTable(names, mode);
-  const zones =
-    verb === 'add' ? bridges.map((br) => `"${br}" : ${zoneOf(br)}`) : bridges.map((br) => `"${br}"`);
-  const out = [`${verb} element ${z} ${ZONE_MAP} { ${zones.join(', ')} }`];
-  if (mode === 'br-netfilter')
+  const out: string[] = [];
+  for (const map of [ZONE_MAP, TAG_ZONE_MAP, PVID_ZONE_MAP]) {
+    const mine = keys.filter((k) => zoneMapsOf(k).includes(map));
+    if (mine.length === 0) continue;
+    const elems = mine.map((k) => (verb === 'add' ? `${zoneElement(k)} : ${zoneValue(k)}` : zoneElement(k)));
+    out.push(`${verb} element ${z} ${map} { ${elems.join(', ')} }`);
+  }
+  const bridges = keys.filter((k) => !k.includes('/'));
+  if (mode === 'br-netfilter' && bridges.length > 0)
     out.push(`${verb} element ${z} ${BRIDGE_SET} { ${bridges.map((br) => `"${br}"`).join(', ')} }`);
   return out;
 }

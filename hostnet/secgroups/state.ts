@@ -34,6 +34,12 @@ export interface SgPort {
   ifname: string;
   /** The bridge it is on. */
   bridge: string;
+  /**
+   * The port's VLAN (its pvid) on a VLAN-filtering trunk bridge, undefined
+   * otherwise: networks on one trunk bridge may overlap, so connection state
+   * is kept per (bridge, VLAN).
+   */
+  vlan?: number;
   /** The guest's MAC and assigned IPv4 address on this port. */
   mac: string;
   ip: string;

@@ -5,7 +5,7 @@
 // is left out too, never applied with that rule dropped (that would be
 // narrower than asked, and silently so).
 import { isIP } from 'node:net';
-import type { SecGroupState, SgPort, SgSet } from './state.js';
+import type { SecGroupState, SgMode, SgPort, SgSet } from './state.js';
 
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 const SET_NAME = /^s_[a-z0-9_]{1,28}$/;
@@ -25,9 +25,18 @@ function setProblem(set: SgSet): string | undefined {
   return bad === undefined ? undefined : `member "${bad}" is not an IPv4 address`;
 }
 
-function portProblem(port: SgPort, sets: ReadonlySet<string>): string | undefined {
+function portProblem(port: SgPort, sets: ReadonlySet<string>, mode: SgMode | undefined): string | undefined {
   if (!IFNAME.test(port.ifname)) return 'not a valid interface name';
   if (!IFNAME.test(port.bridge)) return `bridge "${port.bridge}" is not a valid interface name`;
+  if (port.vlan !== undefined) {
+    if (!Number.isInteger(port.vlan) || port.vlan < 1 || port.vlan > 4094)
+      return `VLAN ${port.vlan} is not 1-4094`;
+    // br_netfilter's zones are per inet iifname (the bridge): networks on one
+    // trunk bridge would share conntrack entries, and an overlapping subnet's
+    // flow in one VLAN would admit "replies" in another. Refused, not pretended.
+    if (mode === 'br-netfilter')
+      return 'security groups on a VLAN-filtering bridge need nf_conntrack_bridge (conntrack zones per VLAN); this kernel has only br_netfilter';
+  }
   if (!MAC.test(port.mac)) return `MAC "${port.mac}" is not lower-case aa:bb:cc:dd:ee:ff`;
   if (isIP(port.ip) !== 4) return `address "${port.ip}" is not IPv4`;
   const ep = port.endpointPorts.find((e) => !IFNAME.test(e));
@@ -50,8 +59,11 @@ function portProblem(port: SgPort, sets: ReadonlySet<string>): string | undefine
   return undefined;
 }
 
-/** The ports and sets that can be rendered, and one error per thing left out. */
-export function validateSecGroups(state: SecGroupState): {
+/** The ports and sets that can be rendered in `mode`, and one error per thing left out. */
+export function validateSecGroups(
+  state: SecGroupState,
+  mode?: SgMode,
+): {
   ports: SgPort[];
   sets: SgSet[];
   errors: string[];
@@ -66,7 +78,7 @@ export function validateSecGroups(state: SecGroupState): {
   const names = new Set(sets.keys());
   const ports = new Map<string, SgPort>();
   for (const port of state.ports) {
-    const problem = portProblem(port, names) ?? (ports.has(port.ifname) ? 'named twice' : undefined);
+    const problem = portProblem(port, names, mode) ?? (ports.has(port.ifname) ? 'named twice' : undefined);
     if (problem) errors.push(`could not apply security-group port "${port.ifname}": ${problem}`);
     else ports.set(port.ifname, port);
   }

@@ -54,6 +54,9 @@ const GUESTS = [DB, WEB, OTHER, WEB2];
 const vbridge = names.trunkBridge('sgct');
 const DBV = guest('e', 20);
 const WEBV = guest('x', 21);
+/** VLAN 200 on the same trunk bridge, the same subnet: a guarded guest with WEBV's address, and DBV's address behind a tagged uplink. */
+const G200 = { ...guest('g', 21), mac: '02:00:00:79:02:21' };
+const A200 = { ...guest('a', 20), mac: '02:00:00:79:02:20' };
 
 const SET = 's_web';
 const rule = (id, port) => ({
@@ -354,6 +357,138 @@ try {
     mysqlCounted:
       (await driver.counters()).find((c) => c.ifname === DBV.port && c.rule === 'sr-mysql')?.packets ?? 0,
   });
+
+  // The cross-VLAN "reply" (overlapping subnets on one trunk bridge): VLAN 100's .21 (WEBV) sends
+  // UDP 5353 -> .20:53 (DBV, DNS open); then VLAN 200's .20 (A200, behind a tagged uplink) sends
+  // UDP 53 -> .21:5353 to G200, guarded, whose rules admit nothing from .20. Sharing one zone, the
+  // second datagram is the first's reply; zoned per (bridge, VLAN) it is new, and dropped.
+  await plug(G200.ns, G200.port, G200.mac, G200.ip, vbridge);
+  await sh('bridge', 'vlan', 'add', 'dev', G200.port, 'vid', '200', 'pvid', 'untagged');
+  await sh('ip', 'netns', 'add', A200.ns);
+  await sh('ip', 'link', 'add', A200.port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', A200.ns);
+  await sh('ip', 'link', 'set', A200.port, 'master', vbridge, 'up');
+  await sh('bridge', 'vlan', 'add', 'dev', A200.port, 'vid', '200');
+  await inNs(A200.ns, 'ip', 'link', 'set', 'eth0', 'up');
+  await inNs(A200.ns, 'ip', 'link', 'add', 'link', 'eth0', 'name', 'eth0.200', 'type', 'vlan', 'id', '200');
+  await inNs(A200.ns, 'ip', 'link', 'set', 'eth0.200', 'address', A200.mac, 'up');
+  await inNs(A200.ns, 'ip', 'addr', 'add', `${A200.ip}/24`, 'dev', 'eth0.200');
+  const DNS = {
+    id: 'sr-dns',
+    group: 'dns',
+    proto: 'udp',
+    ports: { from: 53, to: 53 },
+    from: { cidr: '10.79.0.0/24' },
+  };
+  const vlanState = (zoned) => ({
+    sets: [{ name: SET, source: 'role:webapp', ips: [WEB.ip, WEBV.ip] }],
+    ports: [
+      ...state([WEB.ip], [SSH]).ports,
+      {
+        ifname: DBV.port,
+        bridge: vbridge,
+        ...(zoned ? { vlan: 100 } : {}),
+        mac: DBV.mac,
+        ip: DBV.ip,
+        instance: 'dbv-1',
+        endpointPorts: [],
+        rules: [MYSQL, DNS],
+      },
+      {
+        ifname: G200.port,
+        bridge: vbridge,
+        ...(zoned ? { vlan: 200 } : {}),
+        mac: G200.mac,
+        ip: G200.ip,
+        instance: 'g200-1',
+        endpointPorts: [],
+        rules: [MYSQL],
+      },
+    ],
+  });
+  const udpSend = (from, sport, to, dport, word) =>
+    inNs(
+      from.ns,
+      'node',
+      '-e',
+      `const s=require('dgram').createSocket('udp4');s.bind(${sport},()=>s.send('${word}',${dport},'${to.ip}',()=>s.close()))`,
+    );
+  const receiver = start(G200.ns, [
+    'node',
+    '-e',
+    "const s=require('dgram').createSocket('udp4');s.on('message',(m)=>console.log('got '+m));s.bind(5353,()=>console.log('bound'))",
+  ]);
+  for (let i = 0; i < 200 && !receiver.out().includes('bound'); i++) await sleep(100);
+  const received = async (word) => {
+    for (let i = 0; i < 30; i++) {
+      if (receiver.out().includes(`got ${word}`)) return true;
+      await sleep(100);
+    }
+    return false;
+  };
+  const udpTracked = async () => {
+    const { stdout } = await sh('conntrack', '-L', '-p', 'udp').catch((e) => ({ stdout: e.stdout ?? '' }));
+    return stdout.split('\n').filter((l) => l.includes('sport=5353') || l.includes('dport=5353'));
+  };
+  const inject = async (word) => {
+    await udpSend(WEBV, 5353, DBV, 53, `trigger-${word}`);
+    await sleep(300);
+    await udpSend(A200, 53, G200, 5353, word);
+    return received(word);
+  };
+  const bridgeZoned = await driver.apply(vlanState(false));
+  const passedBridgeZoned = await inject('inject-1');
+  const trackedBridgeZoned = await udpTracked();
+  await sh('conntrack', '-F');
+  const vlanZoned = await driver.apply(vlanState(true));
+  const passedVlanZoned = await inject('inject-2');
+  const trackedVlanZoned = await udpTracked();
+  // G200's own query to A200 (behind the uplink) and its answer: the query is zoned by G200's pvid,
+  // the answer (tagged 200 on the uplink) by its tag; only if both land in one zone is it a reply.
+  const echo = start(A200.ns, [
+    'node',
+    '-e',
+    "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(7,()=>console.log('bound'))",
+  ]);
+  for (let i = 0; i < 200 && !echo.out().includes('bound'); i++) await sleep(100);
+  const answer = await inNs(
+    G200.ns,
+    'node',
+    '-e',
+    `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{console.log(String(m));process.exit(0)});s.send('ask-200',7,'${A200.ip}');setTimeout(()=>process.exit(1),3000)`,
+  ).then(
+    (r) => r.stdout.trim(),
+    () => '',
+  );
+  const queryTracked = await sh('conntrack', '-L', '-p', 'udp', '--dport', '7').then(
+    (r) => r.stdout.split('\n').filter((l) => l.includes('dport=7')),
+    () => [],
+  );
+  await stop(echo);
+  await driver.cutFlows([{ src: WEBV.ip, dst: DBV.ip }]);
+  const afterCut = (await udpTracked()).filter((l) => l.includes(`src=${WEBV.ip} dst=${DBV.ip}`));
+  emit('crossVlan', {
+    bridgeZoned: {
+      changed: bridgeZoned.changed,
+      errors: bridgeZoned.errors,
+      delivered: passedBridgeZoned,
+      tracked: trackedBridgeZoned,
+    },
+    vlanZoned: {
+      changed: vlanZoned.changed,
+      errors: vlanZoned.errors,
+      delivered: passedVlanZoned,
+      tracked: trackedVlanZoned,
+    },
+    zone100: zoneOf(vbridge, 100),
+    zone200: zoneOf(vbridge, 200),
+    bridgeZone: zoneOf(vbridge),
+    triggerTrackedAfterCut: afterCut.length,
+    ownQueryAnswered: answer === 'ask-200',
+    queryTracked,
+    g200Drops:
+      (await driver.counters()).find((c) => c.ifname === G200.port && c.rule === 'drop')?.packets ?? 0,
+  });
+  await stop(receiver);
 
   await driver.remove();
   const left2 = (await sh('nft', 'list', 'tables')).stdout;

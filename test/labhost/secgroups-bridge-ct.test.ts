@@ -22,13 +22,13 @@ await t.test('security groups on the bridge-ct path (nf_conntrack_bridge)', asyn
   t.teardown(work.remove);
   const initrd = await buildInitrd(image, work.dir);
   // The VM needs a NIC to boot as the others do; nothing is sent on it.
-  const trunk = await Trunk.create('lhsgtr0', ['lhsgtap0']);
+  const trunk = await Trunk.create('lhsetr0', ['lhsetap0']);
   t.teardown(() => trunk.remove());
   const host = LabHost.boot({
-    name: 'lhsg',
+    name: 'lhse',
     image,
     initrd,
-    tap: 'lhsgtap0',
+    tap: 'lhsetap0',
     mac: '52:54:00:1a:00:5c',
     workDir: work.dir,
   });
@@ -140,6 +140,48 @@ await t.test('security groups on the bridge-ct path (nf_conntrack_bridge)', asyn
   t.equal(vlan.web22, false, 'webapp → database:22 (no rule) is refused on the VLAN-filtering bridge');
   t.ok(Number(vlan.mysqlCounted) > 0, `the VLAN port's 3306 rule counted packets (${vlan.mysqlCounted})`);
   t.equal(vlan.web22flat, true, "the flat bridge's port keeps its own rules");
+
+  // Overlapping subnets in two VLANs of one trunk bridge: a UDP "reply" from the other VLAN.
+  type Phase = { changed?: boolean; errors?: string[]; delivered?: boolean; tracked?: string[] };
+  const cross = get('crossVlan');
+  const byBridge = (cross.bridgeZoned ?? {}) as Phase;
+  const byVlan = (cross.vlanZoned ?? {}) as Phase;
+  t.same(byBridge.errors, [], 'the trunk ports applied zoned by bridge only (the old behaviour)');
+  t.equal(
+    byBridge.delivered,
+    true,
+    "zoned by bridge only, VLAN 200's .20 reaches the guarded .21:5353 as the 'reply' to VLAN 100's flow (the check can fail)",
+    { tracked: byBridge.tracked },
+  );
+  t.same([byVlan.changed, byVlan.errors], [true, []], 'the ports with their VLANs are applied');
+  t.equal(byVlan.delivered, false, "zoned per (bridge, VLAN), the cross-VLAN 'reply' is dropped", {
+    tracked: byVlan.tracked,
+  });
+  const vlanTracked = byVlan.tracked ?? [];
+  t.ok(
+    vlanTracked.some((l) => l.includes('dport=53') && l.includes(`zone=${cross.zone100}`)) &&
+      vlanTracked.every((l) => !l.includes(`zone=${cross.bridgeZone} `)),
+    `VLAN 100's flow is tracked in its own zone ${cross.zone100} (untagged frames: pvid), none in the bridge's`,
+    { tracked: vlanTracked },
+  );
+  t.ok(
+    vlanTracked.some((l) => l.includes('dport=53 [UNREPLIED]')),
+    "VLAN 100's flow stays unreplied: VLAN 200's datagram was not taken for its reply",
+    { tracked: vlanTracked },
+  );
+  const queryTracked = (cross.queryTracked as string[] | undefined) ?? [];
+  t.equal(
+    cross.ownQueryAnswered,
+    true,
+    "VLAN 200's guarded guest gets the answer to its own query via the uplink",
+  );
+  t.ok(
+    queryTracked.some((l) => l.includes(`zone=${cross.zone200}`) && !l.includes('UNREPLIED')),
+    `the query (untagged, by pvid) and its answer (tagged, by tag) meet in VLAN 200's zone ${cross.zone200}`,
+    { tracked: queryTracked },
+  );
+  t.ok(Number(cross.g200Drops) > 0, `the guarded VLAN 200 port's drop counted it (${cross.g200Drops})`);
+  t.equal(cross.triggerTrackedAfterCut, 0, "cutFlows cut VLAN 100's flow in its VLAN's zone");
   t.equal(get('removed').tables, false, 'remove() deleted the tables');
   t.ok(checks.has('done'), 'the scenario ran to its end', { out: r.out });
   if (!t.passing()) t.comment(`--- console ---\n${await host.consoleTail(30)}`);

@@ -72,6 +72,12 @@ t.test('sources resolve to the addresses of the identities they name, per networ
     { name: setName('role:webapp', 'a'), source: 'role:webapp on a', ips: ['10.0.0.3', '10.0.0.9'] },
   ]);
   t.same(p?.endpointPorts, ['ep-a'], 'the platform’s own port rides along');
+  t.notOk(p && 'vlan' in p, 'no VLAN on a plain bridge');
+});
+
+t.test("a trunk port's VLAN rides along (its conntrack zone is per VLAN)", async (t) => {
+  const s = compileSecGroups([db, web], members, [{ ...port('i-1', 'p1', '10.0.0.2'), vlan: 100 }]);
+  t.equal(s.ports[0]?.vlan, 100);
 });
 
 t.test('group:, instance: and image: sources; a vanished group closes the port', async (t) => {

@@ -39,10 +39,14 @@ add chain bridge sg_sg forward { type filter hook forward priority 100; policy a
 add set bridge sg_sg guarded { type ifname; }
 add counter bridge sg_sg pickup
 add rule bridge sg_sg forward iifname @guarded ether type ip ct state new tcp flags & (fin | syn | rst | ack) != syn counter name "pickup" drop
-add rule bridge sg_sg forward oifname vmap @ports comment "berth sg 43d55705741f"
+add rule bridge sg_sg forward oifname vmap @ports comment "berth sg 2cff65783ea5"
 add map bridge sg_sg zones { typeof meta ibrname : ct zone; }
+add map bridge sg_sg tzones { typeof meta ibrname . vlan id : ct zone; }
+add map bridge sg_sg pzones { typeof meta ibrname . meta ibrpvid : ct zone; }
 add chain bridge sg_sg raw { type filter hook prerouting priority -300; policy accept; }
-add rule bridge sg_sg raw ct zone set meta ibrname map @zones comment "berth sg 43d55705741f"
+add rule bridge sg_sg raw ct zone set meta ibrname map @zones
+add rule bridge sg_sg raw ether type 8021q ct zone set meta ibrname . vlan id map @tzones
+add rule bridge sg_sg raw ether type != 8021q ct zone set meta ibrname . meta ibrpvid map @pzones comment "berth sg 2cff65783ea5"
 add set bridge sg_sg s_web { type ipv4_addr; comment "role:web"; }
 add element bridge sg_sg s_web { 10.1.0.2, 10.1.0.3 }
 add counter bridge sg_sg sgp1.sr-a
