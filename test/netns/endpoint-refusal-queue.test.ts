@@ -46,10 +46,9 @@ t.test('refusals made while berthd is away land in the audit with their own time
   const statuses: number[] = [];
   for (let i = 0; i < 6; i++) statuses.push((await curl(g.netns, '/latest/meta-data/')).status);
   t.ok(statuses.includes(429), `a burst goes over the rate limit with no berthd (${statuses.join(' ')})`);
-  const burstEnd = Date.now();
-  // Long enough for the endpoint's once-a-second flush of counted 429s, and for
-  // the times to be told apart from the restart.
-  await sleep(2500);
+  // Long enough for the endpoint's once-a-second flush of counted 429s (late under
+  // load), and for the times to be told apart from the restart.
+  await sleep(3500);
 
   const restartAt = Date.now();
   lab = await startLab(t, where);
@@ -83,9 +82,11 @@ t.test('refusals made while berthd is away land in the audit with their own time
   t.ok(limited.length > 0, 'the rate-limit refusals are in the audit');
   const counted = limited.reduce((n, r) => n + Number(r.detail?.count ?? 1), 0);
   t.equal(counted, statuses.filter((s) => s === 429).length, 'counting every 429 the guest got');
+  // A summary is timed when the endpoint folded it, which under load can be seconds after
+  // the burst; what matters is that it was made before the berthd that wrote it started.
   for (const r of limited) {
     const at = Date.parse(r.time);
-    t.ok(at >= refusedAt && at <= burstEnd + 1500 && at < restartAt, `a 429 record timed ${r.time}`);
+    t.ok(at >= refusedAt && at < restartAt, `a 429 record timed ${r.time}, while berthd was away`);
     t.match(r, { ip: g.ip, mac: g.mac, detail: { queued: true } }, 'naming the guest');
   }
   const after = await curl(g.netns, '/latest/meta-data/instance-id');
