@@ -2,7 +2,7 @@
 // makes the address in a set stand for the identity that holds it), and a
 // connection a rule admitted does not outlive the rule.
 import { PYTHON } from '../helpers/hostnet_lab.js';
-import { lostWithin, sgFlow, sgGuest, sgProbe } from '../helpers/sg_lab.js';
+import { addTcpRule, lostWithin, sgFlow, sgGuest, sgProbe } from '../helpers/sg_lab.js';
 import { attack, see } from './result.js';
 
 /** A connection to ip:port from a given source address inside the guest (exit 0: it echoed). */
@@ -19,18 +19,7 @@ export const spoofedRoleSource = attack(
   async (t, { lab, subnet }) => {
     const net = await lab.network('sr', subnet());
     await lab.json(['secgroup', 'create', 'sr-db']);
-    await lab.json([
-      'secgroup',
-      'rule',
-      'add',
-      'sr-db',
-      '--proto',
-      'tcp',
-      '--port',
-      '3306',
-      '--from',
-      'role:webapp',
-    ]);
+    await addTcpRule(lab, 'sr-db', 3306, 'role:webapp');
     const db = await sgGuest(lab, 'sr-db', net.name, ['--role', 'database', '--secgroup', 'sr-db']);
     const web = await sgGuest(lab, 'sr-web', net.name, ['--role', 'webapp']);
     const evil = await sgGuest(lab, 'sr-evil', net.name, ['--role', 'batch']);
@@ -81,30 +70,8 @@ export const connectionOutlivesRule = attack(
   async (t, { lab, subnet }) => {
     const net = await lab.network('sc', subnet());
     await lab.json(['secgroup', 'create', 'sc-db']);
-    const sql = await lab.json<{ id: string }>([
-      'secgroup',
-      'rule',
-      'add',
-      'sc-db',
-      '--proto',
-      'tcp',
-      '--port',
-      '3306',
-      '--from',
-      'role:webapp',
-    ]);
-    await lab.json([
-      'secgroup',
-      'rule',
-      'add',
-      'sc-db',
-      '--proto',
-      'tcp',
-      '--port',
-      '22',
-      '--from',
-      'role:webapp',
-    ]);
+    const sql = await addTcpRule(lab, 'sc-db', 3306, 'role:webapp');
+    await addTcpRule(lab, 'sc-db', 22, 'role:webapp');
     const db = await sgGuest(lab, 'sc-db', net.name, ['--role', 'database', '--secgroup', 'sc-db']);
     const web = await sgGuest(lab, 'sc-web', net.name, ['--role', 'webapp']);
     await sgFlow(t, db.netns, ['serve', '3306', '22'], 'ready');

@@ -65,3 +65,19 @@ export async function lostWithin(flow: Flow, ms: number): Promise<boolean> {
     if (flow.lines.includes('lost')) return true;
   return flow.lines.includes('lost');
 }
+
+/** `secgroup rule add GROUP --proto tcp --port PORT --from SOURCE`; the rule as stored. */
+export function addTcpRule(lab: Lab, group: string, port: number, from: string): Promise<{ id: string }> {
+  return lab.json<{ id: string }>([
+    'secgroup',
+    'rule',
+    'add',
+    group,
+    '--proto',
+    'tcp',
+    '--port',
+    String(port),
+    '--from',
+    from,
+  ]);
+}

@@ -8,7 +8,7 @@ import t from 'tap';
 import type { SecGroup } from '../../agent/api/types.js';
 import { udhcpcScript } from '../helpers/dhcp_lab.js';
 import { isRoot, type Lab, startLab } from '../helpers/hostnet_lab.js';
-import { lostWithin, type SgGuest, sgFlow, sgGuest, sgProbe } from '../helpers/sg_lab.js';
+import { addTcpRule, lostWithin, type SgGuest, sgFlow, sgGuest, sgProbe } from '../helpers/sg_lab.js';
 
 if (!isRoot()) {
   t.plan(0, 'needs root (berthd builds bridges, namespaces and nftables)');
@@ -21,18 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const probe = (from: SgGuest, to: SgGuest, port: number) => sgProbe(lab, from.name, to.ip, port);
 
 const database = await lab.json<SecGroup>(['secgroup', 'create', 'database', '--description', 'db servers']);
-const mysql = await lab.json<SecGroup['rules'][number]>([
-  'secgroup',
-  'rule',
-  'add',
-  'database',
-  '--proto',
-  'tcp',
-  '--port',
-  '3306',
-  '--from',
-  'role:webapp',
-]);
+const mysql = await addTcpRule(lab, 'database', 3306, 'role:webapp');
 const db = await sgGuest(lab, 'db', net.name, ['--role', 'database', '--secgroup', 'database']);
 const web = await sgGuest(lab, 'web', net.name, ['--role', 'webapp']);
 const batch = await sgGuest(lab, 'batch', net.name, ['--role', 'batch']);
@@ -87,18 +76,7 @@ t.test('a refused connection is audited as secgroup.drop, naming both guests', a
 
 t.test('a guest that joins a source group gets in; one that leaves loses its open connection', async (t) => {
   await lab.json(['secgroup', 'create', 'clients']);
-  await lab.json([
-    'secgroup',
-    'rule',
-    'add',
-    'database',
-    '--proto',
-    'tcp',
-    '--port',
-    '3306',
-    '--from',
-    'group:clients',
-  ]);
+  await addTcpRule(lab, 'database', 3306, 'group:clients');
   t.notOk(await probe(batch, db, 3306), 'not yet a member');
   const started = Date.now();
   await lab.json(['instance', 'update', 'batch', '--secgroup', 'clients']);
@@ -114,18 +92,7 @@ t.test('a guest that joins a source group gets in; one that leaves loses its ope
 });
 
 t.test('a rule removed ends the connections it admitted; the others keep flowing', async (t) => {
-  await lab.json([
-    'secgroup',
-    'rule',
-    'add',
-    'database',
-    '--proto',
-    'tcp',
-    '--port',
-    '22',
-    '--from',
-    'role:webapp',
-  ]);
+  await addTcpRule(lab, 'database', 22, 'role:webapp');
   const ssh = await sgFlow(t, web.netns, ['hold', db.ip, '22'], 'ok 3');
   const sql = await sgFlow(t, web.netns, ['hold', db.ip, '3306'], 'ok 3');
   await lab.json(['secgroup', 'rule', 'delete', 'database', mysql.id]);
