@@ -24,6 +24,12 @@ export interface NetworkPlacement {
    * untagged, so its FDB entries have none.
    */
   fdbVlan?: number;
+  /**
+   * The uplink's port on `bridge` (the uplink itself, or its VLAN
+   * subinterface), where other hosts' guests arrive; undefined for a network
+   * without an uplink or not yet realised.
+   */
+  uplinkPort?: string;
 }
 
 export interface PortSpec {

@@ -27,6 +27,7 @@ import {
   type UplinkUse,
   uplinkBridge,
   uplinkClashError,
+  uplinkPortOf,
   type VlanModeSetting,
 } from './links/index.js';
 import { SnapshotLinkOps } from './links/snapshot-ops.js';
@@ -198,6 +199,7 @@ export class HostDriver implements NetworkDriver {
       endpointNetns: this.names.endpointNetns(net.name),
       endpointVeth: this.names.endpointVeth(net.name),
       ...(plan?.portVid !== undefined ? { fdbVlan: plan.portVid } : {}),
+      ...(plan ? { uplinkPort: uplinkPortOf(this.names, plan) } : {}),
     };
   }
 

@@ -48,6 +48,16 @@ function localPorts(w: SecGroupWiring): SgLocalPort[] {
   return out;
 }
 
+/** Each network's uplink port on this host's bridge: where other hosts' guests arrive. */
+function uplinks(w: SecGroupWiring): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const net of w.networks()) {
+    const port = w.driver.placement(net).uplinkPort;
+    if (port !== undefined) out.set(net.name, port);
+  }
+  return out;
+}
+
 function members(w: SecGroupWiring): SgMember[] {
   const byId = new Map<string, SgMember>();
   for (const e of w.cluster?.mirror.list<DirectoryEntry>(DIRECTORY_PREFIX) ?? [])
@@ -63,6 +73,7 @@ export function buildSecGroupEnforcer(w: SecGroupWiring): SecGroupEnforcer {
     groups: () => w.secgroups.all(),
     members: () => members(w),
     localPorts: () => localPorts(w),
+    uplinks: () => uplinks(w),
     log: w.log,
   });
   w.secgroups.onChange((c) =>

@@ -4,13 +4,24 @@
 // directory's) and this host's guarded ports, and applies what comes out.
 //
 // A source names identities, never addresses: role:, group:, instance: and
-// image: resolve to the IPv4 addresses berth assigned to those instances. The
-// guard guarantees a guest sends only from its own address on its own port,
-// so an address in a set stands for the identity that holds it. Sets are per
-// (source, network): tenant networks may reuse each other's CIDRs, and an
-// address from another network means nothing on this bridge.
+// image: resolve to the IPv4 address and MAC berth assigned to those
+// instances, bound to the bridge port their frames arrive on here: a local
+// guest's own port, or the network's uplink for another host's guest (none
+// without an uplink: it cannot reach this bridge). The guard guarantees a
+// guest sends only from its own address and MAC on its own port, and that
+// nothing from the uplink or a foreign port claims a local guest's, so an
+// element stands for the identity that holds it. Sets are per (source,
+// network): tenant networks may reuse each other's CIDRs, and an address
+// from another network means nothing on this bridge.
 import { createHash } from 'node:crypto';
-import type { SecGroupState, SgFlowCut, SgPort, SgRule, SgSet } from '../../hostnet/secgroups/state.js';
+import type {
+  SecGroupState,
+  SgFlowCut,
+  SgPort,
+  SgRule,
+  SgSet,
+  SgSetMember,
+} from '../../hostnet/secgroups/state.js';
 import type { SecGroup } from '../api/types.js';
 
 /** An instance as far as sources are concerned: one of this host's or another's. */
@@ -20,7 +31,7 @@ export interface SgMember {
   role?: string;
   image_sha256?: string;
   secgroups?: string[];
-  nics: { network: string; ip: string }[];
+  nics: { network: string; ip: string; mac: string }[];
 }
 
 /** One of this host's guest ports, with where it sits. */
@@ -65,20 +76,33 @@ function parsePorts(rule: SecGroup['rules'][number]): SgRule['ports'] {
   return rule.ports ? { from: rule.ports.from, to: rule.ports.to } : undefined;
 }
 
+/**
+ * `uplinks` maps a network to its uplink's port on this host's bridge (the
+ * port another host's guests arrive on); a network without one is absent.
+ */
 export function compileSecGroups(
   groups: readonly SecGroup[],
   members: readonly SgMember[],
   local: readonly SgLocalPort[],
+  uplinks: ReadonlyMap<string, string> = new Map(),
 ): SecGroupState {
   const byName = new Map(groups.map((g) => [g.name, g]));
+  const localPort = new Map(local.map((p) => [`${p.instance}|${p.network}`, p.ifname]));
   const sets = new Map<string, SgSet>();
   const setFor = (source: string, network: string): string => {
     const name = setName(source, network);
     if (!sets.has(name)) {
-      const ips = new Set<string>();
-      for (const m of members)
-        if (matches(source, m)) for (const n of m.nics) if (n.network === network) ips.add(n.ip);
-      sets.set(name, { name, source: `${source} on ${network}`, ips: [...ips].sort() });
+      const found = new Map<string, SgSetMember>();
+      for (const m of members) {
+        if (!matches(source, m)) continue;
+        for (const n of m.nics) {
+          if (n.network !== network) continue;
+          const port = localPort.get(`${m.id}|${network}`) ?? uplinks.get(network);
+          if (port !== undefined) found.set(`${n.ip} ${n.mac} ${port}`, { ip: n.ip, mac: n.mac, port });
+        }
+      }
+      const sorted = [...found.keys()].sort().map((k) => found.get(k) as SgSetMember);
+      sets.set(name, { name, source: `${source} on ${network}`, members: sorted });
     }
     return name;
   };
@@ -133,7 +157,7 @@ function admitted(port: SgPort, sets: ReadonlyMap<string, SgSet>): Map<string, S
   };
   for (const r of port.rules) {
     if ('cidr' in r.from) add(r.from.cidr, serviceKey(r));
-    else for (const ip of sets.get(r.from.set)?.ips ?? []) add(ip, serviceKey(r));
+    else for (const m of sets.get(r.from.set)?.members ?? []) add(m.ip, serviceKey(r));
   }
   return out;
 }

@@ -16,6 +16,8 @@ export interface SecGroupEnforcerOptions {
   /** Every instance sources may name: this host's and, in cluster mode, the directory's. */
   members: () => readonly SgMember[];
   localPorts: () => readonly SgLocalPort[];
+  /** Network -> its uplink's port on this host's bridge, where other hosts' guests arrive. */
+  uplinks?: () => ReadonlyMap<string, string>;
   log: Logger;
   /** How long pokes gather before one apply. */
   coalesceMs?: number;
@@ -102,7 +104,12 @@ export class SecGroupEnforcer {
     this.reasons.clear();
     const read = this.readBack;
     this.readBack = false;
-    const desired = compileSecGroups(this.o.groups(), this.o.members(), this.o.localPorts());
+    const desired = compileSecGroups(
+      this.o.groups(),
+      this.o.members(),
+      this.o.localPorts(),
+      this.o.uplinks?.(),
+    );
     // No group anywhere on this host: the kernel is left as it was (no table, no sysctl).
     if (desired.ports.length === 0 && this.applied.ports.length === 0 && this.detected === undefined) return;
     const started = Date.now();

@@ -39,23 +39,32 @@ function build(prefix: string, variant = 0, extra: string[] = []): SecGroupState
   const sets: SgSet[] = Array.from({ length: GROUPS }, (_, g) => ({
     name: `s_g${g}`,
     source: `group:g${g}`,
-    ips: [],
+    members: [],
   }));
   const ports: SgPort[] = [];
   for (let i = 0; i < PORTS; i++) {
     const groups = groupsOf(i);
-    for (const g of groups) sets[g]?.ips.push(ipOf(i));
+    const ifname = `${prefix}p${i.toString(36).padStart(4, '0')}`;
+    const mac = `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    for (const g of groups) sets[g]?.members.push({ ip: ipOf(i), mac, port: ifname });
     ports.push({
-      ifname: `${prefix}p${i.toString(36).padStart(4, '0')}`,
+      ifname,
       bridge: `${prefix}b${i % BRIDGES}`,
-      mac: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+      mac,
       ip: ipOf(i),
       instance: `i-${i}`,
       endpointPorts: [`${prefix}e${i % BRIDGES}`],
       rules: groups.flatMap((g) => rulesOf(g, g === 0 ? variant : 0)),
     });
   }
-  sets[0]?.ips.push(...extra);
+  // Added members are another host's guests: they arrive on the uplink.
+  sets[0]?.members.push(
+    ...extra.map((ip, k) => ({
+      ip,
+      mac: `02:00:00:04:00:${(k & 255).toString(16).padStart(2, '0')}`,
+      port: `${prefix}up`,
+    })),
+  );
   return { ports, sets };
 }
 

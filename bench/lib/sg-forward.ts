@@ -20,6 +20,8 @@ import { BRIDGE_NF_CALL_IPTABLES } from '../../hostnet/secgroups/detect.js';
 import { NftSecGroupDriver } from '../../hostnet/secgroups/nft-driver.js';
 import type { SecGroupState, SgPort } from '../../hostnet/secgroups/state.js';
 
+/** The client's MAC: the guarded port's set binds its address to this MAC on its port. */
+const CLIENT_MAC = '02:00:00:02:00:02';
 const FLOW = fileURLToPath(new URL('../../test/helpers/sg_flow.py', import.meta.url));
 
 export interface Flow {
@@ -62,11 +64,15 @@ function state(p: string, server?: SgPort): SecGroupState {
   const ports = Array.from({ length: 1000 }, (_, i) =>
     port(p, i, `${p}b${i % 10}`, `${p}p${i.toString(36).padStart(4, '0')}`, `10.90.${i >> 8}.${i & 255}`),
   );
-  const members = Array.from({ length: 99 }, (_, i) => `10.91.0.${i + 10}`);
+  const members = Array.from({ length: 99 }, (_, i) => ({
+    ip: `10.91.0.${i + 10}`,
+    mac: `02:00:00:03:00:${(i + 10).toString(16).padStart(2, '0')}`,
+    port: ports[i]?.ifname as string,
+  }));
   const sets = Array.from({ length: 20 }, (_, g) => ({
     name: `s_g${g}`,
     source: `group:g${g}`,
-    ips: g === 0 ? ['10.92.0.2', ...members] : members,
+    members: g === 0 ? [{ ip: '10.92.0.2', mac: CLIENT_MAC, port: `${p}pc` }, ...members] : members,
   }));
   return { ports: server ? [...ports, server] : ports, sets };
 }
@@ -120,6 +126,7 @@ export async function measureForward(p: string, rounds: number, seconds: number)
       sh('ip', ['netns', 'add', ns]);
       sh('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
       sh('ip', ['link', 'set', veth, 'master', bridge, 'up']);
+      if (ns === client) sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'eth0', 'address', CLIENT_MAC]);
       sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
       sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'eth0', 'up']);
       sh('ip', ['netns', 'exec', ns, 'ip', 'addr', 'add', `${ip}/16`, 'dev', 'eth0']);

@@ -75,6 +75,11 @@ export function planFlatNetwork(
   };
 }
 
+/** The port through which a plan's uplink joins its bridge: the uplink, or its VLAN subinterface. */
+export function uplinkPortOf(names: Names, plan: NetworkPlan): string {
+  return plan.mode === 'subinterface' ? names.vlanSubinterface(plan.uplink, plan.vid) : plan.uplink;
+}
+
 /** The bridge a plan makes its uplink a port of; undefined when the uplink is only a VLAN parent. */
 export function uplinkBridge(plan: NetworkPlan): string | undefined {
   if (plan.mode === 'flat' || plan.mode === 'filtering') return plan.bridge;

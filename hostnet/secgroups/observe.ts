@@ -22,7 +22,7 @@ import {
   zoneMapsOf,
   zoneOf,
 } from './render.js';
-import type { SgMode, SgPort, SgSet } from './state.js';
+import { memberElement, type SgMode, type SgPort, type SgSet } from './state.js';
 
 export interface ObservedSg {
   /** `<family> <chain>` of each base chain -> the fingerprint on its last rule ('' if none). */
@@ -31,7 +31,7 @@ export interface ObservedSg {
   chains: Map<string, string>;
   /** Port ifname -> the chain its `ports` element jumps to. */
   dispatch: Map<string, string>;
-  /** Address set name -> its members. */
+  /** Source set name -> its elements, as memberElement writes them. */
   sets: Map<string, Set<string>>;
   counters: Map<string, { packets: number; bytes: number }>;
   /** Bridge -> zone, from the zone map (whichever table holds it). */
@@ -78,6 +78,13 @@ function keyOf(raw: unknown): string | undefined {
   return undefined;
 }
 
+/** A source set's element as memberElement writes it, so the plan diffs text against text. */
+function memberKey(raw: unknown): string {
+  const parts = (raw as { concat?: unknown })?.concat;
+  if (!Array.isArray(parts) || parts.length !== 3) return String(raw);
+  return memberElement({ ip: String(parts[0]), mac: String(parts[1]), port: String(parts[2]) });
+}
+
 /** The observed view of one zone map, by the map's name. */
 export function zoneMapOf(seen: ObservedSg, map: string): Map<string, number> | undefined {
   if (map === ZONE_MAP) return seen.zones;
@@ -120,10 +127,10 @@ export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()):
       }
     } else if (item.set) {
       const set = item.set as Json;
-      const members = elements(set).map((e) => String(unwrap(e)));
-      if (set.name === BRIDGE_SET) for (const m of members) seen.bridges.add(m);
-      else if (set.name === GUARDED_SET) for (const m of members) seen.guarded.add(m);
-      else seen.sets.set(String(set.name), new Set(members));
+      const members = elements(set).map((e) => unwrap(e));
+      if (set.name === BRIDGE_SET) for (const m of members) seen.bridges.add(String(m));
+      else if (set.name === GUARDED_SET) for (const m of members) seen.guarded.add(String(m));
+      else seen.sets.set(String(set.name), new Set(members.map(memberKey)));
     } else if (item.chain) {
       const chain = item.chain as Json;
       const name = String(chain.name);
@@ -161,6 +168,6 @@ export function modelOf(names: Names, mode: SgMode, ports: SgPort[], sets: SgSet
     for (const map of zoneMapsOf(key)) zoneMapOf(o, map)?.set(key, zoneOf(p.bridge, p.vlan));
     if (mode === 'br-netfilter') o.bridges.add(p.bridge);
   }
-  for (const s of sets) o.sets.set(s.name, new Set(s.ips));
+  for (const s of sets) o.sets.set(s.name, new Set(s.members.map(memberElement)));
   return o;
 }

@@ -30,7 +30,7 @@ import {
   zoneTable,
   zoneValue,
 } from './render.js';
-import type { SgMode, SgPort, SgSet } from './state.js';
+import { memberElement, type SgMode, type SgPort, type SgSet } from './state.js';
 
 export interface SgPlan {
   script: string;
@@ -64,9 +64,9 @@ export function planSecGroups(
       adds.push(...addSetCommands(names, set));
       continue;
     }
-    const add = set.ips.filter((ip) => !have.has(ip));
-    const want = new Set(set.ips);
-    const del = [...have].filter((ip) => !want.has(ip)).sort();
+    const want = new Set(set.members.map(memberElement));
+    const add = [...want].filter((e) => !have.has(e)).sort();
+    const del = [...have].filter((e) => !want.has(e)).sort();
     if (add.length > 0) adds.push(`add element ${b} ${set.name} { ${add.join(', ')} }`);
     if (del.length > 0) deletes.push(`delete element ${b} ${set.name} { ${del.join(', ')} }`);
   }

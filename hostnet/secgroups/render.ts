@@ -9,7 +9,9 @@
 //   3. anything but IPv4: drop (groups speak IPv4);
 //   4. connection state: related, or established in the reply direction
 //      (the replies to the guest's own connections): accept; invalid: drop;
-//   5. one accept per rule, counted per (port, rule);
+//   5. one accept per rule, counted per (port, rule). A set source matches
+//      on (address, MAC, ingress port) together, so a member counts only from
+//      where it is: its own port, or the uplink for another host's guest;
 //   6. a counted, rate-limited NFLOG'd drop (`berth secgroup <port> `).
 // Established flows in the ORIGINAL direction (toward the guest) are judged
 // by the rules again on every packet: a rule removed stops the flows it alone
@@ -44,7 +46,14 @@
 //   (fail closed: replies are dropped, never more let in).
 import { createHash } from 'node:crypto';
 import type { Names } from '../names.js';
-import type { SgMode, SgPort, SgRule, SgSet } from './state.js';
+import {
+  memberElement,
+  SET_MEMBER_TYPE,
+  type SgMode,
+  type SgPort,
+  type SgRule,
+  type SgSet,
+} from './state.js';
 
 export const PORT_MAP = 'ports';
 export const ZONE_MAP = 'zones';
@@ -128,7 +137,8 @@ export function fingerprintOf(rules: readonly string[]): string {
 }
 
 function ruleMatch(rule: SgRule): string {
-  const src = 'set' in rule.from ? `ip saddr @${rule.from.set}` : `ip saddr ${rule.from.cidr}`;
+  const src =
+    'set' in rule.from ? `ip saddr . ether saddr . iifname @${rule.from.set}` : `ip saddr ${rule.from.cidr}`;
   const range = rule.ports
     ? rule.ports.from === rule.ports.to
       ? `${rule.ports.from}`
@@ -237,8 +247,10 @@ export function skeletonCommands(names: Names, mode: SgMode): string[] {
       `add rule ${i} forward iifname @${BRIDGE_SET} ct state new ${NOT_SYN} meta mark set meta mark | ${hex(CT_PICKUP_BIT)}`,
     );
   }
-  // Every base chain's last rule carries the fingerprint: a flushed chain in either table reads as changed.
-  const fp = fingerprint(lines);
+  // Every base chain's last rule carries the fingerprint: a flushed chain in
+  // either table reads as changed. It covers the source sets' element type
+  // too, so tables whose sets hold another type are written afresh.
+  const fp = fingerprint([...lines, SET_MEMBER_TYPE]);
   for (const chain of baseChains(mode)) {
     const [family, base] = chain.split(' ');
     const at = lines.findLastIndex((l) => l.startsWith(`add rule ${family} ${name} ${base} `));
@@ -248,7 +260,10 @@ export function skeletonCommands(names: Names, mode: SgMode): string[] {
 }
 
 export function skeletonFingerprint(names: Names, mode: SgMode): string {
-  return fingerprint(skeletonCommands(names, mode).map((l) => l.replace(/ comment "[^"]*"$/, '')));
+  return fingerprint([
+    ...skeletonCommands(names, mode).map((l) => l.replace(/ comment "[^"]*"$/, '')),
+    SET_MEMBER_TYPE,
+  ]);
 }
 
 /** The families whose `<prefix>_sg` table a mode uses. */
@@ -264,8 +279,10 @@ export function zoneTable(names: Names, mode: SgMode): string {
 export function addSetCommands(names: Names, set: SgSet): string[] {
   const b = `bridge ${sgTable(names)}`;
   return [
-    `add set ${b} ${set.name} { type ipv4_addr; comment "${set.source.replaceAll('"', '')}"; }`,
-    ...(set.ips.length > 0 ? [`add element ${b} ${set.name} { ${[...set.ips].sort().join(', ')} }`] : []),
+    `add set ${b} ${set.name} { type ${SET_MEMBER_TYPE}; comment "${set.source.replaceAll('"', '')}"; }`,
+    ...(set.members.length > 0
+      ? [`add element ${b} ${set.name} { ${set.members.map(memberElement).sort().join(', ')} }`]
+      : []),
   ];
 }
 

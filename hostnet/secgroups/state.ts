@@ -3,14 +3,36 @@
 // applies it; agent/secgroups compiles it. Nothing here knows about groups'
 // names beyond the labels carried for counters and audit.
 
-/** An IPv4 address set: the members of one non-CIDR source (role:, group:, instance:, image:). */
+/**
+ * One member as the bridge sees its frames: source address, source MAC and
+ * the bridge port they arrive on. A local guest's port is its own; another
+ * host's guest arrives on the network's uplink. So an address counts only
+ * from where its holder is: a hand-plugged port or a box behind the uplink
+ * that takes a member's address (and even its MAC, on a foreign port) is not
+ * that member.
+ */
+export interface SgSetMember {
+  ip: string;
+  mac: string;
+  port: string;
+}
+
+/** The members of one non-CIDR source (role:, group:, instance:, image:) on one network. */
 export interface SgSet {
   /** nft set name, `s_<hash>`: stable for one source, so a member change is an element change. */
   name: string;
   /** What it stands for, for `nft list` readers and audit: e.g. `role:database`. */
   source: string;
-  /** Member IPv4 addresses (every host's guests in cluster mode). */
-  ips: string[];
+  /** Every member (every host's guests in cluster mode). */
+  members: SgSetMember[];
+}
+
+/** The nft type of a source set's elements, in SgSetMember's order. */
+export const SET_MEMBER_TYPE = 'ipv4_addr . ether_addr . ifname';
+
+/** A member as an nft element (and as the observed key the plan diffs by). */
+export function memberElement(m: SgSetMember): string {
+  return `${m.ip} . ${m.mac} . "${m.port}"`;
 }
 
 export type SgProto = 'tcp' | 'udp' | 'icmp' | 'any';

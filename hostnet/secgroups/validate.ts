@@ -5,7 +5,14 @@
 // is left out too, never applied with that rule dropped (that would be
 // narrower than asked, and silently so).
 import { isIP } from 'node:net';
-import type { SecGroupState, SgMode, SgPort, SgSet } from './state.js';
+import {
+  memberElement,
+  type SecGroupState,
+  type SgMode,
+  type SgPort,
+  type SgSet,
+  type SgSetMember,
+} from './state.js';
 
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 const SET_NAME = /^s_[a-z0-9_]{1,28}$/;
@@ -21,8 +28,12 @@ export function validCidr(cidr: string): boolean {
 
 function setProblem(set: SgSet): string | undefined {
   if (!SET_NAME.test(set.name)) return 'its name must be s_ followed by lower-case letters, digits or _';
-  const bad = set.ips.find((ip) => isIP(ip) !== 4);
-  return bad === undefined ? undefined : `member "${bad}" is not an IPv4 address`;
+  for (const m of set.members) {
+    if (isIP(m.ip) !== 4) return `member "${m.ip}" is not an IPv4 address`;
+    if (!MAC.test(m.mac)) return `member ${m.ip}: MAC "${m.mac}" is not lower-case aa:bb:cc:dd:ee:ff`;
+    if (!IFNAME.test(m.port)) return `member ${m.ip}: port "${m.port}" is not a valid interface name`;
+  }
+  return undefined;
 }
 
 function portProblem(port: SgPort, sets: ReadonlySet<string>, mode: SgMode | undefined): string | undefined {
@@ -73,7 +84,13 @@ export function validateSecGroups(
   for (const set of state.sets) {
     const problem = setProblem(set) ?? (sets.has(set.name) ? 'named twice' : undefined);
     if (problem) errors.push(`could not apply security-group set "${set.name}": ${problem}`);
-    else sets.set(set.name, { ...set, ips: [...new Set(set.ips)].sort() });
+    else {
+      const unique = new Map(set.members.map((m) => [memberElement(m), m]));
+      sets.set(set.name, {
+        ...set,
+        members: [...unique.keys()].sort().map((k) => unique.get(k) as SgSetMember),
+      });
+    }
   }
   const names = new Set(sets.keys());
   const ports = new Map<string, SgPort>();

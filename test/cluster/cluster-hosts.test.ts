@@ -2,7 +2,7 @@
 // Concurrent creates on every host never share a name, a MAC or an IP; every
 // guest gets its lease and metadata from its own host; a policy set on one
 // host is enforced on the others, and so are security groups, whose sources
-// and members live on other hosts; with etcd gone the guests are still served
+// and members live on other hosts (and count only from where they are); with etcd gone the guests are still served
 // and every change is refused whole, and when etcd is back the hosts go on.
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { BerthClient } from '../../agent/client/client.js';
 import type { DirectoryEntry } from '../../agent/services/instances.js';
 import { type ClusterHost, startClusterLab, until } from '../helpers/cluster_lab.js';
 import { lastEvent, udhcpcScript } from '../helpers/dhcp_lab.js';
+import { inNetns, rogue } from '../helpers/hostnet_lab.js';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root (berthd builds bridges and namespaces)');
@@ -229,6 +230,47 @@ t.test(
         (await probe(hv3, 'sg-batch')) ? true : undefined,
       ),
       "hv3's guest gets in once it joined clients on hv3 (membership through the etcd watch)",
+    );
+    // hv2's webapp is a remote member on hv1: its address and MAC count only
+    // from hv1's uplink. Neither a port plugged into hv1's bridge by hand nor
+    // a box behind the uplink with its own MAC can be it.
+    const web = (await hv2.client.instance('sg-web')).nics[0] as { ip: string; mac: string };
+    const bridge = (await hv1.client.network('shared')).bridge;
+    const impostor = async (where: string, mac: string, tagged: string) => {
+      const r = await rogue(t, 'zfx', `${tag}${tagged}`, where, { mac, ip: web.ip, prefixLen: 24 });
+      const refused = async () =>
+        (await inNetns(r.netns, ['/usr/bin/python3', FLOW, 'probe', dbIp, '3306', '1'])).code !== 0;
+      const audited = async () =>
+        (await hv1.client.audit({ limit: 5000 })).records.find(
+          (a) =>
+            a.event === 'secgroup.drop' &&
+            a.ip === web.ip &&
+            a.instance === 'sg-db' &&
+            (a.detail as { from_port?: string } | undefined)?.from_port ===
+              (where === bridge ? r.port : uplink('hv1')),
+        );
+      const result = { refused: await refused(), audited: await audited() };
+      // The drop log is rate-limited and best effort: refused again until one is on record.
+      for (let i = 0; i < 10 && !result.audited; i++) {
+        result.refused &&= await refused();
+        result.audited = await audited();
+      }
+      await sh('ip', 'netns', 'delete', r.netns);
+      return result;
+    };
+    const foreign = await impostor(bridge, web.mac, 'f');
+    t.ok(foreign.refused, "a port plugged into hv1's bridge with the webapp's address and MAC is refused");
+    t.ok(foreign.audited, 'and audited on hv1 (secgroup.drop, from the foreign port)');
+    const behind = await impostor(fabric, '02:5e:0f:00:00:77', 'u');
+    t.ok(behind.refused, "a box behind hv1's uplink with the webapp's address and its own MAC is refused");
+    t.ok(behind.audited, "and audited on hv1 (secgroup.drop, from hv1's uplink)");
+    // The impostors' ARP may have taught the database another MAC for the webapp's address.
+    await sh('ip', '-n', db.netns as string, 'neigh', 'flush', 'all');
+    t.ok(
+      await until('hv2 webapp to reach hv1 database again', async () =>
+        (await probe(hv2, 'sg-web')) ? true : undefined,
+      ),
+      'the real webapp on hv2 still gets in (control)',
     );
     for (const [h, name] of [
       [hv1, 'sg-db'],

@@ -15,7 +15,7 @@ import { NftSecGroupDriver } from '../../hostnet/secgroups/nft-driver.js';
 import { emptyObserved, observeSg } from '../../hostnet/secgroups/observe.js';
 import { planSecGroups } from '../../hostnet/secgroups/plan.js';
 import { zoneOf } from '../../hostnet/secgroups/render.js';
-import type { SecGroupState, SgPort, SgRule } from '../../hostnet/secgroups/state.js';
+import type { SecGroupState, SgPort, SgRule, SgSetMember } from '../../hostnet/secgroups/state.js';
 import { validateSecGroups } from '../../hostnet/secgroups/validate.js';
 import { watchDriver } from '../../hostnet/secgroups/watch.js';
 
@@ -85,8 +85,11 @@ const MYSQL = rule('sr-mysql', { ports: { from: 3306, to: 3306 } });
 const MYSQL_CIDR = rule('sr-mysqlcidr', { ports: { from: 3306, to: 3306 }, from: { cidr: `${WEB.ip}/32` } });
 const SSH = rule('sr-ssh', { ports: { from: 22, to: 22 } });
 const ICMP = rule('sr-icmp', { proto: 'icmp' });
-const state = (ips: string[], rules: SgRule[]): SecGroupState => ({
-  sets: [{ name: SET, source: 'role:webapp', ips }],
+/** Set members: a guest's address and MAC on its own port, unless told otherwise. */
+const state = (members: (Guest | SgSetMember)[], rules: SgRule[]): SecGroupState => ({
+  sets: [
+    { name: SET, source: 'role:webapp', members: members.map(({ ip, mac, port }) => ({ ip, mac, port })) },
+  ],
   ports: [dbPort(rules)],
 });
 
@@ -185,7 +188,7 @@ t.test('the mode is detected on this kernel', async (t) => {
 });
 
 t.test('the allowed port is open to the set, everything else closed', async (t) => {
-  const report = await driver.apply(state([WEB.ip], [MYSQL]));
+  const report = await driver.apply(state([WEB], [MYSQL]));
   t.same(report, { changed: true, errors: [] });
   t.ok(await probe(WEB, DB, 3306), 'webapp -> db:3306 passes');
   t.notOk(await probe(WEB, DB, 22), 'webapp -> db:22 is refused');
@@ -196,6 +199,21 @@ t.test('the allowed port is open to the set, everything else closed', async (t) 
   t.ok(await probe(DB, OTHER, 8080), "a reply to the guest's own outbound connection passes");
   t.ok((await counter(DB.port, 'sr-mysql')) > 0, 'the rule counter moved');
   t.ok((await counter(DB.port, 'drop')) > 0, 'the drop counter moved');
+});
+
+t.test("a member's address counts only with its MAC, from its port", async (t) => {
+  const as = (port: Guest, mac: Guest) => ({ ip: OTHER.ip, mac: mac.mac, port: port.port });
+  await driver.apply(state([WEB, as(WEB, OTHER)], [MYSQL]));
+  t.notOk(
+    await probe(OTHER, DB, 3306),
+    "its address and MAC bound to another port (another host's guest on the uplink): refused",
+  );
+  await driver.apply(state([WEB, as(OTHER, WEB)], [MYSQL]));
+  t.notOk(await probe(OTHER, DB, 3306), 'its address on its port with another MAC: refused');
+  await driver.apply(state([WEB, as(OTHER, OTHER)], [MYSQL]));
+  t.ok(await probe(OTHER, DB, 3306), 'address, MAC and port all its own: admitted (control)');
+  await driver.apply(state([WEB], [MYSQL]));
+  t.notOk(await probe(OTHER, DB, 3306), 'out of the set again: refused');
 });
 
 t.test('a refusal reaches the drop log and becomes a secgroup.drop audit record', async (t) => {
@@ -229,12 +247,12 @@ t.test('a refusal reaches the drop log and becomes a secgroup.drop audit record'
 t.test('a second apply changes nothing', async (t) => {
   const nft = new CommandNftApplier();
   const before = handlesOf(await nft.listTable('bridge', driver.table));
-  t.same(await driver.apply(state([WEB.ip], [MYSQL])), { changed: false, errors: [] });
+  t.same(await driver.apply(state([WEB], [MYSQL])), { changed: false, errors: [] });
   t.same(handlesOf(await nft.listTable('bridge', driver.table)), before, 'no handle moved');
 });
 
 t.test('ICMP per rule', async (t) => {
-  await driver.apply(state([WEB.ip], [MYSQL, ICMP]));
+  await driver.apply(state([WEB], [MYSQL, ICMP]));
   t.ok(await ping(WEB, DB), 'a member pings');
   t.notOk(await ping(OTHER, DB), 'a non-member does not');
 });
@@ -247,7 +265,7 @@ t.test(
     const nft = new CommandNftApplier();
     const chainBefore = handlesOf(await nft.list(['chain', 'bridge', driver.table, `port_${DB.port}`]));
     const start = performance.now();
-    const report = await driver.apply(state([WEB.ip, WEB2.ip], [MYSQL, ICMP]));
+    const report = await driver.apply(state([WEB, WEB2], [MYSQL, ICMP]));
     t.ok(await probe(WEB2, DB, 3306, 1), 'the new member gets in');
     const ms = performance.now() - start;
     t.ok(report.changed);
@@ -263,7 +281,7 @@ t.test(
 t.test('a source removed loses its open connection; cutFlows clears its conntrack entries', async (t) => {
   const held = await flow(WEB2.ns, ['hold', DB.ip, '3306'], 'ok 3');
   t.ok((await flows(WEB2.ip, DB.ip)) > 0, 'the flow is tracked');
-  await driver.apply(state([WEB.ip], [MYSQL, ICMP]));
+  await driver.apply(state([WEB], [MYSQL, ICMP]));
   await driver.cutFlows([{ src: WEB2.ip, dst: DB.ip }]);
   const ms = await lostWithin(held.lines, 3000);
   t.ok(ms !== undefined, `the open connection is lost (${ms?.toFixed(0)} ms)`);
@@ -272,10 +290,10 @@ t.test('a source removed loses its open connection; cutFlows clears its conntrac
 });
 
 t.test('a rule removed: flows it alone allowed end, flows another rule allows keep going', async (t) => {
-  await driver.apply(state([WEB.ip], [MYSQL, MYSQL_CIDR, SSH, ICMP]));
+  await driver.apply(state([WEB], [MYSQL, MYSQL_CIDR, SSH, ICMP]));
   const mysql = await flow(WEB.ns, ['hold', DB.ip, '3306'], 'ok 3');
   const ssh = await flow(WEB.ns, ['hold', DB.ip, '22'], 'ok 3');
-  const report = await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP]));
+  const report = await driver.apply(state([WEB], [MYSQL_CIDR, ICMP]));
   t.same(report.errors, []);
   const sshLost = await lostWithin(ssh.lines, 3000);
   t.ok(
@@ -294,11 +312,11 @@ t.test('a deleted table comes back whole on the next reading apply', async (t) =
   await sh('nft', 'flush', 'table', 'inet', driver.table).catch(() => undefined);
   t.ok(await probe(OTHER, DB, 8080), 'with the table gone, the port is open (the hole the watch closes)');
   // Without read, apply plans against what its last write left (the watch is what notices others' changes).
-  const report = await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP]), { read: true });
+  const report = await driver.apply(state([WEB], [MYSQL_CIDR, ICMP]), { read: true });
   t.same(report, { changed: true, errors: [] });
   t.notOk(await probe(OTHER, DB, 8080), 'closed again');
   t.ok(await probe(WEB, DB, 3306), 'allowed again');
-  t.same(await driver.apply(state([WEB.ip], [MYSQL_CIDR, ICMP])), { changed: false, errors: [] });
+  t.same(await driver.apply(state([WEB], [MYSQL_CIDR, ICMP])), { changed: false, errors: [] });
 });
 
 t.test('the watch restores a deleted or flushed table within a second', async (t) => {
@@ -336,7 +354,7 @@ t.test('the watch restores a deleted or flushed table within a second', async (t
     while (!back && performance.now() - start < 5000) {
       await sleep(20);
       await watch.idle();
-      back = await inSync(state([WEB.ip], [MYSQL_CIDR, ICMP]));
+      back = await inSync(state([WEB], [MYSQL_CIDR, ICMP]));
     }
     const ms = performance.now() - start;
     t.ok(back, `${what}: restored by the watch (in ${ms.toFixed(0)} ms)`);

@@ -12,6 +12,7 @@ import {
   setName,
 } from '../../agent/secgroups/compile.js';
 import { SecGroupEnforcer } from '../../agent/secgroups/enforcer.js';
+import type { SgSet } from '../../hostnet/secgroups/state.js';
 import { FakeSecGroupDriver } from '../fakes/fake-sg-driver.js';
 
 const now = '2026-12-03T00:00:00.000Z';
@@ -35,13 +36,28 @@ const members: SgMember[] = [
     name: 'dbserver',
     role: 'database',
     secgroups: ['db'],
-    nics: [{ network: 'a', ip: '10.0.0.2' }],
+    nics: [{ network: 'a', ip: '10.0.0.2', mac: '0a:00:00:00:00:01' }],
   },
-  { id: 'i-2', name: 'web1', role: 'webapp', nics: [{ network: 'a', ip: '10.0.0.3' }] },
+  {
+    id: 'i-2',
+    name: 'web1',
+    role: 'webapp',
+    nics: [{ network: 'a', ip: '10.0.0.3', mac: '0a:00:00:00:00:02' }],
+  },
   // Same role on another network: never in network a's sets.
-  { id: 'i-3', name: 'web2', role: 'webapp', nics: [{ network: 'b', ip: '10.0.0.3' }] },
+  {
+    id: 'i-3',
+    name: 'web2',
+    role: 'webapp',
+    nics: [{ network: 'b', ip: '10.0.0.3', mac: '0a:00:00:00:00:03' }],
+  },
   // Another host's guest (a directory entry), same network.
-  { id: 'i-4', name: 'web3', role: 'webapp', nics: [{ network: 'a', ip: '10.0.0.9' }] },
+  {
+    id: 'i-4',
+    name: 'web3',
+    role: 'webapp',
+    nics: [{ network: 'a', ip: '10.0.0.9', mac: '0a:00:00:00:00:04' }],
+  },
 ];
 const port = (instance: string, ifname: string, ip: string, network = 'a'): SgLocalPort => ({
   instance,
@@ -53,11 +69,17 @@ const port = (instance: string, ifname: string, ip: string, network = 'a'): SgLo
   endpointPorts: [`ep-${network}`],
 });
 
+/** Network a's uplink port: where another host's guests arrive. */
+const UPLINKS = new Map([['a', 'up-a']]);
+const ipsOf = (set: SgSet | undefined) => set?.members.map((m) => m.ip);
+
 t.test('sources resolve to the addresses of the identities they name, per network', async (t) => {
-  const s = compileSecGroups([db, web], members, [
-    port('i-1', 'p1', '10.0.0.2'),
-    port('i-2', 'p2', '10.0.0.3'),
-  ]);
+  const s = compileSecGroups(
+    [db, web],
+    members,
+    [port('i-1', 'p1', '10.0.0.2'), port('i-2', 'p2', '10.0.0.3')],
+    UPLINKS,
+  );
   t.equal(s.ports.length, 1, 'only the port in a group is enforced; i-2 keeps today’s behaviour');
   const p = s.ports[0];
   t.equal(p?.ifname, 'p1');
@@ -69,10 +91,30 @@ t.test('sources resolve to the addresses of the identities they name, per networ
     ],
   );
   t.same(s.sets, [
-    { name: setName('role:webapp', 'a'), source: 'role:webapp on a', ips: ['10.0.0.3', '10.0.0.9'] },
+    {
+      name: setName('role:webapp', 'a'),
+      source: 'role:webapp on a',
+      members: [
+        { ip: '10.0.0.3', mac: '0a:00:00:00:00:02', port: 'p2' },
+        { ip: '10.0.0.9', mac: '0a:00:00:00:00:04', port: 'up-a' },
+      ],
+    },
   ]);
   t.same(p?.endpointPorts, ['ep-a'], 'the platform’s own port rides along');
   t.notOk(p && 'vlan' in p, 'no VLAN on a plain bridge');
+});
+
+t.test("a member counts only from where it is: its own port, or the uplink for another host's", async (t) => {
+  const local = [port('i-1', 'p1', '10.0.0.2'), port('i-2', 'p2', '10.0.0.3')];
+  const bound = (uplinks?: Map<string, string>) =>
+    compileSecGroups([db], members, local, uplinks).sets[0]?.members.map((m) => `${m.ip} ${m.port}`);
+  t.same(bound(UPLINKS), ['10.0.0.3 p2', '10.0.0.9 up-a']);
+  t.same(
+    bound(),
+    ['10.0.0.3 p2'],
+    "no uplink: another host's guest cannot reach this bridge, so it is in no set",
+  );
+  t.same(bound(new Map([['b', 'up-b']])), ['10.0.0.3 p2'], "another network's uplink is not this network's");
 });
 
 t.test("a trunk port's VLAN rides along (its conntrack zone is per VLAN)", async (t) => {
@@ -88,7 +130,7 @@ t.test('group:, instance: and image: sources; a vanished group closes the port',
       name: 'front',
       secgroups: ['web'],
       image_sha256: 'ab'.repeat(32),
-      nics: [{ network: 'a', ip: '10.0.0.5' }],
+      nics: [{ network: 'a', ip: '10.0.0.5', mac: '0a:00:00:00:00:05' }],
     },
   ];
   const g = group('mix', [
@@ -99,8 +141,9 @@ t.test('group:, instance: and image: sources; a vanished group closes the port',
     [web, g],
     ms.map((m) => (m.id === 'i-1' ? { ...m, secgroups: ['web', 'mix', 'gone'] } : m)),
     [port('i-1', 'p1', '10.0.0.2')],
+    UPLINKS,
   );
-  const sets = new Map(s.sets.map((x) => [x.source, x.ips]));
+  const sets = new Map(s.sets.map((x) => [x.source, ipsOf(x)]));
   t.same(sets.get('group:db on a'), [], 'nobody is in db any more');
   t.same(sets.get('instance:web1 on a'), ['10.0.0.3']);
   t.same(sets.get(`image:${'ab'.repeat(32)} on a`), ['10.0.0.5']);
@@ -114,8 +157,8 @@ t.test('group:, instance: and image: sources; a vanished group closes the port',
 });
 
 t.test('a member change is a set change: set names do not move', async (t) => {
-  const before = compileSecGroups([db], members, [port('i-1', 'p1', '10.0.0.2')]);
-  const after = compileSecGroups([db], members.slice(0, 2), [port('i-1', 'p1', '10.0.0.2')]);
+  const before = compileSecGroups([db], members, [port('i-1', 'p1', '10.0.0.2')], UPLINKS);
+  const after = compileSecGroups([db], members.slice(0, 2), [port('i-1', 'p1', '10.0.0.2')], UPLINKS);
   t.same(
     before.sets.map((s) => s.name),
     after.sets.map((s) => s.name),
@@ -132,10 +175,10 @@ t.test(
   'flow cuts: removed rules and narrowed rules; nothing for additions or newly grouped ports',
   async (t) => {
     const local = [port('i-1', 'p1', '10.0.0.2')];
-    const base = compileSecGroups([db], members, local);
+    const base = compileSecGroups([db], members, local, UPLINKS);
     const narrowed = group('db', [db.rules[1] as SecGroup['rules'][number]]);
     t.same(
-      flowCuts(base, compileSecGroups([narrowed], members, local)),
+      flowCuts(base, compileSecGroups([narrowed], members, local, UPLINKS)),
       [
         { src: '10.0.0.3', dst: '10.0.0.2' },
         { src: '10.0.0.9', dst: '10.0.0.2' },
@@ -143,7 +186,11 @@ t.test(
       'the webapp rule went: both webapps lose their flows',
     );
     const wider = group('db', [...db.rules, { id: 'sr-0000000c', proto: 'tcp', from: '0.0.0.0/0' }]);
-    t.same(flowCuts(base, compileSecGroups([wider], members, local)), [], 'adding a rule cuts nothing');
+    t.same(
+      flowCuts(base, compileSecGroups([wider], members, local, UPLINKS)),
+      [],
+      'adding a rule cuts nothing',
+    );
     t.same(
       flowCuts({ ports: [], sets: [] }, base),
       [],
@@ -164,6 +211,7 @@ t.test(
       groups: () => groups,
       members: () => ms,
       localPorts: () => [port('i-1', 'p1', '10.0.0.2')],
+      uplinks: () => UPLINKS,
       log: pino({ level: 'silent' }),
       coalesceMs: 5,
     });
@@ -186,6 +234,6 @@ t.test(
     ms = members.slice(0, 1);
     await e.flush();
     t.match(e.lastErrors[0], /boom/, 'a failed apply is reported');
-    t.same(e.state().sets[0]?.ips, ['10.0.0.3'], 'and the last applied state stays what the host has');
+    t.same(ipsOf(e.state().sets[0]), ['10.0.0.3'], 'and the last applied state stays what the host has');
   },
 );

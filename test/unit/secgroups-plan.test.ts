@@ -17,7 +17,13 @@ import {
   skeletonFingerprint,
   zoneOf,
 } from '../../hostnet/secgroups/render.js';
-import type { SgMode, SgPort, SgRule, SgSet } from '../../hostnet/secgroups/state.js';
+import {
+  memberElement,
+  type SgMode,
+  type SgPort,
+  type SgRule,
+  type SgSet,
+} from '../../hostnet/secgroups/state.js';
 import { validateSecGroups } from '../../hostnet/secgroups/validate.js';
 
 const names = new Names('sg');
@@ -39,7 +45,9 @@ const RULE: SgRule = {
   from: { set: 's_web' },
 };
 const RULE2: SgRule = { id: 'sr-b', group: 'g', proto: 'icmp' as const, from: { cidr: '10.0.0.0/8' } };
-const SET: SgSet = { name: 's_web', source: 'role:web', ips: ['10.1.0.2', '10.1.0.3'] };
+/** A member on port `sgp<n>` with MAC ...:0n and address 10.1.0.n. */
+const member = (n: number) => ({ ip: `10.1.0.${n}`, mac: `02:00:00:00:01:0${n}`, port: `sgp${n}` });
+const SET: SgSet = { name: 's_web', source: 'role:web', members: [member(2), member(3)] };
 
 /** What the host holds after applying these ports and sets whole. */
 function applied(ports: SgPort[], sets: SgSet[]): ObservedSg {
@@ -53,7 +61,7 @@ function applied(ports: SgPort[], sets: SgSet[]): ObservedSg {
     o.zones.set(p.bridge, zoneOf(p.bridge));
     o.bridges.add(p.bridge);
   }
-  for (const s of sets) o.sets.set(s.name, new Set(s.ips));
+  for (const s of sets) o.sets.set(s.name, new Set(s.members.map(memberElement)));
   o.counters.set('pickup', { packets: 0, bytes: 0 });
   return o;
 }
@@ -79,12 +87,27 @@ t.test('a member change is element adds and deletes only', async (t) => {
     MODE,
     applied([port('sgp1')], [SET]),
     [port('sgp1')],
-    [{ ...SET, ips: ['10.1.0.3', '10.1.0.4'] }],
+    [{ ...SET, members: [member(3), member(4)] }],
   );
   t.same(plan?.script.trim().split('\n'), [
-    'add element bridge sg_sg s_web { 10.1.0.4 }',
-    'delete element bridge sg_sg s_web { 10.1.0.2 }',
+    'add element bridge sg_sg s_web { 10.1.0.4 . 02:00:00:00:01:04 . "sgp4" }',
+    'delete element bridge sg_sg s_web { 10.1.0.2 . 02:00:00:00:01:02 . "sgp2" }',
   ]);
+  const moved = planSecGroups(
+    names,
+    MODE,
+    applied([port('sgp1')], [SET]),
+    [port('sgp1')],
+    [{ ...SET, members: [member(2), { ...member(3), port: 'uplink0' }] }],
+  );
+  t.same(
+    moved?.script.trim().split('\n'),
+    [
+      'add element bridge sg_sg s_web { 10.1.0.3 . 02:00:00:00:01:03 . "uplink0" }',
+      'delete element bridge sg_sg s_web { 10.1.0.3 . 02:00:00:00:01:03 . "sgp3" }',
+    ],
+    'a member that moved to another host is re-bound to the uplink, as elements',
+  );
 });
 
 t.test('a rule change rewrites that port chain alone, in one flush + re-add', async (t) => {
@@ -141,8 +164,10 @@ t.test('validation leaves out what could break out of its token, and says why', 
   const v = validateSecGroups({
     sets: [
       SET,
-      { name: 's_x }; flush ruleset; #', source: 'x', ips: [] },
-      { name: 's_y', source: 'y', ips: ['::1'] },
+      { name: 's_x }; flush ruleset; #', source: 'x', members: [] },
+      { name: 's_y', source: 'y', members: [{ ...member(2), ip: '::1' }] },
+      { name: 's_z', source: 'z', members: [{ ...member(2), mac: '02:00:00:00:01:02 } accept' }] },
+      { name: 's_w', source: 'w', members: [{ ...member(2), port: 'p" } accept' }] },
     ],
     ports: [
       port('sgp1'),
@@ -162,7 +187,7 @@ t.test('validation leaves out what could break out of its token, and says why', 
     v.sets.map((s) => s.name),
     ['s_web'],
   );
-  t.equal(v.errors.length, 8);
+  t.equal(v.errors.length, 10);
   for (const e of v.errors) t.match(e, /^could not apply security-group (set|port) "/);
   t.match(v.errors.join('\n'), 'set "s_missing" is not in the state');
 });

@@ -27,7 +27,16 @@ const port: SgPort = {
     { id: 'sr-a', group: 'g', proto: 'icmp', from: { cidr: '10.0.0.0/8' } },
   ],
 };
-const sets: SgSet[] = [{ name: 's_web', source: 'role:web', ips: ['10.1.0.3', '10.1.0.2'] }];
+const sets: SgSet[] = [
+  {
+    name: 's_web',
+    source: 'role:web',
+    members: [
+      { ip: '10.1.0.3', mac: '02:00:00:00:01:03', port: 'sgp3' },
+      { ip: '10.1.0.2', mac: '02:00:00:00:01:02', port: 'uplink0' },
+    ],
+  },
+];
 
 const GOLDEN = `add table bridge sg_sg
 delete table bridge sg_sg
@@ -39,16 +48,16 @@ add chain bridge sg_sg forward { type filter hook forward priority 100; policy a
 add set bridge sg_sg guarded { type ifname; }
 add counter bridge sg_sg pickup
 add rule bridge sg_sg forward iifname @guarded ether type ip ct state new tcp flags & (fin | syn | rst | ack) != syn counter name "pickup" drop
-add rule bridge sg_sg forward oifname vmap @ports comment "berth sg 2cff65783ea5"
+add rule bridge sg_sg forward oifname vmap @ports comment "berth sg ff5478307d11"
 add map bridge sg_sg zones { typeof meta ibrname : ct zone; }
 add map bridge sg_sg tzones { typeof meta ibrname . vlan id : ct zone; }
 add map bridge sg_sg pzones { typeof meta ibrname . meta ibrpvid : ct zone; }
 add chain bridge sg_sg raw { type filter hook prerouting priority -300; policy accept; }
 add rule bridge sg_sg raw ct zone set meta ibrname map @zones
 add rule bridge sg_sg raw ether type 8021q ct zone set meta ibrname . vlan id map @tzones
-add rule bridge sg_sg raw ether type != 8021q ct zone set meta ibrname . meta ibrpvid map @pzones comment "berth sg 2cff65783ea5"
-add set bridge sg_sg s_web { type ipv4_addr; comment "role:web"; }
-add element bridge sg_sg s_web { 10.1.0.2, 10.1.0.3 }
+add rule bridge sg_sg raw ether type != 8021q ct zone set meta ibrname . meta ibrpvid map @pzones comment "berth sg ff5478307d11"
+add set bridge sg_sg s_web { type ipv4_addr . ether_addr . ifname; comment "role:web"; }
+add element bridge sg_sg s_web { 10.1.0.2 . 02:00:00:00:01:02 . "uplink0", 10.1.0.3 . 02:00:00:00:01:03 . "sgp3" }
 add counter bridge sg_sg sgp1.sr-a
 add counter bridge sg_sg sgp1.sr-b
 add counter bridge sg_sg sgp1.invalid
@@ -64,9 +73,9 @@ add rule bridge sg_sg port_sgp1 ether type ip ct state related accept
 add rule bridge sg_sg port_sgp1 ether type ip ct state established ct direction reply accept
 add rule bridge sg_sg port_sgp1 ether type ip ct state invalid counter name "sgp1.invalid" drop
 add rule bridge sg_sg port_sgp1 ether type ip ip saddr 10.0.0.0/8 ip protocol icmp counter name "sgp1.sr-a" accept
-add rule bridge sg_sg port_sgp1 ether type ip ip saddr @s_web tcp dport 3306 counter name "sgp1.sr-b" accept
+add rule bridge sg_sg port_sgp1 ether type ip ip saddr . ether saddr . iifname @s_web tcp dport 3306 counter name "sgp1.sr-b" accept
 add rule bridge sg_sg port_sgp1 counter name "sgp1.drop" limit rate 10/second burst 20 packets log prefix "berth secgroup sgp1 " group __GROUP__ drop
-add rule bridge sg_sg port_sgp1 drop comment "berth sg 8bd591c4da3d"
+add rule bridge sg_sg port_sgp1 drop comment "berth sg f515325a806e"
 add element bridge sg_sg ports { "sgp1" : jump port_sgp1 }
 add element bridge sg_sg guarded { "sgp1" }
 add element bridge sg_sg zones { "sgb1" : 22724 }
@@ -115,7 +124,12 @@ t.test('a member change leaves the port chain as it was; a rule change does not'
   t.not(fp(port), fp({ ...port, rules: port.rules.slice(1) }), 'a rule removed changes the chain');
   t.equal(fp(port), fp({ ...port, rules: [...port.rules].reverse() }), 'rule order does not matter');
   const a = renderSecGroups(names, 'br-netfilter', [port], sets);
-  const b = renderSecGroups(names, 'br-netfilter', [port], [{ ...(sets[0] as SgSet), ips: ['10.1.0.9'] }]);
+  const b = renderSecGroups(
+    names,
+    'br-netfilter',
+    [port],
+    [{ ...(sets[0] as SgSet), members: [{ ip: '10.1.0.9', mac: '02:00:00:00:01:09', port: 'sgp9' }] }],
+  );
   const chain = (s: string) => s.split('\n').filter((l) => l.includes('port_sgp1'));
   t.same(chain(a), chain(b));
 });
@@ -130,7 +144,7 @@ t.test('tcp, udp, port ranges and any', async (t) => {
     ],
   }).join('\n');
   t.match(rules, 'ip saddr 10.2.0.0/16 udp dport 53-54 counter name "sgp1.sr-1" accept');
-  t.match(rules, 'ip saddr @s_web ip protocol tcp counter name "sgp1.sr-2" accept');
+  t.match(rules, 'ip saddr . ether saddr . iifname @s_web ip protocol tcp counter name "sgp1.sr-2" accept');
   t.match(rules, 'ip saddr 192.0.2.7 counter name "sgp1.sr-3" accept');
 });
 

@@ -14,7 +14,11 @@ import type { SgPort, SgSet } from '../../hostnet/secgroups/state.js';
 import { validateSecGroups } from '../../hostnet/secgroups/validate.js';
 
 const names = new Names('sg');
-const SET: SgSet = { name: 's_web', source: 'role:web', ips: ['10.1.0.2'] };
+const SET: SgSet = {
+  name: 's_web',
+  source: 'role:web',
+  members: [{ ip: '10.1.0.2', mac: '02:00:00:00:01:02', port: 'sgp2' }],
+};
 const port = (ifname: string, bridge: string, vlan?: number): SgPort => ({
   ifname,
   bridge,
