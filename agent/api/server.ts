@@ -32,7 +32,7 @@ import { policyRoutes } from './routes/policies.js';
 import { poolRoutes } from './routes/pool.js';
 import { secgroupRoutes } from './routes/secgroups.js';
 import { type StatusSource, statusRoutes } from './routes/status.js';
-import { API_PREFIX } from './types.js';
+import { API_PREFIX, type SecGroupPortCounters } from './types.js';
 
 export interface AdminServices {
   status: StatusSource;
@@ -55,6 +55,8 @@ export interface AdminServices {
   /** A peer's supplementary groups (joining a secgroup may need one); /proc/<pid>/status by default. */
   peerGroups?: (pid: number) => Promise<number[]>;
   secgroups?: SecGroupService;
+  /** A group's member ports on this host with their bridge counters (the enforcer's). */
+  secgroupUsage?: (group: string) => Promise<SecGroupPortCounters[]>;
 }
 
 export async function buildAdminServer(services: AdminServices, log: Logger): Promise<FastifyInstance> {
@@ -108,7 +110,11 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   const callers = new Callers(peers, services.peerGroups);
   await app.register(instanceRoutes, { prefix: API_PREFIX, instances: services.instances, callers });
   if (services.secgroups)
-    await app.register(secgroupRoutes, { prefix: API_PREFIX, secgroups: services.secgroups });
+    await app.register(secgroupRoutes, {
+      prefix: API_PREFIX,
+      secgroups: services.secgroups,
+      usage: services.secgroupUsage ?? (async () => []),
+    });
   await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });
   if (services.dhcp) await app.register(leaseRoutes, { prefix: API_PREFIX, dhcp: services.dhcp });
   if (services.policies)

@@ -366,6 +366,25 @@ export const SecGroup = Type.Object({
   updated_at: Type.String(),
 });
 export type SecGroup = Static<typeof SecGroup>;
+const PacketCount = Type.Object({ packets: Type.Integer(), bytes: Type.Integer() });
+/** One of this host's ports in the group, with its bridge counters since the port was guarded. */
+export const SecGroupPortCounters = Type.Object({
+  instance: Type.String(),
+  port: Type.String(),
+  /** What each of the group's rules accepted at this port. */
+  rules: Type.Array(Type.Object({ id: Type.String(), packets: Type.Integer(), bytes: Type.Integer() })),
+  /** Everything the port refused, whichever of its groups it belongs to (they compose). */
+  dropped: PacketCount,
+  /** Invalid packets (conntrack) dropped at the port. */
+  invalid: PacketCount,
+});
+export type SecGroupPortCounters = Static<typeof SecGroupPortCounters>;
+/** GET /v1/secgroups/:name: the group and, on the answering host, its members' ports. */
+export const SecGroupDetail = Type.Object({
+  ...SecGroup.properties,
+  ports: Type.Array(SecGroupPortCounters),
+});
+export type SecGroupDetail = Static<typeof SecGroupDetail>;
 export const SecGroupList = Type.Object({ secgroups: Type.Array(SecGroup) });
 export type SecGroupList = Static<typeof SecGroupList>;
 /** PATCH /v1/instances/:name: fields given replace the instance's; `secgroups: []` leaves every group. */

@@ -31,6 +31,7 @@ import type {
   PoolUsage,
   SecGroup,
   SecGroupCreate,
+  SecGroupDetail,
   SecGroupList,
   SecGroupRule,
   SecGroupRuleAdd,
@@ -265,7 +266,8 @@ export class BerthClient {
     return this.request('GET', '/secgroups');
   }
 
-  secgroup(name: string): Promise<SecGroup> {
+  /** The group, and its members' ports on the answering host with their counters. */
+  secgroup(name: string): Promise<SecGroupDetail> {
     return this.request('GET', `/secgroups/${encodeURIComponent(name)}`);
   }
 

@@ -235,6 +235,7 @@ export class Daemon {
         dhcp,
         policies: metadata.policies,
         secgroups: services.secgroups,
+        secgroupUsage: (group) => services.secgroupEnforcer.usage(group),
         metadataPublicKey: metadata.keys.publicKeyPem,
         images: services.images,
         clusterService: { service: clusterView, hostId: this.hostId },

@@ -7,8 +7,9 @@
 import type { Logger } from 'pino';
 import type { SecGroupDriver, SgCounter } from '../../hostnet/secgroups/driver.js';
 import type { SecGroupState, SgMode } from '../../hostnet/secgroups/state.js';
-import type { SecGroup } from '../api/types.js';
+import type { SecGroup, SecGroupPortCounters } from '../api/types.js';
 import { compileSecGroups, flowCuts, type SgLocalPort, type SgMember } from './compile.js';
+import { groupUsage } from './usage.js';
 
 export interface SecGroupEnforcerOptions {
   driver: SecGroupDriver;
@@ -73,6 +74,13 @@ export class SecGroupEnforcer {
   /** Per port and rule; nothing (and no nft call) while no guest on this host is in a group. */
   counters(): Promise<SgCounter[]> {
     return this.applied.ports.length === 0 ? Promise.resolve([]) : this.o.driver.counters();
+  }
+
+  /** `group`'s members' ports on this host, with their counters (one counter read). */
+  async usage(group: string): Promise<SecGroupPortCounters[]> {
+    const applied = this.applied;
+    if (applied.ports.length === 0) return [];
+    return groupUsage(group, applied, this.o.members(), await this.o.driver.counters());
   }
 
   get mode(): SgMode | undefined {

@@ -8,6 +8,8 @@ export class FakeSecGroupDriver implements SecGroupDriver {
   applies: SecGroupState[] = [];
   cuts: SgFlowCut[][] = [];
   watches = 0;
+  /** What counters() answers. */
+  counterValues: SgCounter[] = [];
   /** The next this many applies throw. */
   fail = 0;
   async mode(): Promise<SgMode> {
@@ -25,7 +27,7 @@ export class FakeSecGroupDriver implements SecGroupDriver {
     this.cuts.push(c);
   }
   async counters(): Promise<SgCounter[]> {
-    return [];
+    return this.counterValues;
   }
   async remove() {}
   watchTables() {

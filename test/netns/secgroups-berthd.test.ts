@@ -5,7 +5,7 @@
 // hostnet/secgroups is tested on its own in secgroups-traffic.test.ts.
 import { execFile } from 'node:child_process';
 import t from 'tap';
-import type { SecGroup } from '../../agent/api/types.js';
+import type { SecGroup, SecGroupDetail } from '../../agent/api/types.js';
 import { udhcpcScript } from '../helpers/dhcp_lab.js';
 import { isRoot, type Lab, startLab } from '../helpers/hostnet_lab.js';
 import { addTcpRule, lostWithin, type SgGuest, sgFlow, sgGuest, sgProbe } from '../helpers/sg_lab.js';
@@ -35,6 +35,15 @@ t.test('webapp → database:3306 is open; everything else to the database is ref
   t.notOk(await probe(batch, db, 3306), 'batch (role batch) cannot reach db:3306');
   t.ok(await probe(db, batch, 8080), "the reply to db's own connection to batch passes");
   t.ok(await probe(web, batch, 8080), 'control: a guest in no group is open to everyone');
+  // The bridge's own counters, as `secgroup show` reports them.
+  const shown = await lab.json<SecGroupDetail>(['secgroup', 'show', 'database']);
+  const port = shown.ports.find((p) => p.instance === db.name);
+  t.equal(port?.port, db.port, "db's port is listed under its group");
+  t.ok(
+    (port?.rules.find((r) => r.id === mysql.id)?.packets ?? 0) > 0,
+    'the 3306 rule counted what it accepted',
+  );
+  t.ok((port?.dropped.packets ?? 0) > 0, 'the refusals are counted at the port');
 });
 
 t.test('the platform still serves the guarded guest: DHCP and metadata', async (t) => {

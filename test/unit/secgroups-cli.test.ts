@@ -47,6 +47,7 @@ t.test('secgroups through berthctl', async (t) => {
       status: { status: async () => ({}) as never },
       audit,
       ...services,
+      secgroupUsage: (group) => services.secgroupEnforcer.usage(group),
       peers,
       peerGroups: async (pid) => (pid === peer.pid ? groups : []),
     },
@@ -211,6 +212,33 @@ t.test('secgroups through berthctl', async (t) => {
   );
   const enforced = sg.applies.at(-1)?.ports.map((p) => p.instance) ?? [];
   t.ok(enforced.includes(db1.id), 'the create waited for the enforcer: its port is in the last apply');
+
+  // Counters per member port: the group's own rules, and what the port refused.
+  const dbPort = db1.nics[0].port as string;
+  sg.counterValues = [
+    { ifname: dbPort, rule: id as string, packets: 12, bytes: 840 },
+    { ifname: dbPort, rule: 'drop', packets: 3, bytes: 180 },
+    { ifname: 'zzz-other', rule: 'drop', packets: 99, bytes: 99 },
+  ];
+  const shown = await json('secgroup', 'show', 'db');
+  t.same(
+    shown.ports.map((p: { instance: string; port: string }) => [p.instance, p.port]),
+    [['db1', dbPort]],
+    "only the group's members' ports; web1 is in web alone",
+  );
+  t.match(shown.ports[0], { dropped: { packets: 3, bytes: 180 }, invalid: { packets: 0, bytes: 0 } });
+  t.same(
+    shown.ports[0].rules.map((r: { id: string; packets: number }) => [r.id === id, r.packets]).sort(),
+    [
+      [false, 0],
+      [true, 12],
+    ],
+    "both of db's rules: the counted one, and the unused one at 0",
+  );
+  const shownText = (await cli('secgroup', 'show', 'db')).out;
+  t.match(shownText, new RegExp(`db1\\s+${dbPort}\\s+${id} accepted\\s+12\\s+840`));
+  t.match(shownText, new RegExp(`db1\\s+${dbPort}\\s+dropped\\s+3\\s+180`));
+  t.match((await cli('secgroup', 'show', 'web')).out, /web1\s+\S+\s+dropped\s+0\s+0/);
 
   // Update: replace the list; leaving db needs the gid too.
   as(1000, 1000);

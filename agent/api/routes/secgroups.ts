@@ -4,11 +4,25 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { SecGroupService } from '../../services/secgroups.js';
-import { SecGroup, SecGroupCreate, SecGroupList, SecGroupRule, SecGroupRuleAdd } from '../types.js';
+import {
+  SecGroup,
+  SecGroupCreate,
+  SecGroupDetail,
+  SecGroupList,
+  type SecGroupPortCounters,
+  SecGroupRule,
+  SecGroupRuleAdd,
+} from '../types.js';
 
-export const secgroupRoutes: FastifyPluginAsyncTypebox<{ secgroups: SecGroupService }> = async (
+export interface SecGroupRouteOptions {
+  secgroups: SecGroupService;
+  /** This host's ports in a group, with their counters (the enforcer's). */
+  usage: (group: string) => Promise<SecGroupPortCounters[]>;
+}
+
+export const secgroupRoutes: FastifyPluginAsyncTypebox<SecGroupRouteOptions> = async (
   app,
-  { secgroups },
+  { secgroups, usage },
 ) => {
   const params = Type.Object({ name: Type.String({ maxLength: 31 }) });
   const ruleParams = Type.Object({
@@ -20,9 +34,10 @@ export const secgroupRoutes: FastifyPluginAsyncTypebox<{ secgroups: SecGroupServ
   app.get('/secgroups', { schema: { response: { 200: SecGroupList } } }, async () => ({
     secgroups: secgroups.all(),
   }));
-  app.get('/secgroups/:name', { schema: { params, response: { 200: SecGroup } } }, async (req) =>
-    secgroups.get(req.params.name),
-  );
+  app.get('/secgroups/:name', { schema: { params, response: { 200: SecGroupDetail } } }, async (req) => {
+    const g = secgroups.get(req.params.name);
+    return { ...g, ports: await usage(g.name) };
+  });
   app.post(
     '/secgroups',
     {

@@ -1,7 +1,7 @@
 // berthctl secgroup: security groups, named sets of ACCEPT rules by the
 // sender's identity (role, group, instance, image) or a CIDR.
 import type { Command } from 'commander';
-import type { SecGroup, SecGroupRule } from '../../api/types.js';
+import type { SecGroupDetail, SecGroupRule } from '../../api/types.js';
 import { action, type CliContext } from '../context.js';
 import { printJson, table, UsageError } from '../output.js';
 
@@ -17,7 +17,19 @@ export function portsText(r: Pick<SecGroupRule, 'ports'>): string | undefined {
   return r.ports.from === r.ports.to ? String(r.ports.from) : `${r.ports.from}-${r.ports.to}`;
 }
 
-function describe(g: SecGroup): string {
+function portsTable(g: SecGroupDetail): string {
+  if (g.ports.length === 0) return 'no member port on this host';
+  return table(
+    ['INSTANCE', 'PORT', 'COUNTER', 'PACKETS', 'BYTES'],
+    g.ports.flatMap((p) => [
+      ...p.rules.map((r) => [p.instance, p.port, `${r.id} accepted`, r.packets, r.bytes]),
+      [p.instance, p.port, 'dropped', p.dropped.packets, p.dropped.bytes],
+      [p.instance, p.port, 'invalid', p.invalid.packets, p.invalid.bytes],
+    ]),
+  );
+}
+
+function describe(g: SecGroupDetail): string {
   const head = table(
     ['', ''],
     [
@@ -38,7 +50,7 @@ function describe(g: SecGroup): string {
           ['RULE', 'PROTO', 'PORT', 'FROM'],
           g.rules.map((r) => [r.id, r.proto, portsText(r), r.from]),
         );
-  return `${head}\n${rules}`;
+  return `${head}\n${rules}\n\nmember ports on this host (drops count everything the port refused):\n${portsTable(g)}`;
 }
 
 export function registerSecgroups(program: Command, ctx: CliContext): void {
@@ -91,7 +103,7 @@ export function registerSecgroups(program: Command, ctx: CliContext): void {
       }),
     );
   sg.command('show <name>')
-    .description('show a group and its rules')
+    .description("show a group, its rules and its members' ports on this host with their counters")
     .action(
       action(ctx, async (flags, name: string) => {
         const g = await ctx.client(flags).secgroup(name);
