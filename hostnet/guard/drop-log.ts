@@ -13,6 +13,12 @@ import { spawn } from 'node:child_process';
 import { type CommandRunner, osCommandRunner } from '../../base/command.js';
 import { causeText } from '../../base/errors.js';
 import type { ObserveLogger } from '../observe/monitor.js';
+import {
+  type Backoff,
+  type ChildEvents,
+  type ChildHandle,
+  RestartingChild,
+} from '../observe/restarting-child.js';
 import { type NflogDrop, PcapReader, parseNflog } from './nflog-parse.js';
 
 export interface GuardDropEvent extends NflogDrop {
@@ -71,46 +77,43 @@ export interface DropLogOptions {
   spawner?: StreamSpawner;
   /** Looks ports up by ifindex (`ip -j link show`). */
   runner?: CommandRunner;
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: Backoff;
 }
 
 /** How often a miss may re-read the link table; a flood from a vanished port must not spawn ip per frame. */
 const LINKS_EVERY_MS = 1000;
 
 export class DropLog {
-  private child: { kill(): void } | undefined;
-  private running = false;
-  private restarts = 0;
-  private spawnedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly reader: RestartingChild;
   private names = new Map<number, string>();
   private linksReadAt = 0;
   private reading: Promise<void> | undefined;
 
-  constructor(private readonly o: DropLogOptions) {}
+  constructor(private readonly o: DropLogOptions) {
+    this.reader = new RestartingChild({
+      start: (events) => this.spawn(events),
+      label: 'guard drop log: tcpdump',
+      fields: { group: o.group },
+      logger: o.logger,
+      backoff: o.backoff,
+    });
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.spawn();
+    this.reader.start();
   }
 
   stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
-    this.child?.kill();
-    this.child = undefined;
+    this.reader.stop();
   }
 
-  private spawn(): void {
+  private spawn(events: ChildEvents): ChildHandle {
     const pcap = new PcapReader();
     // -Z root: tcpdump otherwise switches to user tcpdump, and a credential
     // change clears the parent-death signal, so a killed berthd left it running.
     const argv = ['tcpdump', '-Z', 'root', '-i', `nflog:${this.o.group}`, '-U', '-w', '-', '-s', '65535'];
     const child = (this.o.spawner ?? osStreamSpawner).spawn(argv, {
-      spawned: () => {
-        this.spawnedAt = Date.now();
-      },
+      spawned: events.spawned,
       data: (chunk) => {
         try {
           for (const record of pcap.push(chunk)) {
@@ -122,11 +125,9 @@ export class DropLog {
           child.kill();
         }
       },
-      exit: (reason) => {
-        if (this.child === child) this.onExit(reason);
-      },
+      exit: events.exit,
     });
-    this.child = child;
+    return child;
   }
 
   private async emit(drop: NflogDrop): Promise<void> {
@@ -155,23 +156,5 @@ export class DropLog {
       }
     })();
     return this.reading;
-  }
-
-  private onExit(reason: string): void {
-    this.child = undefined;
-    if (!this.running) return;
-    const backoff = this.o.backoff ?? { initialMs: 200, maxMs: 10_000 };
-    if (this.spawnedAt > 0 && Date.now() - this.spawnedAt > backoff.maxMs) this.restarts = 0;
-    const delay = Math.min(backoff.initialMs * 2 ** this.restarts, backoff.maxMs);
-    this.restarts++;
-    this.spawnedAt = 0;
-    this.o.logger?.warn?.(
-      { group: this.o.group, reason, restartInMs: delay },
-      'guard drop log: tcpdump exited; restarting',
-    );
-    this.timer = setTimeout(() => {
-      if (this.running) this.spawn();
-    }, delay);
-    this.timer.unref();
   }
 }

@@ -1,5 +1,6 @@
 // Reads what the guard table holds from `nft -j list table` output: enough
 // to diff against the desired state without re-parsing nft's reprint of rules.
+import { commentAfter, type NftJson, nftElements, nftItems, nftUnwrap } from '../nft-json.js';
 import { FINGERPRINT_PREFIX } from './fingerprint.js';
 import { CHAIN_PREFIX, DHCP_PATHS, DHCP_REPLIES, PORT_MAP } from './render.js';
 import {
@@ -33,29 +34,10 @@ export interface ObservedGuard {
   edgeSets: Map<string, string[][]>;
 }
 
-type Json = Record<string, unknown>;
-
-function items(listing: unknown): Json[] {
-  const list = (listing as { nftables?: unknown })?.nftables;
-  return Array.isArray(list) ? (list as Json[]) : [];
-}
-
-function elements(set: Json): unknown[] {
-  const elem = set.elem;
-  if (elem === undefined) return [];
-  return Array.isArray(elem) ? elem : [elem];
-}
-
-// nft -j wraps an element in {elem: {val, ...}} when it carries stateful data; ours never do, but unwrap anyway.
-function unwrap(value: unknown): unknown {
-  const inner = (value as { elem?: { val?: unknown } })?.elem;
-  return inner && 'val' in inner ? inner.val : value;
-}
+type Json = NftJson;
 
 function fingerprintOf(comment: unknown): string | undefined {
-  return typeof comment === 'string' && comment.startsWith(FINGERPRINT_PREFIX)
-    ? comment.slice(FINGERPRINT_PREFIX.length)
-    : undefined;
+  return commentAfter(comment, FINGERPRINT_PREFIX);
 }
 
 export function observeGuard(listing: unknown): ObservedGuard {
@@ -72,7 +54,7 @@ export function observeGuard(listing: unknown): ObservedGuard {
     edgeChains: new Map(),
     edgeSets: new Map(),
   };
-  for (const item of items(listing)) {
+  for (const item of nftItems(listing)) {
     if (item.counter) {
       const c = item.counter as Json;
       seen.counters.set(String(c.name), { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) });
@@ -86,25 +68,25 @@ export function observeGuard(listing: unknown): ObservedGuard {
             : name === EDGE_MAP
               ? seen.edges
               : undefined;
-      for (const el of into ? elements(item.map as Json) : []) {
+      for (const el of into ? nftElements(item.map as Json) : []) {
         const [key, verdict] = el as [unknown, { jump?: { target?: string } }];
         const target = verdict?.jump?.target;
-        if (typeof unwrap(key) === 'string' && target) into?.set(unwrap(key) as string, target);
+        if (typeof nftUnwrap(key) === 'string' && target) into?.set(nftUnwrap(key) as string, target);
       }
     } else if (item.set && parseEdgeSet(String((item.set as Json).name))) {
-      const values = elements(item.set as Json).map((el) => {
-        const v = unwrap(el) as { concat?: unknown[] } | string;
+      const values = nftElements(item.set as Json).map((el) => {
+        const v = nftUnwrap(el) as { concat?: unknown[] } | string;
         return typeof v === 'string' ? [v] : (v?.concat ?? []).map(String);
       });
       seen.edgeSets.set(String((item.set as Json).name), values);
     } else if (item.set && (item.set as Json).name === DHCP_PATHS) {
-      for (const el of elements(item.set as Json)) {
-        const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
+      for (const el of nftElements(item.set as Json)) {
+        const pair = (nftUnwrap(el) as { concat?: unknown[] })?.concat;
         if (pair?.length === 2) seen.paths.push([String(pair[0]), String(pair[1])]);
       }
     } else if (item.set && (item.set as Json).name === DHCP_REPLIES) {
-      for (const el of elements(item.set as Json)) {
-        const pair = (unwrap(el) as { concat?: unknown[] })?.concat;
+      for (const el of nftElements(item.set as Json)) {
+        const pair = (nftUnwrap(el) as { concat?: unknown[] })?.concat;
         if (pair?.length === 2 && typeof pair[1] === 'number') {
           const hex = pair[1].toString(16).padStart(12, '0');
           seen.replies.set(String(pair[0]), (hex.match(/../g) as string[]).join(':'));
@@ -146,7 +128,7 @@ function ownedChain(
 export function handlesOf(listing: unknown): Map<string, number> {
   const handles = new Map<string, number>();
   const position = new Map<string, number>();
-  for (const item of items(listing)) {
+  for (const item of nftItems(listing)) {
     for (const [kind, value] of Object.entries(item)) {
       const v = value as Json;
       if (typeof v?.handle !== 'number') continue;

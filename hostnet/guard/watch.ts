@@ -7,12 +7,13 @@
 // that dies is restarted with backoff, and since events were missed meanwhile
 // every (re)start is followed by a full reconcile.
 import { causeText } from '../../base/errors.js';
+import { type MonitorSpawner, type ObserveLogger, osMonitorSpawner } from '../observe/monitor.js';
 import {
-  type MonitorChild,
-  type MonitorSpawner,
-  type ObserveLogger,
-  osMonitorSpawner,
-} from '../observe/monitor.js';
+  type Backoff,
+  type ChildEvents,
+  type ChildHandle,
+  RestartingChild,
+} from '../observe/restarting-child.js';
 import { mergeTamper, skeletonLine, type Tamper, TransactionReader, tamperOf } from './watch-events.js';
 
 export interface GuardWatchOptions {
@@ -29,40 +30,39 @@ export interface GuardWatchOptions {
   heal(tamper: Tamper | undefined): Promise<void>;
   logger?: ObserveLogger;
   spawner?: MonitorSpawner;
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: Backoff;
   /** How long after spawn the child is trusted to be subscribed. */
   settleMs?: number;
 }
 
 export class GuardWatch {
-  private child: MonitorChild | undefined;
+  private readonly monitor: RestartingChild;
   private running = false;
-  private restarts = 0;
-  private spawnedAt = 0;
-  private restartTimer: NodeJS.Timeout | undefined;
   private reader = new TransactionReader();
   /** The transaction being read already started a heal (early, from one line). */
   private reacted = false;
   private healing: Promise<void> | undefined;
   /** A tamper seen while a heal ran; `full` when a restart asked for a full reconcile. */
   private next: Tamper | 'full' | undefined;
-  private readonly backoff: { initialMs: number; maxMs: number };
 
   constructor(private readonly o: GuardWatchOptions) {
-    this.backoff = o.backoff ?? { initialMs: 200, maxMs: 10_000 };
+    this.monitor = new RestartingChild({
+      start: (events) => this.spawn(events),
+      label: 'guard watch: nft monitor',
+      fields: { table: o.table },
+      logger: o.logger,
+      backoff: o.backoff,
+    });
   }
 
   start(): void {
-    if (this.running) return;
     this.running = true;
-    this.spawn();
+    this.monitor.start();
   }
 
   stop(): void {
     this.running = false;
-    clearTimeout(this.restartTimer);
-    this.child?.kill();
-    this.child = undefined;
+    this.monitor.stop();
   }
 
   /** Resolves when no heal runs or waits (tests and the benchmark). */
@@ -70,21 +70,18 @@ export class GuardWatch {
     while (this.healing) await this.healing;
   }
 
-  private spawn(): void {
+  private spawn(events: ChildEvents): ChildHandle {
     this.reader = new TransactionReader();
     this.reacted = false;
-    const child = (this.o.spawner ?? osMonitorSpawner).spawn(['nft', 'monitor'], {
+    return (this.o.spawner ?? osMonitorSpawner).spawn(['nft', 'monitor'], {
       spawned: () => {
-        this.spawnedAt = Date.now();
+        events.spawned();
         // Whatever changed before the subscription was missed: one full reconcile.
         setTimeout(() => this.request('full'), this.o.settleMs ?? 100).unref();
       },
       line: (text) => this.onLine(text),
-      exit: (reason) => {
-        if (this.child === child) this.onExit(reason);
-      },
+      exit: events.exit,
     });
-    this.child = child;
   }
 
   private onLine(text: string): void {
@@ -152,23 +149,5 @@ export class GuardWatch {
         'guard watch: could not restore the guard table',
       );
     }
-  }
-
-  private onExit(reason: string): void {
-    this.child = undefined;
-    if (!this.running) return;
-    // A child that ran for a while earned a fresh backoff; one that dies at once does not.
-    if (this.spawnedAt > 0 && Date.now() - this.spawnedAt > this.backoff.maxMs) this.restarts = 0;
-    const delay = Math.min(this.backoff.initialMs * 2 ** this.restarts, this.backoff.maxMs);
-    this.restarts++;
-    this.spawnedAt = 0;
-    this.o.logger?.warn?.(
-      { table: this.o.table, reason, restartInMs: delay },
-      'guard watch: nft monitor exited; restarting',
-    );
-    this.restartTimer = setTimeout(() => {
-      if (this.running) this.spawn();
-    }, delay);
-    this.restartTimer.unref();
   }
 }

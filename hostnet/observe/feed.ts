@@ -5,6 +5,7 @@
 import type { CommandRunner } from '../../base/command.js';
 import { causeText, couldNot } from '../../base/errors.js';
 import type { MonitorChild, MonitorSpawner, ObserveLogger } from './monitor.js';
+import { type Backoff, BackoffClock } from './restarting-child.js';
 
 export interface FeedOptions<E, S> {
   /** Names the table in logs and errors: `neighbours of namespace` + `ob-ep-a`. */
@@ -22,14 +23,13 @@ export interface FeedOptions<E, S> {
   resyncMs: number;
   /** How long after spawn the child is trusted to be subscribed before the dump starts. */
   settleMs: number;
-  backoff: { initialMs: number; maxMs: number };
+  backoff: Backoff;
 }
 
 export class Feed<E, S> {
   private child: MonitorChild | undefined;
   private running = false;
-  private spawnedAt = 0;
-  private restarts = 0;
+  private readonly clock: BackoffClock;
   private resyncTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
@@ -42,6 +42,7 @@ export class Feed<E, S> {
 
   constructor(private readonly o: FeedOptions<E, S>) {
     this.what = `${o.object} "${o.name}"`;
+    this.clock = new BackoffClock(o.backoff);
   }
 
   /** Resolves once the first dump is in; rejects (and stops) if it cannot be read. */
@@ -116,7 +117,7 @@ export class Feed<E, S> {
       };
       const child = this.o.spawner.spawn(this.o.monitorArgv, {
         spawned: () => {
-          this.spawnedAt = Date.now();
+          this.clock.spawned();
           setTimeout(settle, this.o.settleMs);
         },
         line: (text) => this.onLine(text),
@@ -145,17 +146,13 @@ export class Feed<E, S> {
   private onExit(reason: string): void {
     this.child = undefined;
     if (!this.running) return;
-    // A child that ran for a while earned a fresh backoff; one that dies at once does not.
-    if (this.spawnedAt > 0 && Date.now() - this.spawnedAt > this.o.backoff.maxMs) this.restarts = 0;
-    const delay = Math.min(this.o.backoff.initialMs * 2 ** this.restarts, this.o.backoff.maxMs);
-    this.restarts++;
+    const delay = this.clock.nextDelay();
     this.o.logger.warn?.(
       { what: this.what, argv: this.o.monitorArgv, reason, restartInMs: delay },
       'observe: monitor exited; restarting',
     );
     this.restartTimer = setTimeout(() => {
       if (!this.running) return;
-      this.spawnedAt = 0;
       this.spawnChild()
         .then(() => (this.running ? this.resync() : undefined))
         .then(() => this.o.logger.info?.({ what: this.what }, 'observe: monitor restarted and resynced'))

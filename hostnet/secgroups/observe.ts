@@ -1,7 +1,9 @@
 // Reads what the `<prefix>_sg` tables hold from `nft -j list table` output:
 // enough to diff against the desired state by fingerprints and elements,
 // never by re-parsing nft's reprint of rules.
+
 import type { Names } from '../names.js';
+import { commentAfter, type NftJson, nftElements, nftItems, nftUnwrap } from '../nft-json.js';
 import {
   BRIDGE_SET,
   baseChains,
@@ -45,28 +47,10 @@ export interface ObservedSg {
   guarded: Set<string>;
 }
 
-type Json = Record<string, unknown>;
-
-function items(listing: unknown): Json[] {
-  const list = (listing as { nftables?: unknown })?.nftables;
-  return Array.isArray(list) ? (list as Json[]) : [];
-}
-
-function elements(set: Json): unknown[] {
-  const elem = set.elem;
-  if (elem === undefined) return [];
-  return Array.isArray(elem) ? elem : [elem];
-}
-
-function unwrap(value: unknown): unknown {
-  const inner = (value as { elem?: { val?: unknown } })?.elem;
-  return inner && 'val' in inner ? inner.val : value;
-}
+type Json = NftJson;
 
 function fingerprintOf(comment: unknown): string {
-  return typeof comment === 'string' && comment.startsWith(FINGERPRINT_PREFIX)
-    ? comment.slice(FINGERPRINT_PREFIX.length)
-    : '';
+  return commentAfter(comment, FINGERPRINT_PREFIX) ?? '';
 }
 
 /** A map element's key: a string, or a `bridge . vlan` concatenation as `bridge/vlan`. */
@@ -110,13 +94,13 @@ export function emptyObserved(): ObservedSg {
 
 /** Folds one table's listing (either family) into `seen`. */
 export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()): ObservedSg {
-  for (const item of items(listing)) {
+  for (const item of nftItems(listing)) {
     if (item.counter) {
       const c = item.counter as Json;
       seen.counters.set(String(c.name), { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) });
     } else if (item.map) {
       const map = item.map as Json;
-      for (const e of elements(map)) {
+      for (const e of nftElements(map)) {
         const [raw, value] = Array.isArray(e) ? e : [undefined, undefined];
         const key = keyOf(raw);
         if (key === undefined) continue;
@@ -127,7 +111,7 @@ export function observeSg(listing: unknown, seen: ObservedSg = emptyObserved()):
       }
     } else if (item.set) {
       const set = item.set as Json;
-      const members = elements(set).map((e) => unwrap(e));
+      const members = nftElements(set).map((e) => nftUnwrap(e));
       if (set.name === BRIDGE_SET) for (const m of members) seen.bridges.add(String(m));
       else if (set.name === GUARDED_SET) for (const m of members) seen.guarded.add(String(m));
       else seen.sets.set(String(set.name), new Set(members.map(memberKey)));

@@ -9,12 +9,13 @@
 // were missed meanwhile.
 import { causeText } from '../../base/errors.js';
 import { TransactionReader } from '../guard/watch-events.js';
+import { type MonitorSpawner, type ObserveLogger, osMonitorSpawner } from '../observe/monitor.js';
 import {
-  type MonitorChild,
-  type MonitorSpawner,
-  type ObserveLogger,
-  osMonitorSpawner,
-} from '../observe/monitor.js';
+  type Backoff,
+  type ChildEvents,
+  type ChildHandle,
+  RestartingChild,
+} from '../observe/restarting-child.js';
 import { CHAIN_PREFIX } from './render.js';
 import type { SecGroupState } from './state.js';
 
@@ -27,7 +28,7 @@ export interface SecGroupWatchOptions {
   heal(): Promise<void>;
   logger?: ObserveLogger;
   spawner?: MonitorSpawner;
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: Backoff;
   settleMs?: number;
 }
 
@@ -50,32 +51,31 @@ export function skeletonLine(line: string, table: string): boolean {
 }
 
 export class SecGroupWatch {
-  private child: MonitorChild | undefined;
+  private readonly monitor: RestartingChild;
   private running = false;
-  private restarts = 0;
-  private spawnedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
   private reader = new TransactionReader();
   private reacted = false;
   private healing: Promise<void> | undefined;
   private again = false;
-  private readonly backoff: { initialMs: number; maxMs: number };
 
   constructor(private readonly o: SecGroupWatchOptions) {
-    this.backoff = o.backoff ?? { initialMs: 200, maxMs: 10_000 };
+    this.monitor = new RestartingChild({
+      start: (events) => this.spawn(events),
+      label: 'security-group watch: nft monitor',
+      fields: { table: o.table },
+      logger: o.logger,
+      backoff: o.backoff,
+    });
   }
 
   start(): void {
-    if (this.running) return;
     this.running = true;
-    this.spawn();
+    this.monitor.start();
   }
 
   stop(): void {
     this.running = false;
-    clearTimeout(this.timer);
-    this.child?.kill();
-    this.child = undefined;
+    this.monitor.stop();
   }
 
   /** Resolves when no heal runs or waits. */
@@ -83,20 +83,18 @@ export class SecGroupWatch {
     while (this.healing) await this.healing;
   }
 
-  private spawn(): void {
+  private spawn(events: ChildEvents): ChildHandle {
     this.reader = new TransactionReader();
     this.reacted = false;
-    const child = (this.o.spawner ?? osMonitorSpawner).spawn(['nft', 'monitor'], {
+    return (this.o.spawner ?? osMonitorSpawner).spawn(['nft', 'monitor'], {
       spawned: () => {
-        this.spawnedAt = Date.now();
+        events.spawned();
+        // Whatever changed before the subscription was missed: one heal.
         setTimeout(() => this.request(), this.o.settleMs ?? 100).unref();
       },
       line: (text) => this.onLine(text),
-      exit: (reason) => {
-        if (this.child === child) this.onExit(reason);
-      },
+      exit: events.exit,
     });
-    this.child = child;
   }
 
   private onLine(text: string): void {
@@ -147,23 +145,6 @@ export class SecGroupWatch {
           this.request();
         }
       });
-  }
-
-  private onExit(reason: string): void {
-    this.child = undefined;
-    if (!this.running) return;
-    if (this.spawnedAt > 0 && Date.now() - this.spawnedAt > this.backoff.maxMs) this.restarts = 0;
-    const delay = Math.min(this.backoff.initialMs * 2 ** this.restarts, this.backoff.maxMs);
-    this.restarts++;
-    this.spawnedAt = 0;
-    this.o.logger?.warn?.(
-      { table: this.o.table, reason, restartInMs: delay },
-      'security-group watch: nft monitor exited; restarting',
-    );
-    this.timer = setTimeout(() => {
-      if (this.running) this.spawn();
-    }, delay);
-    this.timer.unref();
   }
 }
 
