@@ -2,7 +2,7 @@
 // how a create lands in two stores (the cluster's half first, so what a
 // crash leaves is a reservation the host can sweep), and which conflicts are
 // a race lost to another host rather than a refusal.
-import { BerthError } from '../../base/errors.js';
+import { BerthError, couldNot } from '../../base/errors.js';
 import type { BatchOp, Guard, Store } from '../../base/store.js';
 import type { Instance } from '../api/types.js';
 
@@ -73,4 +73,47 @@ export function isAllocationRace(err: unknown): boolean {
   return (
     err instanceof BerthError && err.code === 'BERTH_ERR_CONFLICT' && /key "(mac|ip)\//.test(err.message)
   );
+}
+
+/**
+ * What a create whose commit failed tells its caller: a taken id or name as
+ * such, an allocation race as it is (the caller picks again), and any other
+ * store failure with its own code (a full disk, etcd away).
+ */
+export function createCommitError(
+  err: unknown,
+  name: string,
+  id: string,
+  keys: { record: string; name: string; directory: string },
+): unknown {
+  if (!(err instanceof BerthError)) return err;
+  const conflictOn = (key: string) =>
+    err.code === 'BERTH_ERR_CONFLICT' && err.message.includes(`key "${key}"`);
+  // Only the id's own guard failing means the id is taken; a full disk names the keys too.
+  if (
+    err.code === 'BERTH_ERR_CONFLICT' &&
+    (err.message.includes(`key "${keys.record}" already exists`) ||
+      err.message.includes(`key "${keys.directory}" already exists`))
+  )
+    return couldNot(
+      'BERTH_ERR_CONFLICT',
+      'create',
+      'instance',
+      name,
+      `its new id "${id}" is already taken by another instance; nothing was written, try again`,
+      { field: 'id' },
+    );
+  if (conflictOn(keys.name))
+    return couldNot(
+      'BERTH_ERR_ALREADY_EXISTS',
+      'create',
+      'instance',
+      name,
+      'an instance with that name exists',
+      {
+        field: 'name',
+      },
+    );
+  if (isAllocationRace(err)) return err;
+  return couldNot(err.code, 'create', 'instance', name, err);
 }

@@ -6,20 +6,23 @@ import type { Logger } from 'pino';
 import { BerthError, causeText, couldNot, invalidField } from '../../base/errors.js';
 import type { BatchOp, Store } from '../../base/store.js';
 import type { MacPool } from '../../hostnet/alloc/mac-pool.js';
-import type { NetnsGuestSpec, NetworkDriver, PortSpec } from '../../hostnet/driver.js';
+import type { NetworkDriver } from '../../hostnet/driver.js';
 import type { Names } from '../../hostnet/names.js';
 import { Reverter } from '../../hostnet/reverter.js';
-import type { Instance, InstanceCreate, Nic } from '../api/types.js';
+import type { Instance, InstanceCreate } from '../api/types.js';
 import { inputKeys, prepareInputs } from '../metadata/inputs.js';
 import { HostLock } from './host-lock.js';
 import {
   type ClusterSide,
   commitSplit,
+  createCommitError,
   DIRECTORY_PREFIX,
   type DirectoryEntry,
   directoryEntry,
   isAllocationRace,
 } from './instance-cluster.js';
+import { InstanceIndex, type PortEntry } from './instance-index.js';
+import { netnsGuestOf, plugInstance, unplugInstance } from './instance-plug.js';
 import {
   authorizeChange,
   commitUpdate,
@@ -44,7 +47,7 @@ export {
 export const INSTANCE_PREFIX = 'instance/';
 export const NAME_PREFIX = 'instance-name/';
 
-export interface PortEntry extends PortSpec {}
+export type { PortEntry } from './instance-index.js';
 
 export interface InstanceServiceOptions {
   store: Store;
@@ -79,12 +82,7 @@ const ID_TRIES = 4;
 const ALLOC_TRIES = 8;
 
 export class InstanceService {
-  private readonly byId = new Map<string, InstanceRecord>();
-  private readonly idByName = new Map<string, string>();
-  private readonly portsByIfname = new Map<string, PortEntry>();
-  private readonly portsByMac = new Map<string, PortEntry>();
-  /** network -> ip: resolve() starts from the caller's source IP, and builds no key string for it. */
-  private readonly portsByIp = new Map<string, Map<string, PortEntry>>();
+  private readonly index = new InstanceIndex();
 
   private readonly lock: HostLock;
 
@@ -93,90 +91,26 @@ export class InstanceService {
   }
 
   async load(): Promise<void> {
-    for (const { value } of await this.opts.store.list<InstanceRecord>(INSTANCE_PREFIX)) this.track(value);
+    for (const { value } of await this.opts.store.list<InstanceRecord>(INSTANCE_PREFIX))
+      this.index.track(value);
   }
 
-  private track(rec: InstanceRecord): void {
-    this.byId.set(rec.id, rec);
-    this.idByName.set(rec.name, rec.id);
-    for (const nic of rec.nics) {
-      const entry: PortEntry = {
-        ifname: nic.port,
-        instance: rec.id,
-        network: nic.network,
-        mac: nic.mac,
-        ip: nic.ip,
-      };
-      this.portsByIfname.set(nic.port, entry);
-      this.portsByMac.set(nic.mac, entry);
-      let ips = this.portsByIp.get(nic.network);
-      if (!ips) {
-        ips = new Map();
-        this.portsByIp.set(nic.network, ips);
-      }
-      ips.set(nic.ip, entry);
-    }
-  }
+  // Reads go straight to the index: DHCP and metadata resolve a guest through them per request.
+  readonly all = (): InstanceRecord[] => this.index.all();
+  readonly get = (nameOrId: string): InstanceRecord => this.index.get(nameOrId);
+  readonly countOn = (network: string): number => this.index.countOn(network);
+  readonly portsOn = (network: string): string[] => this.index.portsOn(network);
+  readonly nameOf = (id: string): string | undefined => this.index.nameOf(id);
+  readonly portByMac = (mac: string): PortEntry | undefined => this.index.portByMac(mac);
+  readonly portByIfname = (ifname: string): PortEntry | undefined => this.index.portByIfname(ifname);
+  readonly portByIp = (network: string, ip: string): PortEntry | undefined =>
+    this.index.portByIp(network, ip);
 
-  private untrack(rec: InstanceRecord): void {
-    this.byId.delete(rec.id);
-    this.idByName.delete(rec.name);
-    for (const nic of rec.nics) {
-      this.portsByIfname.delete(nic.port);
-      this.portsByMac.delete(nic.mac);
-      const ips = this.portsByIp.get(nic.network);
-      if (ips?.get(nic.ip)?.instance === rec.id) ips.delete(nic.ip);
-    }
-  }
-
-  all(): InstanceRecord[] {
-    return [...this.byId.values()].sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  get(nameOrId: string): InstanceRecord {
-    const rec = this.byId.get(this.idByName.get(nameOrId) ?? nameOrId);
-    if (!rec)
-      throw new BerthError('BERTH_ERR_NOT_FOUND', `could not find instance "${nameOrId}": no such instance`);
-    return rec;
-  }
-
-  countOn(network: string): number {
-    return this.all().filter((i) => i.nics.some((n) => n.network === network)).length;
-  }
-
-  portsOn(network: string): string[] {
-    return [...this.portsByIfname.values()].filter((p) => p.network === network).map((p) => p.ifname);
-  }
-
-  nameOf(id: string): string | undefined {
-    return this.byId.get(id)?.name;
-  }
-
-  portByMac(mac: string): PortEntry | undefined {
-    return this.portsByMac.get(mac);
-  }
-
-  portByIfname(ifname: string): PortEntry | undefined {
-    return this.portsByIfname.get(ifname);
-  }
-
-  portByIp(network: string, ip: string): PortEntry | undefined {
-    return this.portsByIp.get(network)?.get(ip);
-  }
-
-  guestOf(rec: InstanceRecord): NetnsGuestSpec | undefined {
-    const nic = rec.nics[0];
-    if (rec.runtime !== 'netns' || !rec.netns || !nic) return undefined;
-    return { netns: rec.netns, port: this.portSpec(rec, nic) };
-  }
-
-  private portSpec(rec: InstanceRecord, nic: Nic): PortSpec {
-    return { ifname: nic.port, instance: rec.id, network: nic.network, mac: nic.mac, ip: nic.ip };
-  }
+  readonly guestOf = netnsGuestOf;
 
   private async put(rec: InstanceRecord): Promise<void> {
     await this.opts.store.batch([{ type: 'put', key: `${INSTANCE_PREFIX}${rec.id}`, value: rec }]);
-    this.track(rec);
+    this.index.track(rec);
   }
 
   /** caller: who asked (the admin API passes the peer); undefined is berthd itself. */
@@ -200,7 +134,7 @@ export class InstanceService {
           throw err instanceof BerthError ? couldNot(err.code, 'update', 'instance', rec.name, err) : err;
         },
       );
-      this.track(next);
+      this.index.track(next);
       this.opts.onChanged?.(next);
       this.opts.log.info({ instance: rec.id, name: rec.name, secgroups: list }, 'instance secgroups changed');
       // Answered once the bridge enforces it; a failure is retried by the enforcer and named here.
@@ -226,7 +160,7 @@ export class InstanceService {
         `"${input.name}" looks like an instance id ("i-" and hex); instance ids are berth's to give, choose another name`,
       );
     const nameTaken =
-      this.idByName.has(input.name) ||
+      this.index.hasName(input.name) ||
       (this.opts.cluster !== undefined &&
         (await this.shared.get(`${NAME_PREFIX}${input.name}`)) !== undefined);
     if (nameTaken) {
@@ -267,25 +201,11 @@ export class InstanceService {
     const { rec, mac, ip, id } = reserved;
     mac.commit();
     ip.commit();
-    this.track(rec);
+    this.index.track(rec);
 
     const reverter = new Reverter();
     try {
-      const port = this.portSpec(rec, rec.nics[0] as Nic);
-      await this.opts.driver.guardPort(port);
-      reverter.add(`guard of port ${port.ifname}`, () => this.opts.driver.unguardPort(port.ifname));
-      // Like the guard, a guest's groups close its port before the port exists.
-      if (rec.secgroups?.length) await this.opts.enforceSecgroups?.(rec);
-      if (boot && this.opts.libvirt) {
-        const nic = { bridge: this.opts.driver.placement(network).bridge, mtu: network.mtu };
-        await this.opts.libvirt.instantiate(rec, boot.image, nic, reverter);
-        // The tap exists once the domain runs: pin the guest's MAC to it.
-        await this.opts.driver.bindPort(port);
-      } else {
-        const guest = this.guestOf(rec) as NetnsGuestSpec;
-        await this.opts.driver.ensureNetnsGuest(guest, this.opts.networks.spec(network));
-        reverter.add(`netns guest ${guest.netns}`, () => this.opts.driver.removeNetnsGuest(guest));
-      }
+      await plugInstance(this.opts, rec, network, boot, reverter);
       const running: InstanceRecord = { ...rec, state: 'running' };
       await this.put(running);
       reverter.success();
@@ -391,42 +311,14 @@ export class InstanceService {
     } catch (err) {
       mac.abort();
       ip.abort();
-      // Only the id's own guard failing means the id is taken; a full disk names the keys too.
-      if (
-        err instanceof BerthError &&
-        err.code === 'BERTH_ERR_CONFLICT' &&
-        (err.message.includes(`key "${INSTANCE_PREFIX}${id}" already exists`) ||
-          err.message.includes(`key "${dirKey}" already exists`))
-      )
-        throw couldNot(
-          'BERTH_ERR_CONFLICT',
-          'create',
-          'instance',
-          rec.name,
-          `its new id "${id}" is already taken by another instance; nothing was written, try again`,
-          { field: 'id' },
-        );
-      if (
-        err instanceof BerthError &&
-        err.code === 'BERTH_ERR_CONFLICT' &&
-        err.message.includes(`key "${nameKey}"`)
-      )
-        throw couldNot(
-          'BERTH_ERR_ALREADY_EXISTS',
-          'create',
-          'instance',
-          rec.name,
-          'an instance with that name exists',
-          {
-            field: 'name',
-          },
-        );
-      if (isAllocationRace(err)) throw err;
       // The transaction may have landed before etcd went quiet: sweep once it answers.
       if (err instanceof BerthError && err.code === 'BERTH_ERR_CLUSTER_UNAVAILABLE') this.sweepWhenBack();
-      // Nothing is on the host yet; the store's reason (a full disk, a lost race) keeps its code.
-      if (err instanceof BerthError) throw couldNot(err.code, 'create', 'instance', rec.name, err);
-      throw err;
+      // Nothing is on the host yet.
+      throw createCommitError(err, rec.name, id, {
+        record: `${INSTANCE_PREFIX}${id}`,
+        name: nameKey,
+        directory: dirKey,
+      });
     }
     return { rec, mac, ip, id };
   }
@@ -439,7 +331,7 @@ export class InstanceService {
   private freshIdHex(): string {
     const next = this.opts.newIdHex ?? (() => randomBytes(4).toString('hex'));
     let hex = next();
-    for (let i = 1; i < ID_TRIES && this.byId.has(`i-${hex}`); i++) hex = next();
+    for (let i = 1; i < ID_TRIES && this.index.hasId(`i-${hex}`); i++) hex = next();
     return hex;
   }
 
@@ -472,7 +364,7 @@ export class InstanceService {
       await this.opts.store.batch(local);
     }
     for (const apply of applies) apply();
-    this.untrack(rec);
+    this.index.untrack(rec);
   }
 
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -502,7 +394,7 @@ export class InstanceService {
     const cluster = this.opts.cluster;
     if (!cluster) return;
     for (const { value } of await this.shared.list<DirectoryEntry>(DIRECTORY_PREFIX)) {
-      if (value.host !== cluster.hostId || this.byId.has(value.id)) continue;
+      if (value.host !== cluster.hostId || this.index.hasId(value.id)) continue;
       this.opts.log.warn(
         { instance: value.id, name: value.name },
         'releasing a reservation left by an unfinished create',
@@ -541,11 +433,8 @@ export class InstanceService {
   }
 
   /** Port first, then its guard: the port never exists without its rules. */
-  private async teardown(rec: InstanceRecord): Promise<void> {
-    const guest = this.guestOf(rec);
-    if (guest) await this.opts.driver.removeNetnsGuest(guest);
-    if (rec.runtime === 'libvirt' && this.opts.libvirt) await this.opts.libvirt.teardown(rec);
-    for (const nic of rec.nics) await this.opts.driver.unguardPort(nic.port);
+  private teardown(rec: InstanceRecord): Promise<void> {
+    return unplugInstance(this.opts, rec);
   }
 
   /** After a crash: creates that did not finish are undone, deletes are finished. */
@@ -576,7 +465,7 @@ export class InstanceService {
   /** A state seen on the hypervisor; creates and deletes in flight keep theirs. */
   setState(id: string, state: InstanceRecord['state']): Promise<void> {
     return this.lock.run(async () => {
-      const rec = this.byId.get(id);
+      const rec = this.index.byIdOrUndefined(id);
       if (!rec || rec.state === state || rec.state === 'creating' || rec.state === 'deleting') return;
       await this.put({ ...rec, state });
     });
