@@ -68,8 +68,10 @@ const rule = (id, port) => ({
 });
 const MYSQL = rule('sr-mysql', 3306);
 const SSH = rule('sr-ssh', 22);
-const state = (ips, rules) => ({
-  sets: [{ name: SET, source: 'role:webapp', ips }],
+/** A set member as the bridge sees it: address and MAC, on the guest's own port. */
+const member = ({ ip, mac, port }) => ({ ip, mac, port });
+const state = (guests, rules) => ({
+  sets: [{ name: SET, source: 'role:webapp', members: guests.map(member) }],
   ports: [
     {
       ifname: DB.port,
@@ -222,7 +224,7 @@ try {
   emit('before', { other3306: await opens(OTHER, DB, 3306, 'db3306') });
 
   t0 = performance.now();
-  const first = await driver.apply(state([WEB.ip], [MYSQL]));
+  const first = await driver.apply(state([WEB], [MYSQL]));
   emit('apply', { changed: first.changed, errors: first.errors, ms: ms(t0) });
   const tables = (await sh('nft', 'list', 'tables')).stdout;
   emit('tables', {
@@ -241,8 +243,8 @@ try {
   });
 
   t0 = performance.now();
-  const again = await driver.apply(state([WEB.ip], [MYSQL]));
-  const readBack = await driver.apply(state([WEB.ip], [MYSQL]), { read: true });
+  const again = await driver.apply(state([WEB], [MYSQL]));
+  const readBack = await driver.apply(state([WEB], [MYSQL]), { read: true });
   emit('idempotent', {
     changed: again.changed,
     readBackChanged: readBack.changed,
@@ -252,7 +254,7 @@ try {
 
   // A member joins the source set: an element update, and it gets in.
   t0 = performance.now();
-  const joined = await driver.apply(state([WEB.ip, WEB2.ip], [MYSQL]));
+  const joined = await driver.apply(state([WEB, WEB2], [MYSQL]));
   const applyMs = ms(t0);
   const inMs = await getsInWithin(WEB2, DB, 3306, 'db3306', 5_000);
   emit('join', { changed: joined.changed, errors: joined.errors, applyMs, inMs });
@@ -268,7 +270,7 @@ try {
   };
   const before = await tracked(WEB2, DB);
   t0 = performance.now();
-  const left = await driver.apply(state([WEB.ip], [MYSQL]));
+  const left = await driver.apply(state([WEB], [MYSQL]));
   await driver.cutFlows([{ src: WEB2.ip, dst: DB.ip }]);
   const cutMs = ms(t0);
   const after = await tracked(WEB2, DB);
@@ -300,7 +302,7 @@ try {
   t0 = performance.now();
   let counters = await driver.counters();
   const mysqlCount = counters.find((c) => c.ifname === DB.port && c.rule === 'sr-mysql')?.packets ?? 0;
-  const removed = await driver.apply(state([WEB.ip], [SSH]));
+  const removed = await driver.apply(state([WEB], [SSH]));
   const removeMs = ms(t0);
   emit('ruleRemoved', {
     heldBefore: held2Before,
@@ -333,9 +335,9 @@ try {
   servers.push(await echoServer(DBV.ns, 3306, 'dbv3306'), await echoServer(DBV.ns, 22, 'dbv22'));
   const vOpenBefore = await opens(WEBV, DBV, 3306, 'dbv3306');
   const vApply = await driver.apply({
-    sets: [{ name: SET, source: 'role:webapp', ips: [WEB.ip, WEBV.ip] }],
+    sets: [{ name: SET, source: 'role:webapp', members: [WEB, WEBV].map(member) }],
     ports: [
-      ...state([WEB.ip], [SSH]).ports,
+      ...state([WEB], [SSH]).ports,
       {
         ifname: DBV.port,
         bridge: vbridge,
@@ -380,9 +382,9 @@ try {
     from: { cidr: '10.79.0.0/24' },
   };
   const vlanState = (zoned) => ({
-    sets: [{ name: SET, source: 'role:webapp', ips: [WEB.ip, WEBV.ip] }],
+    sets: [{ name: SET, source: 'role:webapp', members: [WEB, WEBV].map(member) }],
     ports: [
-      ...state([WEB.ip], [SSH]).ports,
+      ...state([WEB], [SSH]).ports,
       {
         ifname: DBV.port,
         bridge: vbridge,
