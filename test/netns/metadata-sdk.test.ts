@@ -46,29 +46,32 @@ t.teardown(() => removePrefixed(prefix));
 const lab = await startLab(t, { prefix });
 await lab.network('sdk', '10.74.0.0/24');
 
-t.test("botocore's public IMDS API: the region from the zone, no credentials, IMDSv2 throughout", async (t) => {
-  const g = await mdGuest(lab, 'ma-boto', 'sdk', ['--tokens', 'required']);
-  const cursor = await auditCursor(lab);
-  const r = await inGuest(g.netns, [PYTHON, BOTO]);
-  t.equal(r.code, 0, r.stderr);
-  const got = JSON.parse(r.stdout) as { region: string | null; credentials: object; base_url: string };
-  t.equal(got.base_url, 'http://169.254.169.254/', "botocore's default endpoint");
-  t.equal(got.region, AVAILABILITY_ZONE.slice(0, -1), 'the region botocore derives from the zone');
-  t.same(got.credentials, {}, 'berth serves no IAM role: botocore finds no credentials');
-  t.same(
-    await refusals(lab, cursor, g.port),
-    [],
-    'no read of botocore was refused: each carried a token berth issued',
-  );
-  // The evidence above has teeth: the same instance refuses and audits a token-less read.
-  const bare = await curl(g.netns, '/latest/meta-data/placement/availability-zone/');
-  t.equal(bare.status, 401, 'control: the read botocore made, without a token, is 401');
-  t.match(
-    await refusals(lab, cursor, g.port),
-    [{ path: 'GET /latest/meta-data/placement/availability-zone/', reason: /requires a session token/ }],
-    'control: and audited',
-  );
-});
+t.test(
+  "botocore's public IMDS API: the region from the zone, no credentials, IMDSv2 throughout",
+  async (t) => {
+    const g = await mdGuest(lab, 'ma-boto', 'sdk', ['--tokens', 'required']);
+    const cursor = await auditCursor(lab);
+    const r = await inGuest(g.netns, [PYTHON, BOTO]);
+    t.equal(r.code, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as { region: string | null; credentials: object; base_url: string };
+    t.equal(got.base_url, 'http://169.254.169.254/', "botocore's default endpoint");
+    t.equal(got.region, AVAILABILITY_ZONE.slice(0, -1), 'the region botocore derives from the zone');
+    t.same(got.credentials, {}, 'berth serves no IAM role: botocore finds no credentials');
+    t.same(
+      await refusals(lab, cursor, g.port),
+      [],
+      'no read of botocore was refused: each carried a token berth issued',
+    );
+    // The evidence above has teeth: the same instance refuses and audits a token-less read.
+    const bare = await curl(g.netns, '/latest/meta-data/placement/availability-zone/');
+    t.equal(bare.status, 401, 'control: the read botocore made, without a token, is 401');
+    t.match(
+      await refusals(lab, cursor, g.port),
+      [{ path: 'GET /latest/meta-data/placement/availability-zone/', reason: /requires a session token/ }],
+      'control: and audited',
+    );
+  },
+);
 
 t.test("the AWS SDK for JavaScript v3's MetadataService, as its README calls it", async (t) => {
   const g = await mdGuest(lab, 'ma-js', 'sdk', ['--tokens', 'required']);
