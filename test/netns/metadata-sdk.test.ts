@@ -23,12 +23,25 @@ if (!isRoot()) {
 const BOTO = fileURLToPath(new URL('../helpers/imds_sdk.py', import.meta.url));
 const JS = fileURLToPath(new URL('../helpers/imds_js.mjs', import.meta.url));
 
+const AWS_IMDS_ENV = [
+  'AWS_EC2_METADATA_DISABLED',
+  'AWS_EC2_METADATA_SERVICE_ENDPOINT',
+  'AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE',
+  'AWS_EC2_METADATA_V1_DISABLED',
+];
+
 function inGuest(netns: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    // env -u: tap's NODE_OPTIONS (its process hooks) stay out of the guest's node.
+    // tap's NODE_OPTIONS (its process hooks) stay out of the guest's node, and
+    // the SDKs' own settings from the host's environment out of both clients:
+    // each must find 169.254.169.254 by itself.
+    const unset = ['NODE_OPTIONS', 'AWS_PROFILE', 'AWS_CONFIG_FILE', ...AWS_IMDS_ENV].flatMap((v) => [
+      '-u',
+      v,
+    ]);
     execFile(
       'ip',
-      ['netns', 'exec', netns, 'env', '-u', 'NODE_OPTIONS', ...argv],
+      ['netns', 'exec', netns, 'env', ...unset, ...argv],
       { encoding: 'utf8', timeout: 60_000 },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
