@@ -7,6 +7,7 @@
 // refusal is reported to the backend, which audits it.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import { itemAt, requestPath } from './path.js';
 import { CallerRateLimit } from './rate-limit.js';
 import type { Tree } from './resources.js';
 import {
@@ -168,9 +169,9 @@ export function buildMetadataApp(
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const url = req.url;
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    // Normalized once (path.ts): every check below, the policy decision and
+    // the audit record see the path the item is served under.
+    const path = requestPath(req.url);
     const where = `${req.method} ${path}`;
     const verdict = limit.check(ip);
     if (!verdict.ok) {
@@ -244,7 +245,7 @@ export function buildMetadataApp(
 
     // As EC2 does, a leaf asked for with a trailing slash (botocore asks for
     // `placement/availability-zone/`) and a directory without one both answer.
-    const item = view.items.get(path) ?? view.items.get(path.endsWith('/') ? path.slice(0, -1) : `${path}/`);
+    const item = itemAt(view.items, path);
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
@@ -299,7 +300,7 @@ export function buildMetadataApp(
     stats.refused += 1;
     if (limit.check(ip).ok)
       await backend
-        .refuse({ status, reason: err.message, ip, path: `${req.method} ${req.url.split('?')[0]}` })
+        .refuse({ status, reason: err.message, ip, path: `${req.method} ${requestPath(req.url)}` })
         .catch(() => undefined);
     return text(reply, status, `refused: ${err.message}`);
   });

@@ -1,9 +1,10 @@
 // Metadata rows: a session token used by another instance, X-Forwarded-For
 // on a token PUT and on any other write, a DNS-rebinding Host header, a
-// token-less POST where tokens are required, and a deny checked on every
-// tree. Two guests share one network (none of these rows changes what the
-// other rows see): g1 with optional tokens, g2 requiring them; the deny row
-// makes its own guest, with keys and tags, and a policy naming only it.
+// token-less POST where tokens are required, a deny checked on every tree,
+// and a deny tried under other spellings of its path. Two guests share one
+// network (none of these rows changes what the other rows see): g1 with
+// optional tokens, g2 requiring them; the deny rows make their own guests,
+// and policies naming only them.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -281,6 +282,62 @@ export const denyEveryTree = attack(
       see(
         n === refused.length,
         `audit: ${n} of ${refused.length} refusals recorded on md-g3's port (records and per-port summaries)`,
+      ),
+    ];
+  },
+);
+
+/** A deny's leaf under spellings EC2 and nginx answer as the clean path (agent/metadata/path.ts). */
+const SPELLINGS = [
+  '//latest/meta-data/hostname',
+  '/latest//meta-data//hostname',
+  '/latest/meta-data/hostname/',
+  '/latest/meta-data///local-hostname//',
+  '/2009-04-04//meta-data/hostname/',
+];
+
+export const denyBySpelling = attack(
+  'A deny bypassed by a path spelling',
+  'with read:meta-data/hostname denied, doubled slashes and a trailing slash on the leaf (each served before the deny) are 403 and audited under the normalized path; OpenStack and NoCloud documents under doubled slashes leave the host name out',
+  async (_t, ctx) => {
+    await guests(ctx);
+    const g = await mdGuest(ctx.lab, 'md-g4', 'md');
+    // The host name is the instance name (with the network's domain, if it has one).
+    const name = g.name;
+    const docs = ['/openstack//latest//meta_data.json', '//nocloud//meta-data'];
+    const before = await Promise.all(SPELLINGS.map((p) => tryCurl(g.netns, p)));
+    const set = await ctx.lab.ctl([
+      ...['policy', 'set', 'spelling-no-name', '--identity', `instance:${g.id}`],
+      ...['--deny', 'read:meta-data/hostname'],
+    ]);
+    const cursor = await auditCursor(ctx.lab);
+    const after = [];
+    for (const p of SPELLINGS) after.push(await tryCurl(g.netns, p));
+    const docAfter = await Promise.all(docs.map((p) => tryCurl(g.netns, p)));
+    const id = await tryCurl(g.netns, '//latest/meta-data/instance-id');
+    const records = (await auditSince(ctx.lab, cursor, 'metadata.request')).filter(
+      (r) => r.port === g.port && /spelling-no-name/.test(r.reason),
+    );
+    const paths = records.map((r) => r.path);
+    const clean = SPELLINGS.map((p) => `GET ${p.replace(/\/{2,}/g, '/')}`);
+    return [
+      see(set.code === 0, `policy set: ${set.code === 0 ? 'ok' : set.stderr.trim()}`),
+      see(
+        before.every((r) => r.status === 200 && r.body.split('.')[0] === name),
+        `control: before the deny each spelling serves the host name (${before.map((r) => r.status).join(', ')})`,
+      ),
+      see(
+        after.every((r) => r.status === 403 && !r.body.includes(name)),
+        `after: ${after.map((r) => r.status).join(', ')}`,
+      ),
+      see(
+        docAfter.every((r) => r.status === 200 && !r.body.includes(name)),
+        `documents under doubled slashes: ${docAfter.map((r) => r.status).join(', ')}, host name ${docAfter.some((r) => r.body.includes(name)) ? 'shown' : 'left out'}`,
+      ),
+      see(id.status === 200 && id.body === g.id, `control: //latest/meta-data/instance-id: ${id.status}`),
+      see(
+        JSON.stringify(paths) === JSON.stringify(clean),
+        `audit: ${records.length} refusals, at ${paths.join(', ') || 'nothing'}`,
       ),
     ];
   },

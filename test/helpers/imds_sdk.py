@@ -1,27 +1,31 @@
 """The AWS SDK for Python's own IMDS client (botocore), run inside a guest.
 
-Prints one JSON object: the region botocore derives from the availability
-zone, the instance id fetched with botocore's IMDSv2 token flow, and the
-status of a read without a token. botocore does the token PUT itself; this
-script only calls its public fetchers and its request helper.
+Only botocore's public API is called: InstanceMetadataRegionFetcher's
+retrieve_region() and InstanceMetadataFetcher's
+retrieve_iam_role_credentials(), each of which does its own IMDSv2 token PUT
+and sends the token with its reads. Run with Debian's /usr/bin/python3
+(package python3-botocore). Prints one JSON object: what those calls return,
+botocore's version and the base URL it used.
 """
 import json
 import sys
 
-from botocore.utils import IMDSFetcher, InstanceMetadataRegionFetcher
+import botocore
+from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
 
-fetcher = IMDSFetcher(timeout=5, num_attempts=2)
-token = fetcher._fetch_metadata_token()
-instance = fetcher._get_request(
-    url_path="latest/meta-data/instance-id", retry_func=None, token=token
-).text
-region = InstanceMetadataRegionFetcher(timeout=5, num_attempts=2).retrieve_region()
-try:
-    fetcher._get_request(url_path="latest/meta-data/instance-id", retry_func=None, token=None)
-    untokened = 200
-except Exception as err:  # botocore raises on a non-200 answer
-    untokened = str(err)
+regions = InstanceMetadataRegionFetcher(timeout=5, num_attempts=2)
+# The region botocore derives from placement/availability-zone/ (a leaf it
+# asks for with a trailing slash), or None when it could not read it.
+region = regions.retrieve_region()
+# berth serves no IAM role: botocore must come back with no credentials ({}),
+# never with something it took for credentials.
+credentials = InstanceMetadataFetcher(timeout=5, num_attempts=2).retrieve_iam_role_credentials()
 json.dump(
-    {"token": bool(token), "instance": instance, "region": region, "untokened": untokened},
+    {
+        "botocore": botocore.__version__,
+        "base_url": regions.get_base_url(),
+        "region": region,
+        "credentials": credentials,
+    },
     sys.stdout,
 )
