@@ -1,4 +1,4 @@
-// The attack matrix (issues #8, #12 and #15), in the order docs/security.md lists it.
+// The attack matrix (issues #8, #12, #14 and #15), in the order docs/security.md lists it.
 import { adminSocket } from './admin.js';
 import { dhcpForeignChaddr, dhcpStarvation } from './dhcp.js';
 import {
@@ -15,6 +15,7 @@ import { malformedHttp, requestFlood } from './http.js';
 import { guestMacFromForeignPort, macMoved, metadataUnknownPort } from './identity.js';
 import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
 import {
+  denyBySpelling,
   denyEveryTree,
   dnsRebinding,
   tokenlessPost,
@@ -57,4 +58,5 @@ export const MATRIX: readonly AttackFn[] = [
   uplinkClaimsGuest,
   spoofedRoleSource,
   connectionOutlivesRule,
+  denyBySpelling,
 ];
