@@ -7,6 +7,7 @@
 // refusal is reported to the backend, which audits it.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import { etagOf, noneMatch } from './etag.js';
 import { CallerRateLimit } from './rate-limit.js';
 import type { Tree } from './resources.js';
 import {
@@ -249,7 +250,11 @@ export function buildMetadataApp(
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
     stats.served += 1;
-    return reply.code(200).header('content-type', item.contentType).send(item.body);
+    // Checked after the decision: a 304 to a denied path would tell the
+    // guest whether its guess of the bytes was right.
+    const etag = etagOf(item);
+    if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).header('etag', etag).send();
+    return reply.code(200).headers({ 'content-type': item.contentType, etag }).send(item.body);
   };
 
   const issueToken = async (
