@@ -393,6 +393,14 @@ export type SecGroupDetail = Static<typeof SecGroupDetail>;
 export const SecGroupList = Type.Object({ secgroups: Type.Array(SecGroup) });
 export type SecGroupList = Static<typeof SecGroupList>;
 /**
+ * A string or null, as one JSON Schema `type` list: the admin API's ajv
+ * coerces types, and would turn null into "" against `anyOf [string, null]`
+ * (or "" into null the other way round); a type list matches either as is.
+ */
+const nullable = (opts: { maxLength?: number; pattern?: string; description?: string }) =>
+  Type.Unsafe<string | null>({ ...opts, type: ['string', 'null'] });
+
+/**
  * PATCH /v1/instances/:name: fields given replace the instance's, absent ones
  * stay. `secgroups: []` leaves every group, `ssh_keys: []` drops every key;
  * null removes user-data, vendor-data or the role; `meta` is a merge patch
@@ -401,17 +409,13 @@ export type SecGroupList = Static<typeof SecGroupList>;
 export const InstanceUpdate = Type.Object(
   {
     secgroups: Type.Optional(Type.Array(Type.String({ maxLength: 31 }), { maxItems: 16 })),
-    user_data: Type.Optional(
-      Type.Union([Type.String({ maxLength: 90_000, description: 'base64' }), Type.Null()]),
-    ),
-    vendor_data: Type.Optional(
-      Type.Union([Type.String({ maxLength: 90_000, description: 'base64' }), Type.Null()]),
-    ),
+    user_data: Type.Optional(nullable({ maxLength: 90_000, description: 'base64' })),
+    vendor_data: Type.Optional(nullable({ maxLength: 90_000, description: 'base64' })),
     ssh_keys: InstanceCreate.properties.ssh_keys,
-    role: Type.Optional(Type.Union([Type.String({ pattern: ROLE_PATTERN }), Type.Null()])),
+    role: Type.Optional(nullable({ pattern: ROLE_PATTERN })),
     tokens: Type.Optional(TokensMode),
     meta: Type.Optional(
-      Type.Record(Type.String(), Type.Union([Type.String({ maxLength: 4096 }), Type.Null()]), {
+      Type.Record(Type.String(), nullable({ maxLength: 4096 }), {
         maxProperties: 64,
       }),
     ),

@@ -312,7 +312,7 @@ t.test('secgroups through berthctl', async (t) => {
   t.match(allowed[3], {
     detail: { secgroup: 'db', rule: { id, proto: 'tcp', ports: { from: 3306, to: 3306 } } },
   });
-  t.match(allowed[9], { instance: db1.id, detail: { secgroups: ['db'] } });
+  t.match(allowed[9], { instance: db1.id, detail: { changed: ['secgroups'], secgroups: { to: ['db'] } } });
   const refusals = (await audit.query({ outcome: 'refused' })).map((r) => [
     r.detail?.change,
     r.detail?.code,
