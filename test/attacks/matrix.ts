@@ -17,6 +17,7 @@ import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
 import {
   denyEveryTree,
   dnsRebinding,
+  etagOnDenied,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -41,6 +42,7 @@ export const MATRIX: readonly AttackFn[] = [
   tokenlessPost,
   dnsRebinding,
   denyEveryTree,
+  etagOnDenied,
   ipReusedAfterDelete,
   overlappingSubnets,
   malformedHttp,

@@ -1,14 +1,15 @@
 // Attack matrix (issues #8 and #12), metadata identity rows: an unknown port,
 // a moved MAC, another instance's token, X-Forwarded-For on a token PUT and
 // on any write, a token-less POST where tokens are required, a DNS-rebinding
-// Host header and a deny checked on every tree, from netns guests against a
-// real berthd.
+// Host header, a deny checked on every tree and If-None-Match on a denied
+// path, from netns guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
 import {
   denyEveryTree,
   dnsRebinding,
+  etagOnDenied,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -30,4 +31,5 @@ await runAttacks(t, [
   tokenlessPost,
   dnsRebinding,
   denyEveryTree,
+  etagOnDenied,
 ]);
