@@ -4,7 +4,8 @@
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
 // OpenStack password, a Host allow-list against DNS rebinding, no write that
 // came through a proxy, and a required token holds for every method. Every
-// refusal is reported to the backend, which audits it.
+// refusal is reported to the backend, which audits it. Every answer from
+// the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
