@@ -152,17 +152,27 @@ t.test('versions, blobs and the audit summary', async (t) => {
   t.same(u3.summary.tokens, { from: 'optional', to: 'required' });
   t.same(enforced, ['a:web'], 'a role change is enforced on the bridge before the answer');
 
+  const vd = await instances.updateDescribed('a', { vendor_data: b64('#cloud-config\n') });
+  t.equal(Buffer.from((await blob('vendordata')) ?? '', 'base64').toString(), '#cloud-config\n');
+  t.same(vd.summary.changed, ['vendor_data']);
+  await instances.update('a', { vendor_data: null });
+  t.equal(await blob('vendordata'), undefined, 'vendor-data removed with its blob');
+
   const u4 = await instances.updateDescribed('a', { role: null, meta: { fresh: 'z' } });
   t.notOk('role' in u4.instance);
   t.same(enforced, ['a:web', 'a:'], 'losing the role too');
   await instances.update('a', { meta: { more: '1' } });
   t.same(enforced, ['a:web', 'a:'], 'a meta change does not touch the bridge');
-  t.same(changed, ['a@1', 'a@2', 'a@3', 'a@4', 'a@5'], 'listeners (the endpoint caches) hear each change');
+  t.same(
+    changed,
+    ['a@1', 'a@2', 'a@3', 'a@4', 'a@5', 'a@6', 'a@7'],
+    'listeners (the endpoint caches) hear each change',
+  );
 
   // A restart reads the version back.
   const again = new InstanceService({ ...(instances as unknown as { opts: object }).opts } as never);
   await again.load();
-  t.equal(again.get('a').metadata_version, 5);
+  t.equal(again.get('a').metadata_version, 7);
 });
 
 t.test('cluster: meta is host-local; a role goes to the directory', async (t) => {
