@@ -168,6 +168,9 @@ export const Runtime = Type.Union([Type.Literal('netns'), Type.Literal('libvirt'
 export const TokensMode = Type.Union([Type.Literal('optional'), Type.Literal('required')]);
 export const BlobInfo = Type.Object({ bytes: Type.Integer(), sha256: Type.String() });
 
+/** A role, as policies and security groups name it (`role:<role>`). */
+export const ROLE_PATTERN = '^[a-z][a-z0-9._-]{0,62}$';
+
 export const InstanceCreate = Type.Object(
   {
     name: InstanceName,
@@ -185,7 +188,7 @@ export const InstanceCreate = Type.Object(
         maxItems: 32,
       }),
     ),
-    role: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,62}$' })),
+    role: Type.Optional(Type.String({ pattern: ROLE_PATTERN })),
     secgroups: Type.Optional(Type.Array(Type.String({ maxLength: 31 }), { maxItems: 16 })),
     tokens: Type.Optional(TokensMode),
     meta: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 4096 }), { maxProperties: 64 })),
@@ -226,6 +229,8 @@ export const Instance = Type.Object({
   meta: Type.Optional(Type.Record(Type.String(), Type.String())),
   user_data: Type.Optional(BlobInfo),
   vendor_data: Type.Optional(BlobInfo),
+  // Bumped by every change to what the guest's metadata is made of; 1 at create (absent: created before it existed).
+  metadata_version: Type.Optional(Type.Integer()),
 });
 export type Instance = Static<typeof Instance>;
 
@@ -387,10 +392,33 @@ export const SecGroupDetail = Type.Object({
 export type SecGroupDetail = Static<typeof SecGroupDetail>;
 export const SecGroupList = Type.Object({ secgroups: Type.Array(SecGroup) });
 export type SecGroupList = Static<typeof SecGroupList>;
-/** PATCH /v1/instances/:name: fields given replace the instance's; `secgroups: []` leaves every group. */
+/**
+ * A string or null, as one JSON Schema `type` list: the admin API's ajv
+ * coerces types, and would turn null into "" against `anyOf [string, null]`
+ * (or "" into null the other way round); a type list matches either as is.
+ */
+const nullable = (opts: { maxLength?: number; pattern?: string; description?: string }) =>
+  Type.Unsafe<string | null>({ ...opts, type: ['string', 'null'] });
+
+/**
+ * PATCH /v1/instances/:name: fields given replace the instance's, absent ones
+ * stay. `secgroups: []` leaves every group, `ssh_keys: []` drops every key;
+ * null removes user-data, vendor-data or the role; `meta` is a merge patch
+ * (RFC 7396): a string sets that key, null removes it, other keys stay.
+ */
 export const InstanceUpdate = Type.Object(
   {
     secgroups: Type.Optional(Type.Array(Type.String({ maxLength: 31 }), { maxItems: 16 })),
+    user_data: Type.Optional(nullable({ maxLength: 90_000, description: 'base64' })),
+    vendor_data: Type.Optional(nullable({ maxLength: 90_000, description: 'base64' })),
+    ssh_keys: InstanceCreate.properties.ssh_keys,
+    role: Type.Optional(nullable({ pattern: ROLE_PATTERN })),
+    tokens: Type.Optional(TokensMode),
+    meta: Type.Optional(
+      Type.Record(Type.String(), nullable({ maxLength: 4096 }), {
+        maxProperties: 64,
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -4,9 +4,11 @@
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
 // OpenStack password, a Host allow-list against DNS rebinding, no write that
 // came through a proxy, and a required token holds for every method. Every
-// refusal is reported to the backend, which audits it.
+// refusal is reported to the backend, which audits it. Every answer from
+// the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import { etagOf, noneMatch } from './etag.js';
 import { itemAt, requestPath } from './path.js';
 import { CallerRateLimit } from './rate-limit.js';
 import type { Tree } from './resources.js';
@@ -250,7 +252,11 @@ export function buildMetadataApp(
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
     stats.served += 1;
-    return reply.code(200).header('content-type', item.contentType).send(item.body);
+    // Checked after the decision: a 304 to a denied path would tell the
+    // guest whether its guess of the bytes was right.
+    const etag = etagOf(item);
+    if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).header('etag', etag).send();
+    return reply.code(200).headers({ 'content-type': item.contentType, etag }).send(item.body);
   };
 
   const issueToken = async (

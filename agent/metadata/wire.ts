@@ -1,6 +1,6 @@
 // Wires the metadata service into berthd: the policy store, the host keys,
 // the endpoint calls, and the invalidations that keep endpoint caches honest
-// (an instance created or deleted, a policy changed).
+// (an instance created, updated or deleted, a policy changed).
 import type { Logger } from 'pino';
 import type { Store } from '../../base/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -83,7 +83,17 @@ export async function startMetadata(opts: {
     },
     attach(endpoints) {
       const all = () => endpoints.broadcast({ t: 'invalidate', all: true });
-      opts.services.instanceHooks.push(all);
+      // An instance's change (create, update, delete) concerns only the views
+      // cached under its own addresses: a caller is instance X only from X's
+      // IP, and by X's MAC should an address have moved. Other guests keep
+      // theirs, so an update wakes no one else and costs them no lookup.
+      opts.services.instanceHooks.push((rec) =>
+        endpoints.broadcast({
+          t: 'invalidate',
+          ips: rec.nics.map((n) => n.ip),
+          macs: rec.nics.map((n) => n.mac),
+        }),
+      );
       policies.onChange(all);
       // Each cached caller view carries the key set: a host joining, being
       // forgotten, or a forgotten key's window closing makes them all stale.

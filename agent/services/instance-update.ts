@@ -1,9 +1,10 @@
 // Changing a live instance's security groups: validate the new list, check
 // the caller may join (and leave) what changes, then land the record and, in
 // cluster mode, the directory entry every other host builds its sets from.
-// The same list again writes nothing: PATCH is idempotent.
+// The same list again writes nothing: PATCH is idempotent. Metadata inputs
+// are patched in instance-meta-update.ts and land through commitUpdate too.
 import { BerthError, couldNot } from '../../base/errors.js';
-import type { Store } from '../../base/store.js';
+import type { BatchOp, Store } from '../../base/store.js';
 import type { Instance, SecGroup } from '../api/types.js';
 import {
   type ClusterSide,
@@ -74,9 +75,11 @@ export function sameList(a: string[] | undefined, b: string[]): boolean {
 }
 
 /**
- * Lands the record locally and its directory entry in the cluster (cluster
- * half first, like a create). The entry must still be this host's: a host
- * forgotten meanwhile does not get its instance back in the directory.
+ * Lands the record (with `ops`, its blobs) locally and its directory entry in
+ * the cluster (cluster half first, like a create). The entry must still be
+ * this host's: a host forgotten meanwhile does not get its instance back in
+ * the directory. A change the directory does not carry (meta, keys,
+ * user-data) is host-local and does not wait for etcd.
  */
 export async function commitUpdate(
   store: Store,
@@ -84,9 +87,15 @@ export async function commitUpdate(
   key: string,
   before: Instance,
   next: Instance,
+  ops: BatchOp[] = [],
 ): Promise<void> {
-  if (!cluster) {
-    await store.batch([{ type: 'put', key, value: next }]);
+  const local: BatchOp[] = [{ type: 'put', key, value: next }, ...ops];
+  const sameEntry =
+    cluster !== undefined &&
+    JSON.stringify(directoryEntry(before, cluster.hostId)) ===
+      JSON.stringify(directoryEntry(next, cluster.hostId));
+  if (!cluster || sameEntry) {
+    await store.batch(local);
     return;
   }
   cluster.requireConnected('update', `instance "${next.name}"`);
@@ -104,7 +113,7 @@ export async function commitUpdate(
     store,
     cluster.shared,
     {
-      local: [{ type: 'put', key, value: next }],
+      local,
       localGuards: [],
       shared: [{ type: 'put', key: dirKey, value: directoryEntry(next, cluster.hostId) }],
       sharedGuards: [{ key: dirKey, equals: current }],

@@ -22,6 +22,7 @@ import {
   isAllocationRace,
 } from './instance-cluster.js';
 import { InstanceIndex, type PortEntry } from './instance-index.js';
+import { applyMetadataPatch, type UpdateSummary } from './instance-meta-update.js';
 import { netnsGuestOf, plugInstance, unplugInstance } from './instance-plug.js';
 import {
   authorizeChange,
@@ -118,28 +119,61 @@ export class InstanceService {
     return this.lock.run(() => this.createNow(input, caller));
   }
 
-  /** Replaces the instance's security groups; the same list again writes nothing. */
-  update(nameOrId: string, patch: InstanceUpdate, caller?: Caller): Promise<InstanceRecord> {
+  /**
+   * Changes a live instance: its security groups and what its metadata is made
+   * of (instance-meta-update.ts). Everything is checked before anything is
+   * written; what changes lands in one commit, the endpoints forget the
+   * guest's cached answers (onChanged), and a change of role or groups is
+   * answered once the bridge enforces it. The same values again write nothing.
+   */
+  async update(nameOrId: string, patch: InstanceUpdate, caller?: Caller): Promise<InstanceRecord> {
+    return (await this.updateDescribed(nameOrId, patch, caller)).instance;
+  }
+
+  /** update(), with what changed for the audit record. */
+  updateDescribed(
+    nameOrId: string,
+    patch: InstanceUpdate,
+    caller?: Caller,
+  ): Promise<{ instance: InstanceRecord; summary: UpdateSummary }> {
     return this.lock.run(async () => {
       const rec = this.get(nameOrId);
-      if (patch.secgroups === undefined) return rec;
-      const list = resolveSecgroups(patch.secgroups, this.opts.secgroups);
-      if (sameList(rec.secgroups, list)) return rec;
-      authorizeChange(rec.name, rec.secgroups ?? [], list, this.opts.secgroups, caller);
+      const change = applyMetadataPatch(rec, patch);
+      const summary = change.summary;
+      let next = change.next;
+      if (patch.secgroups !== undefined) {
+        const list = resolveSecgroups(patch.secgroups, this.opts.secgroups);
+        if (!sameList(rec.secgroups, list)) {
+          authorizeChange(rec.name, rec.secgroups ?? [], list, this.opts.secgroups, caller);
+          next = withSecgroups(next, list);
+          summary.changed.push('secgroups');
+          summary.secgroups = { from: rec.secgroups ?? [], to: list };
+        }
+      }
+      if (summary.changed.length === 0) return { instance: rec, summary };
       if (rec.state === 'creating' || rec.state === 'deleting')
         throw couldNot('BERTH_ERR_CONFLICT', 'update', 'instance', rec.name, `it is ${rec.state}`);
-      const next = withSecgroups(rec, list);
-      await commitUpdate(this.opts.store, this.opts.cluster, `${INSTANCE_PREFIX}${rec.id}`, rec, next).catch(
-        (err) => {
-          throw err instanceof BerthError ? couldNot(err.code, 'update', 'instance', rec.name, err) : err;
-        },
-      );
+      await commitUpdate(
+        this.opts.store,
+        this.opts.cluster,
+        `${INSTANCE_PREFIX}${rec.id}`,
+        rec,
+        next,
+        change.ops,
+      ).catch((err) => {
+        throw err instanceof BerthError ? couldNot(err.code, 'update', 'instance', rec.name, err) : err;
+      });
       this.index.track(next);
+      // The endpoints drop this guest's cached answers before the caller hears back.
       this.opts.onChanged?.(next);
-      this.opts.log.info({ instance: rec.id, name: rec.name, secgroups: list }, 'instance secgroups changed');
-      // Answered once the bridge enforces it; a failure is retried by the enforcer and named here.
-      await this.opts.enforceSecgroups?.(next);
-      return next;
+      this.opts.log.info(
+        { instance: rec.id, name: rec.name, changed: summary.changed, version: next.metadata_version },
+        'instance updated',
+      );
+      // A role is a security-group source as much as a membership is. Answered
+      // once the bridge enforces it; a failure is retried by the enforcer and named here.
+      if (summary.secgroups || summary.role) await this.opts.enforceSecgroups?.(next);
+      return { instance: next, summary };
     });
   }
 
@@ -265,6 +299,7 @@ export class InstanceService {
       ...(runtime === 'netns' ? { netns: this.opts.names.guestNetns(input.name) } : {}),
       nics: [{ network: network.name, mac: mac.mac, ip: ip.ip, port: this.opts.names.port(hex, 0) }],
       ...inputs.fields,
+      metadata_version: 1,
       ...(secgroups.length > 0 ? { secgroups } : {}),
       ...(boot && this.opts.libvirt
         ? {

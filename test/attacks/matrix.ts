@@ -18,6 +18,7 @@ import {
   denyBySpelling,
   denyEveryTree,
   dnsRebinding,
+  etagOnDenied,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -59,4 +60,5 @@ export const MATRIX: readonly AttackFn[] = [
   spoofedRoleSource,
   connectionOutlivesRule,
   denyBySpelling,
+  etagOnDenied,
 ];

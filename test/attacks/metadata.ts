@@ -342,3 +342,41 @@ export const denyBySpelling = attack(
     ];
   },
 );
+
+const ETAG_TAG = '/latest/meta-data/tags/instance/etag-k9';
+const etagOf = (headers: string) => /^etag: (.*)$/im.exec(headers)?.[1]?.trim() ?? '';
+
+export const etagOnDenied = attack(
+  'If-None-Match on a denied path',
+  '403 for a denied path whatever If-None-Match says (the right ETag, or *), never 304, which would confirm a guess of the bytes; each audited; allowed paths answer 304',
+  async (_t, ctx) => {
+    await guests(ctx);
+    const g = await mdGuest(ctx.lab, 'md-g5', 'md', ['--meta', 'etag-k9=secret-k9']);
+    const before = await tryCurl(g.netns, ETAG_TAG);
+    const tag = etagOf(before.headers);
+    const set = await ctx.lab.ctl([
+      ...['policy', 'set', 'md-g5-no-tags', '--identity', `instance:${g.id}`],
+      ...['--deny', 'read:meta-data/tags'],
+    ]);
+    const cursor = await auditCursor(ctx.lab);
+    const right = await tryCurl(g.netns, ETAG_TAG, ['-H', `If-None-Match: ${tag}`]);
+    const star = await tryCurl(g.netns, ETAG_TAG, ['-H', 'If-None-Match: *']);
+    const idTag = etagOf((await tryCurl(g.netns, ID)).headers);
+    const control = await tryCurl(g.netns, ID, ['-H', `If-None-Match: ${idTag}`]);
+    const n = (await auditSince(ctx.lab, cursor, 'metadata.request')).filter(
+      (r) => r.port === g.port && /md-g5-no-tags/.test(r.reason),
+    ).length;
+    return [
+      see(
+        before.status === 200 && tag !== '' && set.code === 0,
+        `control: before the deny the tag is served with ETag ${tag || 'none'}; policy set ${set.code === 0 ? 'ok' : set.stderr.trim()}`,
+      ),
+      see(
+        right.status === 403 && star.status === 403 && etagOf(right.headers) === '',
+        `If-None-Match with its ETag: ${right.status}, with *: ${star.status}`,
+      ),
+      see(control.status === 304, `control: an allowed path with its ETag: ${control.status}`),
+      see(n === 2, `audit: ${n} of 2 refusals recorded on md-g5's port`),
+    ];
+  },
+);

@@ -1,8 +1,9 @@
 // Attack matrix (issues #8 and #12), metadata identity rows: an unknown port,
 // a moved MAC, another instance's token, X-Forwarded-For on a token PUT and
 // on any write, a token-less POST where tokens are required, a DNS-rebinding
-// Host header, a deny checked on every tree and a deny tried under other
-// spellings of its path, from netns guests against a real berthd.
+// Host header, a deny checked on every tree, a deny tried under other
+// spellings of its path and If-None-Match on a denied path, from netns
+// guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
@@ -10,6 +11,7 @@ import {
   denyBySpelling,
   denyEveryTree,
   dnsRebinding,
+  etagOnDenied,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -32,4 +34,5 @@ await runAttacks(t, [
   dnsRebinding,
   denyEveryTree,
   denyBySpelling,
+  etagOnDenied,
 ]);

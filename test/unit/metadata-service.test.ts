@@ -75,8 +75,10 @@ t.test('instance inputs, policies and the endpoint path, in-process', async (t) 
   t.match(g1, { role: 'web', tokens: 'optional', meta: { tier: 'front' }, user_data: { bytes: ud.length } });
   t.notOk(created.body.includes(ud.toString('base64')), 'the record carries no user-data');
   t.ok(
-    notices.some((n) => n.t === 'invalidate' && n.all),
-    'a created instance invalidates endpoint caches',
+    notices.some(
+      (n) => n.t === 'invalidate' && n.ips?.includes(g1.nics[0].ip) && n.macs?.includes(g1.nics[0].mac),
+    ),
+    "a created instance invalidates the endpoints' views at its addresses",
   );
   const bad = await api.inject({
     method: 'POST',
@@ -156,6 +158,31 @@ t.test('instance inputs, policies and the endpoint path, in-process', async (t) 
   });
   t.equal((await api.inject({ method: 'DELETE', url: '/v1/policies/no-ud' })).statusCode, 204);
   t.equal((await api.inject({ method: 'DELETE', url: '/v1/policies/no-ud' })).statusCode, 404);
+
+  // An update through the admin API: the endpoints drop the views at g1's
+  // addresses (by MAC here: inject's caller is 127.0.0.1), and the next
+  // read serves the new value under a new ETag; the unchanged id keeps its.
+  const tier = await get('/latest/meta-data/tags/instance/tier');
+  const idTag = (await get('/latest/meta-data/instance-id')).headers.etag;
+  t.equal(tier.body, 'front');
+  const patched = await api.inject({
+    method: 'PATCH',
+    url: '/v1/instances/g1',
+    payload: { meta: { tier: 'back' } },
+  });
+  t.equal(patched.statusCode, 200, patched.body);
+  t.equal(patched.json().metadata_version, 2);
+  const told = notices.at(-1);
+  t.match(told, { t: 'invalidate', ips: [nic.ip], macs: [nic.mac] }, 'only g1 is forgotten');
+  if (told?.t === 'invalidate') cache.invalidate(told.ips, told.macs);
+  const tier2 = await get('/latest/meta-data/tags/instance/tier');
+  t.equal(tier2.body, 'back', 'the next read has the new value');
+  t.not(tier2.headers.etag, tier.headers.etag, 'under a new ETag');
+  t.equal(
+    (await get('/latest/meta-data/instance-id')).headers.etag,
+    idTag,
+    'an unchanged path keeps its tag',
+  );
 
   // Password: once, bounded, then 409; berthd re-resolves the caller.
   const post = (payload: string) =>

@@ -312,7 +312,12 @@ t.test('secgroups through berthctl', async (t) => {
   t.match(allowed[3], {
     detail: { secgroup: 'db', rule: { id, proto: 'tcp', ports: { from: 3306, to: 3306 } } },
   });
-  t.match(allowed[9], { instance: db1.id, detail: { secgroups: ['db'] } });
+  // What each update changed: the same list again changed nothing.
+  t.match(allowed[9], { instance: db1.id, detail: { changed: [] } });
+  t.match(allowed[10], {
+    instance: db1.id,
+    detail: { changed: ['secgroups'], secgroups: { from: ['db'], to: [] } },
+  });
   const refusals = (await audit.query({ outcome: 'refused' })).map((r) => [
     r.detail?.change,
     r.detail?.code,

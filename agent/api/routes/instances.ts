@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import type { UpdateSummary } from '../../services/instance-meta-update.js';
 import type { InstanceService } from '../../services/instances.js';
 import type { Callers } from '../caller.js';
 import {
@@ -55,6 +56,9 @@ export const instanceRoutes: FastifyPluginAsyncTypebox<{
           await instances.create(req.body, req.body.secgroups?.length ? await callers.of(req) : undefined),
         ),
   );
+  // What each update changed, for its audit record: from the service, which
+  // knows the values before, never from the body (user-data, keys, tag values).
+  const summaries = new WeakMap<FastifyRequest, UpdateSummary>();
   app.patch(
     '/instances/:name',
     {
@@ -64,12 +68,20 @@ export const instanceRoutes: FastifyPluginAsyncTypebox<{
           event: 'admin.instance.update',
           describe: (req, answer) => ({
             instance: (answer as Instance | undefined)?.id ?? (req.params as { name: string }).name,
-            detail: { ...(req.body as InstanceUpdate) },
+            detail: { ...(summaries.get(req) ?? { changed: [] }) },
           }),
         },
       },
     },
-    async (req) => instances.update(req.params.name, req.body, await callers.of(req)),
+    async (req) => {
+      const { instance, summary } = await instances.updateDescribed(
+        req.params.name,
+        req.body,
+        await callers.of(req),
+      );
+      summaries.set(req, summary);
+      return instance;
+    },
   );
   app.get('/instances/:name', { schema: { params, response: { 200: Instance } } }, async (req) =>
     instances.get(req.params.name),

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import type { InstanceCreate } from '../../api/types.js';
+import type { InstanceCreate, InstanceUpdate } from '../../api/types.js';
 import { UsageError } from '../output.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -61,6 +61,39 @@ export function metadataInputs(flags: Record<string, unknown>): Partial<Instance
       if (eq < 1) throw new UsageError(`--meta: "${kv}" is not KEY=VALUE`);
       out.meta[kv.slice(0, eq)] = kv.slice(eq + 1);
     }
+  }
+  return out;
+}
+
+/**
+ * `instance update`'s metadata flags: the create flags set a value, and
+ * `--no-user-data`, `--no-vendor-data`, `--no-ssh-keys`, `--no-role` and
+ * `--unset-meta KEY` remove one. `--ssh-key` replaces the whole list.
+ */
+export function addMetadataUpdateOptions(cmd: Command): Command {
+  return addMetadataOptions(cmd)
+    .option('--no-user-data', 'remove the user-data')
+    .option('--no-vendor-data', 'remove the vendor-data')
+    .option('--no-ssh-keys', 'remove every SSH key')
+    .option('--no-role', 'remove the role')
+    .option('--unset-meta <key>', 'remove one meta key (repeatable)', collect);
+}
+
+/** The metadata part of a PATCH body; an empty object when no metadata flag was given. */
+export function metadataPatch(flags: Record<string, unknown>): Partial<InstanceUpdate> {
+  const out: Partial<InstanceUpdate> = { ...metadataInputs(flags) };
+  // commander: --no-x sets x false; with --x <v> also defined, x is undefined when neither is given.
+  if (flags.userData === false) out.user_data = null;
+  if (flags.vendorData === false) out.vendor_data = null;
+  if (flags.role === false) out.role = null;
+  if (flags.sshKeys === false) {
+    if (out.ssh_keys) throw new UsageError('--ssh-key and --no-ssh-keys: give one of them');
+    out.ssh_keys = [];
+  }
+  for (const key of (flags.unsetMeta as string[] | undefined) ?? []) {
+    if (out.meta && key in out.meta && out.meta[key] !== null)
+      throw new UsageError(`--meta and --unset-meta: "${key}" is both set and removed`);
+    out.meta = { ...out.meta, [key]: null };
   }
   return out;
 }

@@ -2,7 +2,12 @@ import type { Command } from 'commander';
 import type { Instance } from '../../api/types.js';
 import { action, type CliContext } from '../context.js';
 import { printJson, table, UsageError } from '../output.js';
-import { addMetadataOptions, metadataInputs } from './instance-inputs.js';
+import {
+  addMetadataOptions,
+  addMetadataUpdateOptions,
+  metadataInputs,
+  metadataPatch,
+} from './instance-inputs.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -24,6 +29,7 @@ function describe(i: Instance): string {
       ['role', i.role],
       ['secgroups', i.secgroups?.join(', ') || 'none (receives everything the guard passes)'],
       ['tokens', i.tokens],
+      ['metadata version', i.metadata_version !== undefined ? String(i.metadata_version) : undefined],
       ['ssh keys', i.ssh_keys?.map((k) => k.name).join(', ') || undefined],
       [
         'meta',
@@ -84,24 +90,39 @@ export function registerInstances(program: Command, ctx: CliContext): void {
       );
     }),
   );
-  instance
-    .command('update <name>')
-    .description('change an instance: berthctl instance update db1 --secgroup db --secgroup ssh')
-    .option('--secgroup <name>', 'the new list of security groups, replacing the old (repeatable)', collect)
-    .option('--no-secgroups', 'leave every security group (the guest receives everything the guard passes)')
-    .action(
-      action(ctx, async (flags, name: string) => {
-        const groups = flags.secgroup as string[] | undefined;
-        // commander: --no-secgroups sets secgroups false; it defaults to true.
-        const none = flags.secgroups === false;
-        if (groups && none) throw new UsageError('--secgroup and --no-secgroups: give one of them');
-        if (!groups && !none)
-          throw new UsageError('nothing to update: give --secgroup NAME or --no-secgroups');
-        const i = await ctx.client(flags).updateInstance(name, { secgroups: none ? [] : (groups ?? []) });
-        if (flags.json) return printJson(ctx.io, i);
-        ctx.io.out(`instance ${i.name} secgroups: ${i.secgroups?.join(', ') || 'none'}`);
-      }),
-    );
+  addMetadataUpdateOptions(
+    instance
+      .command('update <name>')
+      .description(
+        'change an instance: berthctl instance update db1 --secgroup db --meta env=prod --unset-meta old',
+      )
+      .option('--secgroup <name>', 'the new list of security groups, replacing the old (repeatable)', collect)
+      .option(
+        '--no-secgroups',
+        'leave every security group (the guest receives everything the guard passes)',
+      ),
+  ).action(
+    action(ctx, async (flags, name: string) => {
+      const groups = flags.secgroup as string[] | undefined;
+      // commander: --no-secgroups sets secgroups false; it defaults to true.
+      const none = flags.secgroups === false;
+      if (groups && none) throw new UsageError('--secgroup and --no-secgroups: give one of them');
+      const metadata = metadataPatch(flags);
+      const sg = groups || none;
+      if (!sg && Object.keys(metadata).length === 0)
+        throw new UsageError(
+          'nothing to update: give --secgroup NAME, --no-secgroups or a metadata flag (--meta, --user-data, --role, ...)',
+        );
+      const i = await ctx.client(flags).updateInstance(name, {
+        ...metadata,
+        ...(sg ? { secgroups: none ? [] : (groups ?? []) } : {}),
+      });
+      if (flags.json) return printJson(ctx.io, i);
+      if (sg) ctx.io.out(`instance ${i.name} secgroups: ${i.secgroups?.join(', ') || 'none'}`);
+      if (Object.keys(metadata).length > 0)
+        ctx.io.out(`instance ${i.name} metadata version ${i.metadata_version ?? 1}`);
+    }),
+  );
   instance
     .command('list')
     .description('list instances')
