@@ -7,6 +7,7 @@
 // refusal is reported to the backend, which audits it.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
+import { audienceProblem, audiencesOf } from './identity-token.js';
 import { CallerRateLimit } from './rate-limit.js';
 import type { Tree } from './resources.js';
 import {
@@ -62,12 +63,19 @@ export interface MetadataBackend {
   refuse(r: Refusal): Promise<void>;
   /** Stores the OpenStack password (once). */
   postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }>;
+  /** Has berthd mint an identity token for the caller (identity-tokens.ts); the endpoint holds no signing key. */
+  identityToken(
+    view: CallerView,
+    audience: string,
+  ): Promise<{ status: number; message: string; token?: string }>;
 }
 
 export interface MetadataStats {
   served: number;
   refused: number;
   tokensIssued: number;
+  /** Identity tokens (JWT) handed out. */
+  identityTokens: number;
   /** Allowed decisions by `instance op resource`, drained by the caller for the decision log. */
   allowed: Map<string, number>;
   /** Answers by HTTP status, drained by the caller for berthd's metrics. */
@@ -116,6 +124,7 @@ export function buildMetadataApp(
     served: 0,
     refused: 0,
     tokensIssued: 0,
+    identityTokens: 0,
     allowed: new Map(),
     byStatus: new Map(),
   };
@@ -248,8 +257,38 @@ export function buildMetadataApp(
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
+    if (item.resource === 'identity-token')
+      return mintIdentityToken(reply, view, ip, where, q < 0 ? '' : url.slice(q + 1));
     stats.served += 1;
     return reply.code(200).header('content-type', item.contentType).send(item.body);
+  };
+
+  /** A fresh JWT per request, bound to the audience the guest names; never cached, never the same twice. */
+  const mintIdentityToken = async (
+    reply: FastifyReply,
+    view: CallerView,
+    ip: string,
+    where: string,
+    query: string,
+  ) => {
+    const audiences = audiencesOf(query);
+    const problem = audienceProblem(audiences);
+    if (problem) return refuse(reply, 400, problem, ip, where, view);
+    let r: { status: number; message: string; token?: string };
+    try {
+      r = await backend.identityToken(view, audiences[0] as string);
+    } catch (err) {
+      // Only berthd holds the key: without it there is no token, and no guess.
+      return text(reply, 503, `metadata unavailable: ${(err as Error).message}`, { 'retry-after': '1' });
+    }
+    if (r.status >= 400 || r.token === undefined)
+      return refuse(reply, r.status >= 400 ? r.status : 500, r.message, ip, where, view);
+    stats.served += 1;
+    stats.identityTokens += 1;
+    return reply
+      .code(200)
+      .headers({ 'content-type': 'application/jwt', 'cache-control': 'no-store' })
+      .send(r.token);
   };
 
   const issueToken = async (

@@ -121,7 +121,8 @@ for (const row of VALUES) {
         for (const target of targets(p, view.items)) {
           const { url } = target;
           const where = p.field ? `${url}#${p.field}` : url;
-          const r = await get(url);
+          // The token is minted only for a named audience; without one it is a 400.
+          const r = await get(row.resource === 'identity-token' ? `${url}?audience=aud.test` : url);
           if (!target.present) {
             t.equal(r.statusCode, 404, `${where}: not served by this version`);
             continue;
