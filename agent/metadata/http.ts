@@ -4,7 +4,9 @@
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
 // OpenStack password, a Host allow-list against DNS rebinding, no write that
 // came through a proxy, and a required token holds for every method. Every
-// refusal is reported to the backend, which audits it.
+// refusal is reported to the backend, which audits it. Identity tokens
+// (JWT) are minted by berthd, never here, and only for a request that
+// carries Metadata-Flavor (or a session token) and no proxy's header.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
@@ -106,6 +108,19 @@ function hostOk(raw: string | undefined): boolean {
   if (raw === undefined) return true;
   const host = raw.toLowerCase().replace(/:80$/, '').replace(/\.$/, '');
   return ALLOWED_HOSTS.has(host);
+}
+
+/** `Metadata-Flavor: berth` (or GCE's `Google`, for code written against GCE). */
+export const MINT_FLAVORS: ReadonlySet<string> = new Set(['berth', 'google']);
+const MINT_HEADER_MISSING = `an identity token needs the header Metadata-Flavor: berth, or an IMDSv2 session token (${TOKEN_HEADERS[0]}); a request without either may be a forged one`;
+
+/** A session token that got this far has been checked already: it is the guest's own. */
+function mintHeaderOk(req: FastifyRequest): boolean {
+  const flavor = req.headers['metadata-flavor'];
+  return (
+    (typeof flavor === 'string' && MINT_FLAVORS.has(flavor.trim().toLowerCase())) ||
+    tokenOf(req) !== undefined
+  );
 }
 
 function tokenOf(req: FastifyRequest): string | undefined {
@@ -258,19 +273,35 @@ export function buildMetadataApp(
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
     if (item.resource === 'identity-token')
-      return mintIdentityToken(reply, view, ip, where, q < 0 ? '' : url.slice(q + 1));
+      return mintIdentityToken(req, reply, view, ip, where, q < 0 ? '' : url.slice(q + 1));
     stats.served += 1;
     return reply.code(200).header('content-type', item.contentType).send(item.body);
   };
 
   /** A fresh JWT per request, bound to the audience the guest names; never cached, never the same twice. */
   const mintIdentityToken = async (
+    req: FastifyRequest,
     reply: FastifyReply,
     view: CallerView,
     ip: string,
     where: string,
     query: string,
   ) => {
+    // A token is a credential for any audience the request names, so a
+    // server-side request forgery in the guest (its web app fetching a URL it
+    // was handed) must not get one: as GCE does, the request must carry a
+    // header such a fetch cannot add, and must not have come through a proxy.
+    const proxied = PROXY_HEADERS.find((h) => req.headers[h] !== undefined);
+    if (proxied)
+      return refuse(
+        reply,
+        403,
+        `an identity token request with ${PROXY_HEADER_NAMES[proxied]} is refused (proxied)`,
+        ip,
+        where,
+        view,
+      );
+    if (!mintHeaderOk(req)) return refuse(reply, 403, MINT_HEADER_MISSING, ip, where, view);
     const audiences = audiencesOf(query);
     const problem = audienceProblem(audiences);
     if (problem) return refuse(reply, 400, problem, ip, where, view);

@@ -23,6 +23,7 @@ if (!isRoot()) {
 const TOKEN = '/latest/dynamic/berth/identity';
 const JWKS = '/latest/dynamic/berth/jwks.json';
 const AUD = 'https://vault.example/v1/auth/berth';
+const FLAVOR = ['-H', 'Metadata-Flavor: berth'];
 const q = (aud: string) => `${TOKEN}?audience=${encodeURIComponent(aud)}`;
 
 /** Requests per second a guest gets over one keep-alive connection, for a path (Debian's Python, stdlib only). */
@@ -31,7 +32,7 @@ import http.client, sys, time
 path, n = sys.argv[1], int(sys.argv[2])
 c = http.client.HTTPConnection('169.254.169.254', 80, timeout=5)
 def one():
-    c.request('GET', path, headers={'Host': '169.254.169.254'})
+    c.request('GET', path, headers={'Host': '169.254.169.254', 'Metadata-Flavor': 'berth'})
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
 for _ in range(20): one()
@@ -57,7 +58,7 @@ t.test('a guest mints a token with curl; the host verifies it with jose against 
   const g2 = await mdGuest(lab, 'mb-g2', 'mbt');
   const host = (await lab.d.client.request<Status>('GET', '/status')).host_id;
 
-  const minted = await curl(g1.netns, q(AUD));
+  const minted = await curl(g1.netns, q(AUD), FLAVOR);
   t.equal(minted.status, 200, minted.body);
   t.match(minted.headers, /content-type: application\/jwt/i);
   const token = minted.body;
@@ -97,17 +98,18 @@ t.test('a guest mints a token with curl; the host verifies it with jose against 
     errors.JWTExpired,
   );
 
-  const t2 = await curl(g2.netns, q(AUD));
+  const t2 = await curl(g2.netns, q(AUD), FLAVOR);
   t.equal(t2.status, 200);
   const p2 = (await jwtVerify(t2.body, local, { audience: AUD })).payload;
   t.match(p2, { sub: g2.id, mac: g2.mac }, "g2's token names g2");
   t.equal(p2.role, undefined, 'no role, no role claim');
 
   // A bad audience is a 400 naming the field; audited with the guest's identity.
-  const bad = await curl(g1.netns, `${TOKEN}?audience=a%20b`);
+  const bad = await curl(g1.netns, `${TOKEN}?audience=a%20b`, FLAVOR);
   t.equal(bad.status, 400);
   t.match(bad.body, /query parameter "audience"/);
-  t.equal((await curl(g1.netns, TOKEN)).status, 400, 'no audience: 400');
+  t.equal((await curl(g1.netns, TOKEN, FLAVOR)).status, 400, 'no audience: 400');
+  t.equal((await curl(g1.netns, q(AUD))).status, 403, 'no Metadata-Flavor (a forged request): 403');
 
   // A deny on the token for g2 alone: refused and audited; g1 still mints.
   const set = await lab.ctl([
@@ -120,9 +122,9 @@ t.test('a guest mints a token with curl; the host verifies it with jose against 
     'read:identity-token',
   ]);
   t.equal(set.code, 0, set.stderr);
-  t.equal((await curl(g2.netns, q(AUD))).status, 403, 'denied for g2');
+  t.equal((await curl(g2.netns, q(AUD), FLAVOR)).status, 403, 'denied for g2');
   t.equal((await curl(g2.netns, JWKS)).status, 200, 'g2 still reads the key set');
-  t.equal((await curl(g1.netns, q(AUD))).status, 200, 'g1 unaffected');
+  t.equal((await curl(g1.netns, q(AUD), FLAVOR)).status, 200, 'g1 unaffected');
   const { records } = await lab.d.client.audit({ event: 'metadata.request', outcome: 'refused' });
   t.match(
     records.find((r) => r.path === `GET ${TOKEN}` && r.instance === g2.id),

@@ -190,10 +190,12 @@ t.test('what minting costs berthd (sign + claims + policy)', async (t) => {
 
 const d = instanceDoc('i-00aa41', MAC, IP, { role: 'web' });
 const URL = '/latest/dynamic/berth/identity';
+const F = { 'metadata-flavor': 'berth' };
 
 t.test('the guest-facing path: audience required and checked, deny audited, listed', async (t) => {
   const { app, state } = metadataHarness(callerView(d));
-  const get = (url: string) => app.inject({ method: 'GET', url, headers: H });
+  const get = (url: string, headers: Record<string, string> = F) =>
+    app.inject({ method: 'GET', url, headers: { ...H, ...headers } });
   const ok = await get(`${URL}?audience=${encodeURIComponent('https://vault.example/v1')}`);
   t.equal(ok.statusCode, 200);
   t.equal(ok.body, `jwt-for-${d.id}`, 'the token berthd minted, as is');
@@ -215,6 +217,37 @@ t.test('the guest-facing path: audience required and checked, deny audited, list
     t.match(state.refusals.at(-1), { status: 400, path: `GET ${URL}`, reason: why }, 'audited');
   }
   t.equal(state.minted.length, 1, 'no bad audience reached berthd');
+
+  // A forged request (SSRF: a fetch of a URL the guest's app was handed) carries no
+  // Metadata-Flavor and may carry a proxy's header: no token either way, audited.
+  const plain = await app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: H });
+  t.equal(plain.statusCode, 403, 'no Metadata-Flavor: 403');
+  t.match(plain.body, /Metadata-Flavor: berth/);
+  t.match(state.refusals.at(-1), { status: 403, reason: /Metadata-Flavor/ }, 'audited');
+  t.equal((await get(`${URL}?audience=a`, { 'metadata-flavor': 'Chrome' })).statusCode, 403, 'other flavor');
+  const xff = await get(`${URL}?audience=a`, { ...F, 'x-forwarded-for': '203.0.113.9' });
+  t.equal(xff.statusCode, 403, 'through a proxy: 403');
+  t.match(state.refusals.at(-1), { status: 403, reason: /X-Forwarded-For is refused/ }, 'audited');
+  t.equal((await get(`${URL}?audience=a`, { forwarded: 'for=1.2.3.4' })).statusCode, 403, 'Forwarded too');
+  t.equal((await get(`${URL}?audience=a`, { 'metadata-flavor': 'Google' })).statusCode, 200, 'GCE flavor');
+  const session = (
+    await app.inject({
+      method: 'PUT',
+      url: '/latest/api/token',
+      headers: { ...H, 'x-aws-ec2-metadata-token-ttl-seconds': '60' },
+    })
+  ).body;
+  t.equal(
+    (await get(`${URL}?audience=a`, { 'x-aws-ec2-metadata-token': session })).statusCode,
+    200,
+    'an IMDSv2 session token instead of the header',
+  );
+  t.equal(
+    (await get(`${URL}?audience=a`, { 'x-aws-ec2-metadata-token': 'forged' })).statusCode,
+    401,
+    'a bad session token: 401',
+  );
+  t.equal(state.minted.length, 3, 'only the three good requests reached berthd');
   t.ok((await get('/latest/dynamic/berth/')).body.split('\n').includes('identity'), 'listed');
 
   const deny: PolicyRecord = {
@@ -224,7 +257,7 @@ t.test('the guest-facing path: audience required and checked, deny audited, list
     deny: ['read:identity-token'],
   };
   const denied = metadataHarness(callerView(d, [deny]));
-  const r = await denied.app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: H });
+  const r = await denied.app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: { ...H, ...F } });
   t.equal(r.statusCode, 403);
   t.match(denied.state.refusals, [{ status: 403, path: `GET ${URL}`, reason: /deny-tok/ }], 'deny audited');
   t.equal(denied.state.minted.length, 0, 'berthd never asked');
@@ -250,7 +283,7 @@ t.test("berthd's refusal reaches the guest and the audit log", async (t) => {
     postPassword: async () => ({ status: 500, message: 'unused' }),
     identityToken: async () => ({ status: 403, message: 'caller changed; retry' }),
   });
-  const r = await app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: H });
+  const r = await app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: { ...H, ...F } });
   t.equal(r.statusCode, 403);
   t.match(r.body, /caller changed/);
   t.match(refusals, [{ status: 403, reason: 'caller changed; retry', path: `GET ${URL}` }], 'audited');

@@ -121,8 +121,15 @@ for (const row of VALUES) {
         for (const target of targets(p, view.items)) {
           const { url } = target;
           const where = p.field ? `${url}#${p.field}` : url;
-          // The token is minted only for a named audience; without one it is a 400.
-          const r = await get(row.resource === 'identity-token' ? `${url}?audience=aud.test` : url);
+          // The token is minted only for a named audience, with the header a forged request lacks.
+          const r =
+            row.resource === 'identity-token'
+              ? await app.inject({
+                  method: 'GET',
+                  url: `${url}?audience=aud.test`,
+                  headers: { ...H, 'metadata-flavor': 'berth' },
+                })
+              : await get(url);
           if (!target.present) {
             t.equal(r.statusCode, 404, `${where}: not served by this version`);
             continue;
