@@ -17,6 +17,7 @@ import { ipReusedAfterDelete, overlappingSubnets } from './lifecycle.js';
 import {
   denyEveryTree,
   dnsRebinding,
+  identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -37,6 +38,7 @@ export const MATRIX: readonly AttackFn[] = [
   guestMacFromForeignPort,
   tokenOtherInstance,
   xffOnTokenPut,
+  identityTokenForged,
   xffOnWrite,
   tokenlessPost,
   dnsRebinding,

@@ -1,14 +1,15 @@
-// Attack matrix (issues #8 and #12), metadata identity rows: an unknown port,
-// a moved MAC, another instance's token, X-Forwarded-For on a token PUT and
-// on any write, a token-less POST where tokens are required, a DNS-rebinding
-// Host header and a deny checked on every tree, from netns guests against a
-// real berthd.
+// Attack matrix (issues #8, #12 and #14), metadata identity rows: an unknown
+// port, a moved MAC, another instance's token, X-Forwarded-For on a token PUT
+// and on any write, an identity token for a forged request, a token-less POST
+// where tokens are required, a DNS-rebinding Host header and a deny checked
+// on every tree, from netns guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
 import {
   denyEveryTree,
   dnsRebinding,
+  identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -27,6 +28,7 @@ await runAttacks(t, [
   tokenOtherInstance,
   xffOnTokenPut,
   xffOnWrite,
+  identityTokenForged,
   tokenlessPost,
   dnsRebinding,
   denyEveryTree,
