@@ -66,6 +66,9 @@ t.test('a guest mints a token with curl; the host verifies it with jose against 
   t.equal(jwksText.status, 200);
   const jwks = JSON.parse(jwksText.body);
   t.same(await lab.d.client.metadataJwks(), jwks, 'the admin API serves the key set the guest reads');
+  t.same(await lab.json(['identity', 'jwks']), jwks, 'berthctl identity jwks --json: the same');
+  const human = await lab.ctl(['identity', 'jwks']);
+  t.match(human.stdout, new RegExp(`^${host}\tEdDSA Ed25519\t${jwks.keys[0].x}$`, 'm'), 'one line per key');
 
   const local = createLocalJWKSet(jwks);
   const { payload, protectedHeader } = await jwtVerify(token, local, {
