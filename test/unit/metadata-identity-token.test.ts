@@ -5,7 +5,7 @@
 // token, a tampered payload or header, and a token from another host's key
 // all fail. Then the refusals berthd makes, and the HTTP surface the guest
 // sees (400 naming the field, deny audited, listing).
-import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import t from 'tap';
 import type { Instance } from '../../agent/api/types.js';
 import type { PolicyRecord } from '../../agent/auth/policy.js';
@@ -140,6 +140,35 @@ t.test('jose verifies a token against the JWKS berth serves; every forgery fails
     ),
   );
   t.equal((await jwtVerify(b.token as string, both, { audience: ask.audience })).payload.host, 'hv-b');
+
+  // hv-a reinstalled: forgotten, then registered again under its id with a new
+  // key; the old key is still trusted for its window and listed after the live one.
+  const reinstalled = await minter(other, 'hv-a', fixture()).mint('prod', ask);
+  const rejoined = JSON.parse(
+    keySetText([
+      { host: 'hv-a', publicKeyPem: other.publicKeyPem },
+      { host: 'hv-a', publicKeyPem: keys.publicKeyPem },
+    ]),
+  );
+  const kids = rejoined.keys.map((k: { kid: string }) => k.kid);
+  t.equal(kids[0], 'hv-a', 'the live key keeps the bare host id');
+  t.equal(
+    kids[1],
+    `hv-a~${await calculateJwkThumbprint(rejoined.keys[1])}`,
+    'the old key is named by its RFC 7638 thumbprint (as jose computes it)',
+  );
+  t.equal(
+    (await jwtVerify(reinstalled.token as string, createLocalJWKSet(rejoined), { audience: ask.audience }))
+      .payload.host,
+    'hv-a',
+    "the reinstalled host's tokens verify while its old key is still listed",
+  );
+  const ambiguous = { keys: rejoined.keys.map((k: object) => ({ ...k, kid: 'hv-a' })) };
+  await t.rejects(
+    jwtVerify(reinstalled.token as string, createLocalJWKSet(ambiguous), { audience: ask.audience }),
+    errors.JWKSMultipleMatchingKeys,
+    'why: two keys under one kid make jose refuse every token',
+  );
 
   const again = await minter(keys, 'hv-a', fixture()).mint('prod', ask);
   t.not(again.token, token, 'minted per request: never the same token twice');
