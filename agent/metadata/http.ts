@@ -10,7 +10,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
-import { CallerRateLimit } from './rate-limit.js';
+import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
 import type { Tree } from './resources.js';
 import {
   MAX_TTL_SECONDS,
@@ -134,6 +134,7 @@ function tokenOf(req: FastifyRequest): string | undefined {
 export function buildMetadataApp(
   backend: MetadataBackend,
   limit: CallerRateLimit = new CallerRateLimit(),
+  mintLimit: CallerRateLimit = new CallerRateLimit(IDENTITY_TOKEN_RATE),
 ): { app: FastifyInstance; stats: MetadataStats; flushLimited(): Promise<void> } {
   const stats: MetadataStats = {
     served: 0,
@@ -305,6 +306,16 @@ export function buildMetadataApp(
     const audiences = audiencesOf(query);
     const problem = audienceProblem(audiences);
     if (problem) return refuse(reply, 400, problem, ip, where, view);
+    const verdict = mintLimit.check(ip);
+    if (!verdict.ok) {
+      stats.refused += 1;
+      const r = verdict.record;
+      if (r !== undefined)
+        await backend
+          .refuse({ status: 429, reason: r.reason, count: r.count, ip, path: where, view })
+          .catch(() => undefined);
+      return text(reply, 429, 'refused: over the identity token rate limit', { 'retry-after': '1' });
+    }
     let r: { status: number; message: string; token?: string };
     try {
       r = await backend.identityToken(view, audiences[0] as string);
@@ -375,8 +386,9 @@ export function buildMetadataApp(
   });
   app.all('*', handle);
   const flushLimited = async () => {
-    for (const { ip, reason, count } of limit.drain())
-      await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
+    for (const l of [limit, mintLimit])
+      for (const { ip, reason, count } of l.drain())
+        await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
   };
   return { app, stats, flushLimited };
 }

@@ -13,6 +13,7 @@ import { buildMetadataApp, type Refusal } from '../../agent/metadata/http.js';
 import { AUDIENCE_MAX, issuerOf, TOKEN_LIFETIME_SECONDS } from '../../agent/metadata/identity-token.js';
 import { IdentityTokens } from '../../agent/metadata/identity-tokens.js';
 import { loadOrCreateKeys, type MetadataKeys } from '../../agent/metadata/keys.js';
+import { CallerRateLimit, IDENTITY_TOKEN_RATE } from '../../agent/metadata/rate-limit.js';
 import { keySetText } from '../../agent/services/host-keys.js';
 import type { Store } from '../../base/store.js';
 import { callerView, H, instanceDoc, metadataHarness } from '../helpers/metadata_unit.js';
@@ -316,4 +317,39 @@ t.test("berthd's refusal reaches the guest and the audit log", async (t) => {
   t.equal(r.statusCode, 403);
   t.match(r.body, /caller changed/);
   t.match(refusals, [{ status: 403, reason: 'caller changed; retry', path: `GET ${URL}` }], 'audited');
+});
+
+t.test('minting has its own rate limit per guest: 20 at once, then 429, audited with a count', async (t) => {
+  const view = callerView(d);
+  const refusals: Refusal[] = [];
+  let minted = 0;
+  const clock = { now: 0 };
+  const { app, flushLimited } = buildMetadataApp(
+    {
+      lookup: () => ({ ok: true, view }),
+      refuse: async (r) => {
+        refusals.push(r);
+      },
+      postPassword: async () => ({ status: 500, message: 'unused' }),
+      identityToken: async () => {
+        minted += 1;
+        return { status: 200, message: 'ok', token: 'a.b.c' };
+      },
+    },
+    new CallerRateLimit(),
+    new CallerRateLimit(IDENTITY_TOKEN_RATE, () => clock.now),
+  );
+  const mint = () => app.inject({ method: 'GET', url: `${URL}?audience=a`, headers: { ...H, ...F } });
+  const codes: number[] = [];
+  for (let i = 0; i < 25; i++) codes.push((await mint()).statusCode);
+  t.same(codes.slice(0, 20), Array(20).fill(200), 'the burst');
+  t.same(codes.slice(20), Array(5).fill(429), 'then 429');
+  t.equal(minted, 20, 'berthd asked only for the first 20');
+  t.match(refusals, [{ status: 429, count: 1, reason: /identity token rate limit of 10 requests\/s/ }]);
+  const id = await app.inject({ method: 'GET', url: '/latest/meta-data/instance-id', headers: H });
+  t.equal(id.statusCode, 200, 'the rest of the metadata service is not limited by it');
+  clock.now = 1000;
+  await flushLimited();
+  t.match(refusals.at(-1), { status: 429, count: 4 }, 'the refusals only counted are written as one record');
+  t.equal((await mint()).statusCode, 200, 'a second later: tokens again');
 });
