@@ -120,7 +120,11 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
   if (services.policies)
     await app.register(policyRoutes, { prefix: API_PREFIX, policies: services.policies });
   if (services.metadataPublicKey)
-    await app.register(metadataRoutes, { prefix: API_PREFIX, publicKeyPem: services.metadataPublicKey });
+    await app.register(metadataRoutes, {
+      prefix: API_PREFIX,
+      publicKeyPem: services.metadataPublicKey,
+      ...(services.clusterService ? { keySet: () => services.clusterService?.service.keySet() ?? '' } : {}),
+    });
   if (services.images)
     await app.register(imageRoutes, { prefix: API_PREFIX, images: services.images, changes });
   if (services.clusterService)

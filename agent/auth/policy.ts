@@ -71,6 +71,7 @@ export const RESOURCES = [
   'password',
   'identity-document',
   'identity-keys',
+  'identity-token',
   'index',
 ] as const;
 

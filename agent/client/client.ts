@@ -318,6 +318,11 @@ export class BerthClient {
     return this.request('GET', '/metadata/host-key');
   }
 
+  /** The key set (JWKS) that verifies identity documents and tokens: what guests read. */
+  metadataJwks(): Promise<{ keys: { kid: string; kty: string; crv: string; x: string; alg: string }[] }> {
+    return this.request('GET', '/metadata/jwks');
+  }
+
   pool(): Promise<PoolUsage> {
     return this.request('GET', '/pool');
   }

@@ -15,6 +15,13 @@ const NO_KEYS = '{\n  "keys": []\n}\n';
 /** Where guests find the cluster's key set, under /<version>/ (e.g. /latest/dynamic/berth/jwks.json). */
 export const JWKS_PATH = 'dynamic/berth/jwks.json';
 
+/**
+ * Where guests mint audience-bound identity tokens, under /<version>/
+ * (/latest/dynamic/berth/identity?audience=A), next to the key set that verifies them.
+ */
+export const IDENTITY_TOKEN_PATH = 'dynamic/berth/identity';
+const IDENTITY_TOKEN_USAGE = 'GET this path with ?audience=<the service that will verify the token>\n';
+
 function subnetCidr(doc: InstanceDoc): string {
   const c = parseCidr(doc.network.subnet);
   return c ? formatCidr(c) : doc.network.subnet;
@@ -72,7 +79,11 @@ export function ec2Version(doc: InstanceDoc): Dir {
   return dir({
     dynamic: dir({
       // Every cluster host's verification key (JWKS), so a guest can check a peer's document.
-      berth: dir({ 'jwks.json': leaf(doc.keySet ?? NO_KEYS, JSON_TYPE) }),
+      berth: dir({
+        // What a GET without an audience would say; the HTTP layer mints the token itself.
+        identity: leaf(IDENTITY_TOKEN_USAGE),
+        'jwks.json': leaf(doc.keySet ?? NO_KEYS, JSON_TYPE),
+      }),
       'instance-identity': dir({
         document: leaf(doc.identity.document, JSON_TYPE),
         signature: leaf(doc.identity.signature),

@@ -137,6 +137,18 @@ export class EndpointCache implements MetadataBackend {
     });
   }
 
+  async identityToken(
+    view: CallerView,
+    audience: string,
+  ): Promise<{ status: number; message: string; token?: string }> {
+    return this.call('metadata.identity-token', {
+      ip: view.ip,
+      instance: view.instance,
+      mac: view.mac,
+      audience,
+    });
+  }
+
   async postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }> {
     const r = await this.call<{ status: number; message: string }>('metadata.password', {
       ip: view.ip,

@@ -6,11 +6,15 @@
 // came through a proxy, and a required token holds for every method. Every
 // refusal is reported to the backend, which audits it. Every answer from
 // the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
+// Identity tokens (JWT) are minted by berthd, never here, and only for a
+// request that carries Metadata-Flavor (or a session token) and no proxy's
+// header; they carry no ETag (each one is new).
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
-import { itemAt, requestPath } from './path.js';
-import { CallerRateLimit } from './rate-limit.js';
+import { audienceProblem, audiencesOf } from './identity-token.js';
+import { itemAt, queryOf, requestPath } from './path.js';
+import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
 import type { Tree } from './resources.js';
 import {
   MAX_TTL_SECONDS,
@@ -65,12 +69,19 @@ export interface MetadataBackend {
   refuse(r: Refusal): Promise<void>;
   /** Stores the OpenStack password (once). */
   postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }>;
+  /** Has berthd mint an identity token for the caller (identity-tokens.ts); the endpoint holds no signing key. */
+  identityToken(
+    view: CallerView,
+    audience: string,
+  ): Promise<{ status: number; message: string; token?: string }>;
 }
 
 export interface MetadataStats {
   served: number;
   refused: number;
   tokensIssued: number;
+  /** Identity tokens (JWT) handed out. */
+  identityTokens: number;
   /** Allowed decisions by `instance op resource`, drained by the caller for the decision log. */
   allowed: Map<string, number>;
   /** Answers by HTTP status, drained by the caller for berthd's metrics. */
@@ -103,6 +114,19 @@ function hostOk(raw: string | undefined): boolean {
   return ALLOWED_HOSTS.has(host);
 }
 
+/** `Metadata-Flavor: berth` (or GCE's `Google`, for code written against GCE). */
+export const MINT_FLAVORS: ReadonlySet<string> = new Set(['berth', 'google']);
+const MINT_HEADER_MISSING = `an identity token needs the header Metadata-Flavor: berth, or an IMDSv2 session token (${TOKEN_HEADERS[0]}); a request without either may be a forged one`;
+
+/** A session token that got this far has been checked already: it is the guest's own. */
+function mintHeaderOk(req: FastifyRequest): boolean {
+  const flavor = req.headers['metadata-flavor'];
+  return (
+    (typeof flavor === 'string' && MINT_FLAVORS.has(flavor.trim().toLowerCase())) ||
+    tokenOf(req) !== undefined
+  );
+}
+
 function tokenOf(req: FastifyRequest): string | undefined {
   for (const h of TOKEN_HEADERS) {
     const v = req.headers[h];
@@ -114,11 +138,13 @@ function tokenOf(req: FastifyRequest): string | undefined {
 export function buildMetadataApp(
   backend: MetadataBackend,
   limit: CallerRateLimit = new CallerRateLimit(),
+  mintLimit: CallerRateLimit = new CallerRateLimit(IDENTITY_TOKEN_RATE),
 ): { app: FastifyInstance; stats: MetadataStats; flushLimited(): Promise<void> } {
   const stats: MetadataStats = {
     served: 0,
     refused: 0,
     tokensIssued: 0,
+    identityTokens: 0,
     allowed: new Map(),
     byStatus: new Map(),
   };
@@ -251,12 +277,68 @@ export function buildMetadataApp(
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
+    if (item.resource === 'identity-token')
+      return mintIdentityToken(req, reply, view, ip, where, queryOf(req.url));
     stats.served += 1;
     // Checked after the decision: a 304 to a denied path would tell the
     // guest whether its guess of the bytes was right.
     const etag = etagOf(item);
     if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).header('etag', etag).send();
     return reply.code(200).headers({ 'content-type': item.contentType, etag }).send(item.body);
+  };
+
+  /** A fresh JWT per request, bound to the audience the guest names; never cached, never the same twice. */
+  const mintIdentityToken = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    view: CallerView,
+    ip: string,
+    where: string,
+    query: string,
+  ) => {
+    // A token is a credential for any audience the request names, so a
+    // server-side request forgery in the guest (its web app fetching a URL it
+    // was handed) must not get one: as GCE does, the request must carry a
+    // header such a fetch cannot add, and must not have come through a proxy.
+    const proxied = PROXY_HEADERS.find((h) => req.headers[h] !== undefined);
+    if (proxied)
+      return refuse(
+        reply,
+        403,
+        `an identity token request with ${PROXY_HEADER_NAMES[proxied]} is refused (proxied)`,
+        ip,
+        where,
+        view,
+      );
+    if (!mintHeaderOk(req)) return refuse(reply, 403, MINT_HEADER_MISSING, ip, where, view);
+    const audiences = audiencesOf(query);
+    const problem = audienceProblem(audiences);
+    if (problem) return refuse(reply, 400, problem, ip, where, view);
+    const verdict = mintLimit.check(ip);
+    if (!verdict.ok) {
+      stats.refused += 1;
+      const r = verdict.record;
+      if (r !== undefined)
+        await backend
+          .refuse({ status: 429, reason: r.reason, count: r.count, ip, path: where, view })
+          .catch(() => undefined);
+      return text(reply, 429, 'refused: over the identity token rate limit', { 'retry-after': '1' });
+    }
+    let r: { status: number; message: string; token?: string };
+    try {
+      r = await backend.identityToken(view, audiences[0] as string);
+    } catch (err) {
+      // Only berthd holds the key: without it there is no token, and no guess.
+      return text(reply, 503, `metadata unavailable: ${(err as Error).message}`, { 'retry-after': '1' });
+    }
+    if (r.status >= 400 || r.token === undefined)
+      return refuse(reply, r.status >= 400 ? r.status : 500, r.message, ip, where, view);
+    stats.served += 1;
+    stats.identityTokens += 1;
+    return reply
+      .code(200)
+      .headers({ 'content-type': 'application/jwt', 'cache-control': 'no-store' })
+      .send(r.token);
   };
 
   const issueToken = async (
@@ -312,8 +394,9 @@ export function buildMetadataApp(
   });
   app.all('*', handle);
   const flushLimited = async () => {
-    for (const { ip, reason, count } of limit.drain())
-      await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
+    for (const l of [limit, mintLimit])
+      for (const { ip, reason, count } of l.drain())
+        await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
   };
   return { app, stats, flushLimited };
 }

@@ -35,6 +35,12 @@ export function requestPath(url: string): string {
   return (q < 0 ? url : url.slice(0, q)).replace(/\/{2,}/g, '/');
 }
 
+/** The query string of a request URL, without its `?` ('' when there is none). */
+export function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
 /**
  * The item a normalized path names: the path itself, else the other spelling
  * of its trailing slash (a leaf with one, a directory without). The second

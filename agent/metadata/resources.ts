@@ -166,7 +166,15 @@ export const VALUES: readonly ValueRow[] = [
     // A sibling of the identity document's subtree, not inside it: denying one never hides the other.
     value: 'cluster host keys (JWKS)',
     resource: 'identity-keys',
-    placements: [ec2('dynamic/berth/')],
+    placements: [ec2('dynamic/berth/jwks.json')],
+  },
+  {
+    // Minted per request (identity-tokens.ts): a credential the guest hands to
+    // a third party, deniable apart from the document. Like the document it
+    // carries the MAC, role and image it vouches for, whole or not at all.
+    value: 'audience-bound identity token (JWT)',
+    resource: 'identity-token',
+    placements: [ec2('dynamic/berth/identity')],
   },
   {
     value: 'identity document and signature',

@@ -8,6 +8,7 @@ import type { Services } from '../daemon/services.js';
 import { DELIVER_METHOD } from '../endpoint/refusal-queue.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
 import { POLICY_PREFIX, PolicyService } from '../services/policies.js';
+import { IdentityTokens, type MintRequest } from './identity-tokens.js';
 import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
 import { MetadataService, type QueuedRefusals, type RefusalReport } from './service.js';
 
@@ -15,6 +16,7 @@ export interface MetadataWiring {
   policies: PolicyService;
   keys: MetadataKeys;
   service: MetadataService;
+  identityTokens: IdentityTokens;
   calls: Record<string, (network: string, params: unknown) => Promise<unknown>>;
   /** Connects cache invalidation to the endpoints once they exist. */
   attach(endpoints: EndpointSupervisor): void;
@@ -56,11 +58,21 @@ export async function startMetadata(opts: {
     ...(opts.keySet ? { keySet: () => (opts.keySet as KeySetSource).keySet() } : {}),
     log,
   });
+  const identityTokens = new IdentityTokens({
+    observer: opts.services.observer,
+    instances: opts.services.instances,
+    policies,
+    keys,
+    hostId: opts.hostId,
+  });
   return {
     policies,
     keys,
     service,
+    identityTokens,
     calls: {
+      'metadata.identity-token': (network, params) =>
+        identityTokens.mint(network, (params ?? {}) as Partial<MintRequest>),
       'metadata.lookup': (network, params) => service.lookup(network, (params as { ip: string }).ip),
       'metadata.refused': async (network, params) => {
         await service.refused(network, params as RefusalReport);

@@ -2,7 +2,7 @@
 // document proves. Pure functions over the registry's records, so the rules
 // (live and lost hosts count, a forgotten host only for a while) are tested
 // without etcd and are the same for `identity verify` and the guests' JWKS.
-import { createPublicKey, verify } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import type { ForgottenHost, HostRecord } from '../cluster/registry.js';
 
 export type HostState = 'alive' | 'lost' | 'forgotten';
@@ -69,12 +69,29 @@ export interface Jwk {
   alg: 'EdDSA';
 }
 
-/** RFC 8037 JWKs, one per trusted key, kid = host id (what a document's hostId names). */
+/** RFC 7638 thumbprint of an Ed25519 JWK (base64url SHA-256 of its required members). */
+export function jwkThumbprint(x: string): string {
+  return createHash('sha256').update(`{"crv":"Ed25519","kty":"OKP","x":"${x}"}`).digest('base64url');
+}
+
+/**
+ * RFC 8037 JWKs, one per trusted key, kid = host id (what a document's hostId
+ * and an identity token's header name). A kid names one key: a host forgotten
+ * and registered again under its id with a new key (a reinstall) leaves its
+ * old key trusted for a while, and two keys under one kid make standard
+ * verifiers (jose) refuse every token of that host as ambiguous. So the
+ * first key of an id (the live or lost record, listed first) keeps the bare
+ * id and an older one is `<host>~<RFC 7638 thumbprint>` (`~` is not a host-id
+ * character).
+ */
 export function jwks(keys: Pick<TrustedKey, 'host' | 'publicKeyPem'>[]): { keys: Jwk[] } {
+  const named = new Set<string>();
   return {
     keys: keys.map((k) => {
       const jwk = createPublicKey(k.publicKeyPem).export({ format: 'jwk' }) as { x: string };
-      return { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: k.host, use: 'sig', alg: 'EdDSA' };
+      const kid = named.has(k.host) ? `${k.host}~${jwkThumbprint(jwk.x)}` : k.host;
+      named.add(k.host);
+      return { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid, use: 'sig', alg: 'EdDSA' };
     }),
   };
 }

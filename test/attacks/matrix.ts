@@ -19,6 +19,7 @@ import {
   denyEveryTree,
   dnsRebinding,
   etagOnDenied,
+  identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -61,4 +62,5 @@ export const MATRIX: readonly AttackFn[] = [
   connectionOutlivesRule,
   denyBySpelling,
   etagOnDenied,
+  identityTokenForged,
 ];

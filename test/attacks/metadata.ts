@@ -1,8 +1,9 @@
 // Metadata rows: a session token used by another instance, X-Forwarded-For
-// on a token PUT and on any other write, a DNS-rebinding Host header, a
-// token-less POST where tokens are required, a deny checked on every tree,
-// and a deny tried under other spellings of its path. Two guests share one
-// network (none of these rows changes what the other rows see): g1 with
+// on a token PUT and on any other write, an identity token asked for by a
+// forged request, a DNS-rebinding Host header, a token-less POST where tokens
+// are required, a deny checked on every tree, a deny tried under other
+// spellings of its path, and If-None-Match on a denied path. Two guests share
+// one network (none of these rows changes what the other rows see): g1 with
 // optional tokens, g2 requiring them; the deny rows make their own guests,
 // and policies naming only them.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import { type AttackLab, attack, see } from './result.js';
 
 const ID = '/latest/meta-data/instance-id';
 const TOKEN = '/latest/api/token';
+const IDENTITY_TOKEN = '/latest/dynamic/berth/identity';
 const PUT = ['-X', 'PUT', '-H', 'X-aws-ec2-metadata-token-ttl-seconds: 300'];
 
 const pairs = new WeakMap<AttackLab, Promise<{ g1: Guest; g2: Guest }>>();
@@ -89,6 +91,38 @@ export const xffOnTokenPut = attack(
         `with x-FORWARDED-for: ${proxied.status} ${proxied.body.trim()}`,
       ),
       see(rec !== undefined, `audit: ${rec ? rec.reason : 'no record'}`),
+    ];
+  },
+);
+
+export const identityTokenForged = attack(
+  'An identity token (JWT) asked for by a forged request',
+  "403 without Metadata-Flavor (what a server-side request forgery sends) and 403 with X-Forwarded-For, each audited; the guest's own request with the header gets a JWT",
+  async (_t, ctx) => {
+    const { g1 } = await guests(ctx);
+    const url = `${IDENTITY_TOKEN}?audience=${encodeURIComponent('https://vault.example')}`;
+    const flavor = ['-H', 'Metadata-Flavor: berth'];
+    const control = await tryCurl(g1.netns, url, flavor);
+    const cursor = await auditCursor(ctx.lab);
+    const bare = await tryCurl(g1.netns, url);
+    const proxied = await tryCurl(g1.netns, url, [...flavor, '-H', 'X-Forwarded-For: 203.0.113.9']);
+    const bareRec = await refusal(ctx, cursor, g1.port, /Metadata-Flavor/);
+    const proxiedRec = await refusal(ctx, cursor, g1.port, /X-Forwarded-For/);
+    const isJwt = (s: string) => /^[\w-]+\.[\w-]+\.[\w-]+$/.test(s);
+    return [
+      see(control.status === 200 && isJwt(control.body), `control: with Metadata-Flavor: ${control.status}`),
+      see(
+        bare.status === 403 && !isJwt(bare.body),
+        `without Metadata-Flavor: ${bare.status} ${bare.body.trim()}`,
+      ),
+      see(
+        proxied.status === 403 && !isJwt(proxied.body),
+        `with X-Forwarded-For: ${proxied.status} ${proxied.body.trim()}`,
+      ),
+      see(
+        bareRec !== undefined && proxiedRec !== undefined,
+        `audit: ${bareRec?.reason} / ${proxiedRec?.reason}`,
+      ),
     ];
   },
 );

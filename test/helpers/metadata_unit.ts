@@ -62,11 +62,20 @@ export function callerView(
 
 /** An app whose caller is whichever view `current` holds; inject's source IP is 127.0.0.1. */
 export function metadataHarness(first: CallerView) {
-  const state = { current: first, refusals: [] as Refusal[], passwords: new Map<string, string>() };
+  const state = {
+    current: first,
+    refusals: [] as Refusal[],
+    passwords: new Map<string, string>(),
+    minted: [] as { instance: string; audience: string }[],
+  };
   const { app, stats } = buildMetadataApp({
     lookup: () => ({ ok: true, view: state.current }),
     refuse: async (r) => {
       state.refusals.push(r);
+    },
+    identityToken: async (v, audience) => {
+      state.minted.push({ instance: v.instance, audience });
+      return { status: 200, message: 'ok', token: `jwt-for-${v.instance}` };
     },
     postPassword: async (v, value) => {
       if (state.passwords.has(v.instance)) return { status: 409, message: 'the password is already set' };

@@ -1,9 +1,9 @@
-// Attack matrix (issues #8 and #12), metadata identity rows: an unknown port,
-// a moved MAC, another instance's token, X-Forwarded-For on a token PUT and
-// on any write, a token-less POST where tokens are required, a DNS-rebinding
-// Host header, a deny checked on every tree, a deny tried under other
-// spellings of its path and If-None-Match on a denied path, from netns
-// guests against a real berthd.
+// Attack matrix (issues #8, #12 and #14), metadata identity rows: an unknown
+// port, a moved MAC, another instance's token, X-Forwarded-For on a token PUT
+// and on any write, an identity token for a forged request, a token-less POST
+// where tokens are required, a DNS-rebinding Host header, a deny checked on
+// every tree, a deny tried under other spellings of its path and
+// If-None-Match on a denied path, from netns guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
@@ -12,6 +12,7 @@ import {
   denyEveryTree,
   dnsRebinding,
   etagOnDenied,
+  identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
   xffOnTokenPut,
@@ -30,6 +31,7 @@ await runAttacks(t, [
   tokenOtherInstance,
   xffOnTokenPut,
   xffOnWrite,
+  identityTokenForged,
   tokenlessPost,
   dnsRebinding,
   denyEveryTree,

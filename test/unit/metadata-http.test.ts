@@ -272,6 +272,7 @@ t.test('berthd unavailable: 503, never a guess', async (t) => {
     lookup: () => Promise.reject(new Error('berthd did not answer metadata.lookup within 5000 ms')),
     refuse: async () => {},
     postPassword: async () => ({ status: 500, message: 'x' }),
+    identityToken: async () => ({ status: 500, message: 'x' }),
   });
   const r = await app.inject({ method: 'GET', url: '/latest/meta-data/instance-id', headers: H });
   t.equal(r.statusCode, 503);

@@ -41,6 +41,7 @@ t.test('the HTTP surface answers 429 with Retry-After, before asking who the cal
       refusals.push(r);
     },
     postPassword: async () => ({ status: 500, message: 'unused' }),
+    identityToken: async () => ({ status: 500, message: 'unused' }),
   };
   const { app, stats, flushLimited } = buildMetadataApp(
     backend,

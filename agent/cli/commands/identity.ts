@@ -1,5 +1,6 @@
 // `identity verify FILE`: is this identity document signed by a host of the
 // cluster? berthd holds the keys; the CLI reads the file and says.
+// `identity jwks`: the key set that verifies documents and identity tokens.
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { action, type CliContext } from '../context.js';
@@ -58,6 +59,18 @@ export function registerIdentity(program: Command, ctx: CliContext): void {
           );
         else ctx.io.err(`berthctl: not valid: ${r.reason}`);
         if (!r.valid) ctx.exitCode = EXIT.refused;
+      }),
+    );
+  identity
+    .command('jwks')
+    .description(
+      'the key set (JWKS) that verifies identity documents and tokens, as guests read it at /latest/dynamic/berth/jwks.json',
+    )
+    .action(
+      action(ctx, async (flags) => {
+        const set = await ctx.client(flags).metadataJwks();
+        if (flags.json) printJson(ctx.io, set);
+        else for (const k of set.keys) ctx.io.out(`${k.kid}\t${k.alg} ${k.crv}\t${k.x}`);
       }),
     );
 }
