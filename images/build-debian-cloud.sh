@@ -22,8 +22,9 @@ set -euo pipefail
 export LC_ALL=C
 cache=${1:-${BERTH_DEBIAN_CLOUD_CACHE:-/var/cache/berth/debian-cloud}}
 SUITE=bookworm
+# As Debian's own cloud images: cloud-init's locale module needs locales (update-locale).
 PACKAGES=(systemd-sysv udev linux-image-amd64 initramfs-tools cloud-init openssh-server ifupdown
-  isc-dhcp-client netbase iproute2 sudo)
+  isc-dhcp-client netbase iproute2 sudo locales)
 CMDLINE='root=LABEL=cloudimg-rootfs ro console=ttyS0'
 LABEL=cloudimg-rootfs
 ROOT_LBA=2048
@@ -46,10 +47,10 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
 # The key covers what goes into the image: the settings above and the recipe
-# below (between its markers), not this script's comments or its clean-up.
+# below (between its markers, comment lines left out), not the clean-up.
 key=$({
   echo "$SUITE ${PACKAGES[*]} $CMDLINE $LABEL $ROOT_LBA"
-  sed -n '/^# --- recipe$/,/^# --- end of recipe$/p' "$0"
+  sed -n '/^# --- recipe$/,/^# --- end of recipe$/p' "$0" | grep -v '^[[:space:]]*#'
 } | sha256sum | cut -c1-16)
 out="$cache/$key"
 if [ -f "$out/manifest.json" ]; then
@@ -92,6 +93,11 @@ in_tree() { DEBIAN_FRONTEND=noninteractive LC_ALL=C chroot "$root" "$@"; }
   tail -n 40 "$work/apt.log" >&2
   die "installing the packages in the image failed (log above)"
 }
+# cloud-init's locale module sets en_US.UTF-8 (its default) with update-locale,
+# which refuses a locale that was never generated (exit 255): generate it,
+# as image makers do.
+sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' "$root/etc/locale.gen"
+in_tree locale-gen >>"$work/apt.log" 2>&1 || die "locale-gen failed in the image"
 rm -f "$root/usr/sbin/policy-rc.d"
 umount "$root/sys" "$root/proc"
 

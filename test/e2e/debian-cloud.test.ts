@@ -118,7 +118,7 @@ t.test('a stock Debian 12 guest: cloud-init configures it from berth, and the ke
   const login = await waitFor(
     'an SSH login with the key',
     async () => {
-      const r = await ssh('key', 'hostname; cloud-init status --long; cat /run/berth-user-data');
+      const r = await ssh('key', 'hostname; cloud-init status --long; cat /run/cloud-init/result.json');
       return r.ok ? r : undefined;
     },
     300_000,
