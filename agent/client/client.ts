@@ -4,6 +4,9 @@
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import type { Notice, NoticeCreate, NoticeList } from '../api/notice-types.js';
+
+export type { Notice, NoticeCreate, NoticeList } from '../api/notice-types.js';
+
 import { API_PREFIX } from '../api/prefix.js';
 import type {
   AuditFollowQuery,

@@ -3,7 +3,7 @@
 // scope: with --maintenance (--drain) it schedules, with --cancel (--clear)
 // it removes, with neither it lists, acknowledgements included.
 import type { Command } from 'commander';
-import type { Notice, NoticeCreate } from '../../api/notice-types.js';
+import type { Notice, NoticeCreate } from '../../client/client.js';
 import { action, type CliContext } from '../context.js';
 import { printJson, table, UsageError } from '../output.js';
 
