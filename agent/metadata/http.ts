@@ -2,7 +2,7 @@
 // The caller is who the host observed (source IP -> MAC -> port -> instance,
 // via the backend), never what a header says. The surface is deliberately
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
-// OpenStack password, a Host allow-list against DNS rebinding, no write that
+// OpenStack password and a maintenance notice's ack, a Host allow-list against DNS rebinding, no write that
 // came through a proxy, and a required token holds for every method. Every
 // refusal is reported to the backend, which audits it. Every answer from
 // the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
