@@ -30,11 +30,12 @@ t.test('AT must be ISO 8601 with a zone, and in the future; each failure names i
     },
   );
   t.throws(() => validateNotice({ at: '2030-01-02T00:00:00Z', code: 'reboot-now' }, NOW, 'system-reboot'), {
+    code: 'BERTH_ERR_INVALID_ARGUMENT',
     field: 'code',
   });
   t.throws(
     () => validateNotice({ at: '2030-01-02T00:00:00Z', description: 'two\nlines' }, NOW, 'system-reboot'),
-    { field: 'description' },
+    { code: 'BERTH_ERR_INVALID_ARGUMENT', field: 'description' },
   );
   const v = validateNotice({ at: '2030-01-02T00:00:00Z' }, NOW, 'instance-stop');
   t.same(
