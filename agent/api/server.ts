@@ -14,6 +14,7 @@ import type { ClusterService } from '../services/cluster.js';
 import type { DhcpService } from '../services/dhcp.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
+import type { NoticeService } from '../services/notices.js';
 import type { PolicyService } from '../services/policies.js';
 import type { SecGroupService } from '../services/secgroups.js';
 import { AdminAudit } from './admin-audit.js';
@@ -28,6 +29,7 @@ import { instanceRoutes } from './routes/instances.js';
 import { leaseRoutes } from './routes/leases.js';
 import { metadataRoutes } from './routes/metadata.js';
 import { networkRoutes } from './routes/networks.js';
+import { noticeRoutes } from './routes/notices.js';
 import { policyRoutes } from './routes/policies.js';
 import { poolRoutes } from './routes/pool.js';
 import { secgroupRoutes } from './routes/secgroups.js';
@@ -45,6 +47,8 @@ export interface AdminServices {
   /** Lease listing; absent in admin servers built without DHCP (unit tests). */
   dhcp?: Pick<DhcpService, 'list'>;
   policies?: PolicyService;
+  /** Maintenance notices and host drains. */
+  notices?: NoticeService;
   /** The Ed25519 public key (PEM) that signs instance identity documents. */
   metadataPublicKey?: string;
   images?: ImageStore;
@@ -114,6 +118,12 @@ export async function buildAdminServer(services: AdminServices, log: Logger): Pr
       prefix: API_PREFIX,
       secgroups: services.secgroups,
       usage: services.secgroupUsage ?? (async () => []),
+    });
+  if (services.notices)
+    await app.register(noticeRoutes, {
+      prefix: API_PREFIX,
+      notices: services.notices,
+      instances: services.instances,
     });
   await app.register(poolRoutes, { prefix: API_PREFIX, macs: services.macs });
   if (services.dhcp) await app.register(leaseRoutes, { prefix: API_PREFIX, dhcp: services.dhcp });

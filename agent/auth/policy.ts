@@ -72,6 +72,7 @@ export const RESOURCES = [
   'identity-document',
   'identity-keys',
   'identity-token',
+  'events',
   'index',
 ] as const;
 
@@ -244,11 +245,13 @@ export function patternMatches(pattern: string, resource: string): boolean {
 
 /**
  * Without a matching rule, a guest may read everything about itself and
- * write its own password: the data is its own. Operators narrow that with
+ * write its own password and acknowledge its own maintenance notices
+ * (`write:events`): the data is its own. Operators narrow that with
  * deny rules (or a `*` deny plus specific allows).
  */
 export function defaultDecision(op: Operation, resource: string): Decision {
-  if (op === 'read' || resource === 'password') return { allowed: true, reason: 'default' };
+  if (op === 'read' || resource === 'password' || resource === 'events')
+    return { allowed: true, reason: 'default' };
   return { allowed: false, reason: `no policy allows write:${resource}` };
 }
 

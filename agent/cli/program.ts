@@ -9,6 +9,7 @@ import { registerImages } from './commands/images.js';
 import { registerInstances } from './commands/instances.js';
 import { registerLeases } from './commands/leases.js';
 import { registerNetworks } from './commands/networks.js';
+import { registerNotices } from './commands/notices.js';
 import { registerPolicies } from './commands/policies.js';
 import { registerPool } from './commands/pool.js';
 import { registerSecgroups } from './commands/secgroups.js';
@@ -36,6 +37,7 @@ export function buildProgram(ctx: CliContext, version: string): Command {
   registerImages(program, ctx);
   registerHosts(program, ctx);
   registerIdentity(program, ctx);
+  registerNotices(program, ctx);
   // Subcommands inherit exit handling so usage errors anywhere exit 2.
   for (const cmd of program.commands) {
     cmd.exitOverride();

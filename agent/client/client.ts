@@ -3,6 +3,10 @@
 
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
+import type { Notice, NoticeCreate, NoticeList } from '../api/notice-types.js';
+
+export type { Notice, NoticeCreate, NoticeList } from '../api/notice-types.js';
+
 import { API_PREFIX } from '../api/prefix.js';
 import type {
   AuditFollowQuery,
@@ -258,6 +262,30 @@ export class BerthClient {
   }
 
   /** Replaces what the body names (its security groups); [] leaves every group. */
+  instanceNotices(name: string): Promise<NoticeList> {
+    return this.request('GET', `/instances/${encodeURIComponent(name)}/notices`);
+  }
+
+  scheduleNotice(name: string, body: NoticeCreate): Promise<Notice> {
+    return this.request('POST', `/instances/${encodeURIComponent(name)}/notices`, body);
+  }
+
+  cancelNotice(name: string, id: string): Promise<void> {
+    return this.request('DELETE', `/instances/${encodeURIComponent(name)}/notices/${encodeURIComponent(id)}`);
+  }
+
+  hostNotices(): Promise<NoticeList> {
+    return this.request('GET', '/host/notices');
+  }
+
+  scheduleDrain(body: NoticeCreate): Promise<Notice> {
+    return this.request('POST', '/host/notices', body);
+  }
+
+  clearDrain(id: string): Promise<void> {
+    return this.request('DELETE', `/host/notices/${encodeURIComponent(id)}`);
+  }
+
   updateInstance(name: string, body: InstanceUpdate): Promise<Instance> {
     return this.request('PATCH', `/instances/${encodeURIComponent(name)}`, body);
   }

@@ -234,6 +234,7 @@ export class Daemon {
         observer: services.observer,
         dhcp,
         policies: metadata.policies,
+        notices: metadata.notices,
         secgroups: services.secgroups,
         secgroupUsage: (group) => services.secgroupEnforcer.usage(group),
         metadataPublicKey: metadata.keys.publicKeyPem,

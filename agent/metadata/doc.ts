@@ -1,6 +1,7 @@
 // Everything the trees are built from, for one instance: berthd assembles it
 // once per caller and the endpoint renders it. Plain data, so it crosses the
 // IPC channel as it is (Buffers included).
+import type { EventView } from './events.js';
 
 export interface NetworkFacts {
   name: string;
@@ -41,6 +42,8 @@ export interface InstanceDoc {
    * berthd from its registry copy; absent in trees built without one.
    */
   keySet?: string;
+  /** Maintenance notices that apply to the instance (its own and the host's drain), by start. */
+  events?: EventView[];
   /** The identity document and its Ed25519 signature (base64), made by berthd. */
   identity: { document: string; signature: string };
 }

@@ -3,6 +3,7 @@
 // resource each path belongs to is resources.ts's business, not this file's.
 import { formatCidr, parseCidr } from '../../hostnet/ipv4.js';
 import { AVAILABILITY_ZONE, amiId, fqdn, type InstanceDoc, instanceType } from './doc.js';
+import { ec2Scheduled } from './events.js';
 import { type Dir, dir, JSON_TYPE, leaf, type Node } from './tree.js';
 
 export const EC2_VERSIONS = ['2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'] as const;
@@ -60,6 +61,8 @@ export function metaData(doc: InstanceDoc): Dir {
   return dir({
     'ami-id': md(amiId(doc)),
     'ami-launch-index': md('0'),
+    // As on EC2, `[]` when nothing is scheduled.
+    events: dir({ maintenance: dir({ scheduled: leaf(ec2Scheduled(doc.events ?? []), JSON_TYPE) }) }),
     hostname: md(fqdn(doc)),
     'instance-id': md(doc.id),
     'instance-type': md(instanceType(doc)),

@@ -30,6 +30,7 @@ export function decideAll(rules: readonly Rule[]): Map<string, Decision> {
   const decisions = new Map<string, Decision>();
   for (const r of RESOURCES) decisions.set(`read ${r}`, evaluate(rules, 'read', r));
   decisions.set('write password', evaluate(rules, 'write', 'password'));
+  decisions.set('write events', evaluate(rules, 'write', 'events'));
   return decisions;
 }
 
@@ -147,6 +148,17 @@ export class EndpointCache implements MetadataBackend {
       mac: view.mac,
       audience,
     });
+  }
+
+  async ackEvent(view: CallerView, id: string): Promise<{ status: number; message: string }> {
+    const r = await this.call<{ status: number; message: string }>('metadata.event-ack', {
+      ip: view.ip,
+      instance: view.instance,
+      id,
+    });
+    // berthd told the endpoints to forget this guest already; this makes sure of it.
+    if (r.status === 200) this.invalidate([view.ip]);
+    return r;
   }
 
   async postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }> {

@@ -2,7 +2,7 @@
 // The caller is who the host observed (source IP -> MAC -> port -> instance,
 // via the backend), never what a header says. The surface is deliberately
 // narrow: GET everywhere, PUT only for the EC2 token, POST only for the
-// OpenStack password, a Host allow-list against DNS rebinding, no write that
+// OpenStack password and a maintenance notice's ack, a Host allow-list against DNS rebinding, no write that
 // came through a proxy, and a required token holds for every method. Every
 // refusal is reported to the backend, which audits it. Every answer from
 // the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
@@ -12,6 +12,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
+import { ACK_PATH_RE } from './events.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
 import { itemAt, queryOf, requestPath } from './path.js';
 import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
@@ -69,6 +70,8 @@ export interface MetadataBackend {
   refuse(r: Refusal): Promise<void>;
   /** Stores the OpenStack password (once). */
   postPassword(view: CallerView, value: string): Promise<{ status: number; message: string }>;
+  /** Records the guest's acknowledgement of a maintenance notice (events.ts); berthd checks it is the guest's own. */
+  ackEvent?(view: CallerView, id: string): Promise<{ status: number; message: string }>;
   /** Has berthd mint an identity token for the caller (identity-tokens.ts); the endpoint holds no signing key. */
   identityToken(
     view: CallerView,
@@ -266,8 +269,11 @@ export function buildMetadataApp(
     }
     const password = tree === 'openstack' && PASSWORD_RE.test(path);
     if (method === 'POST' && password) return postPassword(req, reply, view, ip, path, where);
+    // A maintenance notice's acknowledgement: past the proxy and token checks above, like the password.
+    const ack = tree === 'berth' ? ACK_PATH_RE.exec(path) : null;
+    if (method === 'POST' && ack) return ackEvent(reply, view, ip, where, ack[1] as string);
     if (method !== 'GET') {
-      const allow = tree === 'ec2' ? 'GET, PUT' : password ? 'GET, POST' : 'GET';
+      const allow = tree === 'ec2' ? 'GET, PUT' : password || ack ? 'GET, POST' : 'GET';
       return refuse(reply, 405, `method ${method} is not allowed here`, ip, where, view, { allow });
     }
 
@@ -359,6 +365,22 @@ export function buildMetadataApp(
       .code(200)
       .headers({ 'content-type': 'text/plain', [TTL_HEADER]: String(Math.min(ttl, MAX_TTL_SECONDS)) })
       .send(view.authority.issue(view.who, ttl));
+  };
+
+  const ackEvent = async (reply: FastifyReply, view: CallerView, ip: string, where: string, id: string) => {
+    const d = decide(view, 'write', 'events');
+    if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
+    if (!backend.ackEvent) return text(reply, 501, 'acknowledgements are not served here');
+    let r: { status: number; message: string };
+    try {
+      r = await backend.ackEvent(view, id);
+    } catch (err) {
+      return text(reply, 503, `metadata unavailable: ${(err as Error).message}`, { 'retry-after': '1' });
+    }
+    // An unknown id and another instance's notice alike: refused, and audited with who asked.
+    if (r.status >= 400) return refuse(reply, r.status, r.message, ip, where, view);
+    stats.served += 1;
+    return text(reply, 200, r.message);
   };
 
   const postPassword = async (

@@ -4,6 +4,7 @@
 // of listings and composite documents, and serving stays one map lookup.
 import type { InstanceDoc } from './doc.js';
 import { EC2_VERSIONS, ec2Version } from './ec2.js';
+import { berthEvents, type EventView } from './events.js';
 import { NOCLOUD_PREFIX, nocloudTree } from './nocloud.js';
 import { OPENSTACK_ALL, openstackVersions } from './openstack.js';
 import {
@@ -13,6 +14,7 @@ import {
   flatten,
   type Item,
   JSON_TYPE,
+  leaf,
   listing,
   type May,
   type Node,
@@ -27,10 +29,13 @@ export interface Resolved {
   ip: string;
 }
 
-function berthTree(who: Resolved): Dir {
+function berthTree(who: Resolved, events: readonly EventView[]): Dir {
   const json = (fields: Record<string, unknown>) => `${JSON.stringify(fields)}\n`;
   const { instance, mac, port, network, ip } = who;
-  return dir({ identity: composite({ instance, mac, port, network, ip }, json, JSON_TYPE) });
+  return dir({
+    events: leaf(berthEvents(events), JSON_TYPE),
+    identity: composite({ instance, mac, port, network, ip }, json, JSON_TYPE),
+  });
 }
 
 export function renderAll(doc: InstanceDoc, who: Resolved, may: May): Map<string, Item> {
@@ -48,7 +53,7 @@ export function renderAll(doc: InstanceDoc, who: Resolved, may: May): Map<string
   const os = { tree: 'openstack' as const, may, out, made: new Map<Node, { rel: string; item: Item }>() };
   for (const [v, d] of Object.entries(openstackVersions(doc))) flatten(d, `/openstack/${v}`, '', os);
   flatten(nocloudTree(doc), `/${NOCLOUD_PREFIX}`, '', { tree: 'nocloud', may, out });
-  flatten(berthTree(who), '/berth', '', { tree: 'berth', may, out });
+  flatten(berthTree(who, doc.events ?? []), '/berth', '', { tree: 'berth', may, out });
   // The root lists the EC2 versions plus the other trees, as a directory.
   const rootListing = `${[...EC2_VERSIONS].join('\n')}\nopenstack/\n${NOCLOUD_PREFIX}/`;
   const root: Item = {

@@ -182,6 +182,13 @@ export const VALUES: readonly ValueRow[] = [
     placements: [ec2('dynamic/instance-identity/')],
   },
   {
+    // Maintenance notices (events.ts): read at both paths; acknowledging one
+    // (POST /berth/events/<id>/ack) is `write:events`.
+    value: 'maintenance notices',
+    resource: 'events',
+    placements: [ec2('meta-data/events/'), { tree: 'berth', path: 'events' }],
+  },
+  {
     // Names of directories and versions, and Nova's constant empty device list.
     value: 'listings',
     resource: 'index',

@@ -12,6 +12,7 @@ import type { Observer } from '../daemon/services.js';
 import { keySetText } from '../services/host-keys.js';
 import type { InstanceService } from '../services/instances.js';
 import type { NetworkService } from '../services/networks.js';
+import type { NoticeService } from '../services/notices.js';
 import type { PolicyService } from '../services/policies.js';
 import { type InstanceDoc, identityDocument } from './doc.js';
 import {
@@ -79,6 +80,8 @@ export interface MetadataServiceOptions {
   instances: InstanceService;
   networks: NetworkService;
   policies: PolicyService;
+  /** Maintenance notices (services/notices.ts); none are served without it. */
+  notices?: Pick<NoticeService, 'viewFor'>;
   keys: MetadataKeys;
   hostId: () => string;
   /** The JWKS of every host key that verifies identity documents; this host's own key alone by default. */
@@ -182,6 +185,7 @@ export class MetadataService {
       ...(userData ? { userData } : {}),
       ...(vendorData ? { vendorData } : {}),
       ...(password !== undefined ? { password } : {}),
+      events: this.o.notices?.viewFor(rec.id) ?? [],
     };
     const { document, signature } = this.signedIdentity(base);
     return {

@@ -4,10 +4,13 @@
 import type { Logger } from 'pino';
 import type { Store } from '../../base/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import { describeCaller } from '../auth/policy.js';
 import type { Services } from '../daemon/services.js';
 import { DELIVER_METHOD } from '../endpoint/refusal-queue.js';
 import type { EndpointSupervisor } from '../endpoint/supervisor.js';
+import { NoticeService } from '../services/notices.js';
 import { POLICY_PREFIX, PolicyService } from '../services/policies.js';
+import { type AckRequest, EventAcks } from './event-acks.js';
 import { IdentityTokens, type MintRequest } from './identity-tokens.js';
 import { loadOrCreateKeys, type MetadataKeys } from './keys.js';
 import { MetadataService, type QueuedRefusals, type RefusalReport } from './service.js';
@@ -17,6 +20,8 @@ export interface MetadataWiring {
   keys: MetadataKeys;
   service: MetadataService;
   identityTokens: IdentityTokens;
+  /** Maintenance notices and host drains (this host's store). */
+  notices: NoticeService;
   calls: Record<string, (network: string, params: unknown) => Promise<unknown>>;
   /** Connects cache invalidation to the endpoints once they exist. */
   attach(endpoints: EndpointSupervisor): void;
@@ -46,6 +51,25 @@ export async function startMetadata(opts: {
   cluster?.mirror.onChange(POLICY_PREFIX, () => void policies.reload());
   const keys = await loadOrCreateKeys(opts.store);
   const log = opts.log.child({ component: 'metadata' });
+  // This host's store, also in cluster mode: a notice is about this host or one of its instances.
+  const notices = new NoticeService(opts.store);
+  await notices.load();
+  const instances = opts.services.instances;
+  const acks = new EventAcks({
+    observer: opts.services.observer,
+    notices,
+    audit: opts.audit,
+    identityOf: (id, mac) => {
+      const rec = instances.get(id) as ReturnType<typeof instances.get> & { image_sha256?: string };
+      return describeCaller({
+        instance: rec.id,
+        name: rec.name,
+        mac,
+        ...(rec.role ? { role: rec.role } : {}),
+        ...(rec.image_sha256 ? { image: rec.image_sha256 } : {}),
+      });
+    },
+  });
   const service = new MetadataService({
     store: opts.store,
     audit: opts.audit,
@@ -53,6 +77,7 @@ export async function startMetadata(opts: {
     instances: opts.services.instances,
     networks: opts.services.networks,
     policies,
+    notices,
     keys,
     hostId: opts.hostId,
     ...(opts.keySet ? { keySet: () => (opts.keySet as KeySetSource).keySet() } : {}),
@@ -70,7 +95,9 @@ export async function startMetadata(opts: {
     keys,
     service,
     identityTokens,
+    notices,
     calls: {
+      'metadata.event-ack': (network, params) => acks.ack(network, (params ?? {}) as Partial<AckRequest>),
       'metadata.identity-token': (network, params) =>
         identityTokens.mint(network, (params ?? {}) as Partial<MintRequest>),
       'metadata.lookup': (network, params) => service.lookup(network, (params as { ip: string }).ip),
@@ -107,6 +134,31 @@ export async function startMetadata(opts: {
         }),
       );
       policies.onChange(all);
+      // A notice reaches the guest's next read: its instance's views go (a
+      // drain's, everyone's), the same invalidation an `instance update` sends.
+      notices.onChange((id) => {
+        if (id === undefined) return all();
+        try {
+          const rec = instances.get(id);
+          endpoints.broadcast({
+            t: 'invalidate',
+            ips: rec.nics.map((n) => n.ip),
+            macs: rec.nics.map((n) => n.mac),
+          });
+        } catch {
+          // The instance is gone: nothing of it is cached for long.
+        }
+      });
+      // A deleted instance's notices go with it.
+      opts.services.instanceHooks.push((rec) => {
+        try {
+          instances.get(rec.id);
+        } catch {
+          void notices
+            .forget(rec.id)
+            .catch((err: unknown) => log.warn({ err: String(err) }, 'could not forget notices'));
+        }
+      });
       // Each cached caller view carries the key set: a host joining, being
       // forgotten, or a forgotten key's window closing makes them all stale.
       const keySet = opts.keySet;

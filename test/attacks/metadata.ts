@@ -414,3 +414,62 @@ export const etagOnDenied = attack(
     ];
   },
 );
+
+const ACK_OF = (id: string) => `/berth/events/${id}/ack`;
+
+export const eventAckForeign = attack(
+  'A maintenance notice acknowledged by another instance',
+  "404 for g2 acking g1's notice with g2's own valid token (the same answer as an unknown id, so ids cannot be probed), 403 with X-Forwarded-For, 401 without g2's token; each audited on g2's port; nothing recorded; g1 acks its own",
+  async (_t, ctx) => {
+    const { g1, g2 } = await guests(ctx);
+    const at = new Date(Date.now() + 3600_000).toISOString();
+    const made = await ctx.lab.ctl(['instance', 'notice', 'md-g1', '--maintenance', at, '--json']);
+    const id =
+      made.code === 0 ? (JSON.parse(made.stdout) as { id: string }).id : 'instance-event-00000000000000000';
+    const token = ['-H', `X-aws-ec2-metadata-token: ${(await tryCurl(g2.netns, TOKEN, PUT)).body}`];
+    const cursor = await auditCursor(ctx.lab);
+    const foreign = await tryCurl(g2.netns, ACK_OF(id), ['-X', 'POST', ...token]);
+    const unknown = await tryCurl(g2.netns, ACK_OF('instance-event-00000000000000000'), [
+      '-X',
+      'POST',
+      ...token,
+    ]);
+    const proxied = await tryCurl(g2.netns, ACK_OF(id), [
+      '-X',
+      'POST',
+      ...token,
+      '-H',
+      'X-Forwarded-For: 203.0.113.9',
+    ]);
+    const bare = await tryCurl(g2.netns, ACK_OF(id), ['-X', 'POST']);
+    const listed = await ctx.lab.ctl(['instance', 'notice', 'md-g1', '--json']);
+    const acksBefore =
+      listed.code === 0
+        ? Object.keys((JSON.parse(listed.stdout) as { notices: { acks: object }[] }).notices[0]?.acks ?? {})
+        : ['?'];
+    const own = await tryCurl(g1.netns, ACK_OF(id), ['-X', 'POST']);
+    const records = (await auditSince(ctx.lab, cursor, 'metadata.request')).filter(
+      (r) => r.port === g2.port && String(r.path).startsWith('POST /berth/events/'),
+    );
+    const statuses = records.map((r) => (r.detail as { status?: number })?.status).sort();
+    return [
+      see(made.code === 0, `control: notice ${id} scheduled for md-g1`),
+      see(
+        foreign.status === 404 &&
+          unknown.status === 404 &&
+          foreign.body === unknown.body.replace('instance-event-00000000000000000', id),
+        `g2 acking g1's notice: ${foreign.status}; an unknown id: ${unknown.status} (the same answer)`,
+      ),
+      see(
+        proxied.status === 403 && bare.status === 401,
+        `with X-Forwarded-For: ${proxied.status}; without g2's token: ${bare.status}`,
+      ),
+      see(acksBefore.length === 0, `nothing recorded: acks ${JSON.stringify(acksBefore)}`),
+      see(own.status === 200, `control: g1 acks its own notice: ${own.status}`),
+      see(
+        JSON.stringify(statuses) === JSON.stringify([401, 403, 404, 404]),
+        `audit: ${records.length} refused acks on g2's port (${statuses.join(', ')})`,
+      ),
+    ];
+  },
+);

@@ -3,7 +3,8 @@
 // and on any write, an identity token for a forged request, a token-less POST
 // where tokens are required, a DNS-rebinding Host header, a deny checked on
 // every tree, a deny tried under other spellings of its path and
-// If-None-Match on a denied path, from netns guests against a real berthd.
+// If-None-Match on a denied path, a maintenance notice acked by another
+// instance, from netns guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
@@ -12,6 +13,7 @@ import {
   denyEveryTree,
   dnsRebinding,
   etagOnDenied,
+  eventAckForeign,
   identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
@@ -37,4 +39,5 @@ await runAttacks(t, [
   denyEveryTree,
   denyBySpelling,
   etagOnDenied,
+  eventAckForeign,
 ]);
