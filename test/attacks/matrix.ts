@@ -19,6 +19,7 @@ import {
   denyEveryTree,
   dnsRebinding,
   etagOnDenied,
+  eventAckForeign,
   identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
@@ -63,4 +64,5 @@ export const MATRIX: readonly AttackFn[] = [
   denyBySpelling,
   etagOnDenied,
   identityTokenForged,
+  eventAckForeign,
 ];
