@@ -13,6 +13,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
+import { type Answer, type MetadataQuery, parseMetadataQuery, Waiters } from './long-poll.js';
 import { itemAt, queryOf, requestPath } from './path.js';
 import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
 import type { Tree } from './resources.js';
@@ -25,6 +26,7 @@ import {
   ttlProblem,
 } from './tokens.js';
 import type { Item } from './tree.js';
+import { answerAt, waitForChange } from './wait.js';
 
 /**
  * Host headers a guest's own client sends. DNS rebinding needs a name the
@@ -89,6 +91,8 @@ export interface MetadataStats {
 }
 
 const EC2_TOKEN_PATH = '/latest/api/token';
+const NO_WAIT_ON_TOKEN =
+  'an identity token is new on every request: wait_for_change and recursive do not apply to it';
 const TOKEN_PATH_RE = /^\/[^/]+\/api\/token\/?$/;
 const PASSWORD_RE = /^\/openstack\/[^/]+\/password\/?$/;
 
@@ -139,6 +143,7 @@ export function buildMetadataApp(
   backend: MetadataBackend,
   limit: CallerRateLimit = new CallerRateLimit(),
   mintLimit: CallerRateLimit = new CallerRateLimit(IDENTITY_TOKEN_RATE),
+  waits: Waiters = new Waiters(),
 ): { app: FastifyInstance; stats: MetadataStats; flushLimited(): Promise<void> } {
   const stats: MetadataStats = {
     served: 0,
@@ -201,6 +206,7 @@ export function buildMetadataApp(
     // the audit record see the path the item is served under.
     const path = requestPath(req.url);
     const where = `${req.method} ${path}`;
+    const seq = waits.seq;
     const verdict = limit.check(ip);
     if (!verdict.ok) {
       stats.refused += 1;
@@ -277,14 +283,64 @@ export function buildMetadataApp(
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
-    if (item.resource === 'identity-token')
-      return mintIdentityToken(req, reply, view, ip, where, queryOf(req.url));
+    const query = queryOf(req.url);
+    // Long-poll and recursive (long-poll.ts): parameters read after the
+    // decision, so a denied path is refused at once, never waited on.
+    const q = query === '' ? undefined : parseMetadataQuery(query);
+    if (typeof q === 'string') return refuse(reply, 400, q, ip, where, view);
+    if (item.resource === 'identity-token') {
+      if (q?.wait || q?.recursive) return refuse(reply, 400, NO_WAIT_ON_TOKEN, ip, where, view);
+      return mintIdentityToken(req, reply, view, ip, where, query);
+    }
     stats.served += 1;
+    const a = q?.recursive ? answerAt(view, path, true) : { ok: true as const, item, etag: etagOf(item) };
+    if (!a.ok) return text(reply, a.status, a.reason);
+    if (q?.wait) return longPoll(reply, view, ip, where, path, q, a, seq);
     // Checked after the decision: a 304 to a denied path would tell the
     // guest whether its guess of the bytes was right.
-    const etag = etagOf(item);
-    if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).header('etag', etag).send();
-    return reply.code(200).headers({ 'content-type': item.contentType, etag }).send(item.body);
+    if (noneMatch(req.headers['if-none-match'], a.etag)) return reply.code(304).header('etag', a.etag).send();
+    return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
+  };
+
+  /** A request that waits for its value to change (wait.ts); the endpoint holds it, berthd need not be there. */
+  const longPoll = async (
+    reply: FastifyReply,
+    view: CallerView,
+    ip: string,
+    where: string,
+    path: string,
+    q: MetadataQuery,
+    first: Extract<Answer, { ok: true }>,
+    seq: number,
+  ) => {
+    const out = await waitForChange({
+      waits,
+      ip,
+      view,
+      first,
+      lastEtag: q.lastEtag,
+      timeoutMs: q.timeoutSec * 1000,
+      seq,
+      lookup: (at) => backend.lookup(at),
+      answer: (v) => answerAt(v, path, q.recursive),
+      onClose: (fn) => reply.raw.on('close', fn),
+    });
+    if (out.kind === 'closed') return reply;
+    if (out.kind === 'over') {
+      stats.refused += 1;
+      const r = waits.refused(ip, out.bound);
+      if (r.record !== undefined)
+        await backend
+          .refuse({ status: 429, reason: r.reason, count: r.record, ip, path: where, view })
+          .catch(() => undefined);
+      return text(reply, 429, `refused: ${r.reason}`, { 'retry-after': '1' });
+    }
+    const a = out.answer;
+    if (!a.ok)
+      return a.status === 403
+        ? refuse(reply, 403, a.reason, ip, where, view)
+        : text(reply, a.status, a.reason);
+    return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
   };
 
   /** A fresh JWT per request, bound to the audience the guest names; never cached, never the same twice. */
@@ -397,6 +453,8 @@ export function buildMetadataApp(
     for (const l of [limit, mintLimit])
       for (const { ip, reason, count } of l.drain())
         await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
+    for (const { ip, reason, count } of waits.drain())
+      await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
   };
   return { app, stats, flushLimited };
 }

@@ -1,0 +1,111 @@
+// One guest request that waits for a change (long-poll.ts): what the metadata
+// HTTP surface calls once the path is found, readable and the parameters
+// good. It resolves with the answer to send: the value once its ETag moved
+// from the one waited on, or the value as it is when the timeout passes.
+import { evaluate } from '../auth/policy.js';
+import { etagOf } from './etag.js';
+import type { CallerView, Lookup } from './http.js';
+import { type Answer, bareTag, type Waiter, type Waiters } from './long-poll.js';
+import { itemAt } from './path.js';
+import { readableBy, recursiveItem } from './recursive.js';
+
+export interface WaitRequest {
+  waits: Waiters;
+  ip: string;
+  view: CallerView;
+  /** The answer when the request came (already a 200: the path is readable). */
+  first: Extract<Answer, { ok: true }>;
+  /** The tag waited away from, bare; undefined: the current one. */
+  lastEtag: string | undefined;
+  timeoutMs: number;
+  /** waits.seq when the request's lookup began. */
+  seq: number;
+  lookup(ip: string): Lookup | Promise<Lookup>;
+  /** What the path answers for a view (404, 403, or the item and its tag). */
+  answer(view: CallerView): Answer;
+  /** Runs fn when the guest hangs up. */
+  onClose(fn: () => void): void;
+}
+
+export type WaitOutcome =
+  | { kind: 'answer'; answer: Answer; changed: boolean; waitedMs: number }
+  | { kind: 'over'; bound: 'guest' | 'total' }
+  | { kind: 'closed' };
+
+export function waitForChange(r: WaitRequest): Promise<WaitOutcome> {
+  const from = r.lastEtag ?? bareTag(r.first.etag);
+  if (bareTag(r.first.etag) !== from)
+    return Promise.resolve({ kind: 'answer', answer: r.first, changed: true, waitedMs: 0 });
+  const started = Date.now();
+  return new Promise<WaitOutcome>((resolve) => {
+    let done = false;
+    let last: Answer = r.first;
+    let checking = false;
+    let again = false;
+    const finish = (out: WaitOutcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      r.waits.remove(waiter);
+      resolve(out);
+    };
+    const look = async (): Promise<Answer | undefined> => {
+      try {
+        const found = await r.lookup(r.ip);
+        // The guest is no longer who it was (berthd audited the unresolved caller).
+        if (!found.ok) return { ok: false, status: 403, reason: found.reason };
+        return r.answer(found.view);
+      } catch {
+        // berthd is away (restarting): keep waiting; the next berthd's
+        // `invalidate all` on adoption makes this waiter look again.
+        return undefined;
+      }
+    };
+    const recheck = async () => {
+      if (checking) {
+        again = true;
+        return;
+      }
+      checking = true;
+      do {
+        again = false;
+        const a = await look();
+        if (done) return;
+        if (a === undefined) continue;
+        last = a;
+        if (!a.ok || bareTag(a.etag) !== from)
+          finish({ kind: 'answer', answer: a, changed: true, waitedMs: Date.now() - started });
+      } while (again && !done);
+      checking = false;
+    };
+    const waiter: Waiter = { ip: r.ip, mac: r.view.mac, recheck: () => void recheck() };
+    const over = r.waits.add(waiter);
+    if (over) {
+      done = true;
+      resolve({ kind: 'over', bound: over });
+      return;
+    }
+    const timer = setTimeout(async () => {
+      // As GCE does: the value as it is now, 200, when nothing moved in time.
+      const a = await look();
+      finish({ kind: 'answer', answer: a ?? last, changed: false, waitedMs: Date.now() - started });
+    }, r.timeoutMs);
+    r.onClose(() => finish({ kind: 'closed' }));
+    // A wake between the request's lookup and now was missed: look once.
+    if (r.waits.seq !== r.seq) waiter.recheck();
+  });
+}
+
+/**
+ * What `path` answers for `view` now: 404 when nothing is there, 403 when
+ * the caller may not read it, else the item (the subtree's JSON for
+ * `recursive` on a directory; a leaf answers as itself) and its ETag.
+ */
+export function answerAt(view: CallerView, path: string, recursive: boolean): Answer {
+  const item = itemAt(view.items, path);
+  if (!item) return { ok: false, status: 404, reason: 'Not Found' };
+  const d = view.decisions.get(`read ${item.resource}`) ?? evaluate(view.rules, 'read', item.resource);
+  if (!d.allowed) return { ok: false, status: 403, reason: d.reason };
+  const served = (recursive && recursiveItem(view.items, path, readableBy(view.decisions))) || item;
+  return { ok: true, item: served, etag: etagOf(served) };
+}
