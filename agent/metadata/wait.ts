@@ -2,17 +2,27 @@
 // HTTP surface calls once the path is found, readable and the parameters
 // good. It resolves with the answer to send: the value once its ETag moved
 // from the one waited on, or the value as it is when the timeout passes.
-import { evaluate } from '../auth/policy.js';
+import { type Decision, evaluate, type Rule } from '../auth/policy.js';
 import { etagOf } from './etag.js';
-import type { CallerView, Lookup } from './http.js';
 import { type Answer, bareTag, type Waiter, type Waiters } from './long-poll.js';
 import { itemAt } from './path.js';
 import { readableBy, recursiveItem } from './recursive.js';
+import type { Item } from './tree.js';
 
-export interface WaitRequest {
+/** What of a caller's view (http.ts CallerView) a wait reads; named here so this file imports nothing from http.ts. */
+export interface WaitView {
+  mac: string;
+  items: Map<string, Item>;
+  rules: Rule[];
+  decisions: Map<string, Decision>;
+}
+
+type Found<V> = { ok: true; view: V } | { ok: false; reason: string };
+
+export interface WaitRequest<V extends WaitView> {
   waits: Waiters;
   ip: string;
-  view: CallerView;
+  view: V;
   /** The answer when the request came (already a 200: the path is readable). */
   first: Extract<Answer, { ok: true }>;
   /** The tag waited away from, bare; undefined: the current one. */
@@ -20,9 +30,9 @@ export interface WaitRequest {
   timeoutMs: number;
   /** waits.seq when the request's lookup began. */
   seq: number;
-  lookup(ip: string): Lookup | Promise<Lookup>;
+  lookup(ip: string): Found<V> | Promise<Found<V>>;
   /** What the path answers for a view (404, 403, or the item and its tag). */
-  answer(view: CallerView): Answer;
+  answer(view: V): Answer;
   /** Runs fn when the guest hangs up. */
   onClose(fn: () => void): void;
 }
@@ -32,7 +42,7 @@ export type WaitOutcome =
   | { kind: 'over'; bound: 'guest' | 'total' }
   | { kind: 'closed' };
 
-export function waitForChange(r: WaitRequest): Promise<WaitOutcome> {
+export function waitForChange<V extends WaitView>(r: WaitRequest<V>): Promise<WaitOutcome> {
   const from = r.lastEtag ?? bareTag(r.first.etag);
   if (bareTag(r.first.etag) !== from)
     return Promise.resolve({ kind: 'answer', answer: r.first, changed: true, waitedMs: 0 });
@@ -101,7 +111,7 @@ export function waitForChange(r: WaitRequest): Promise<WaitOutcome> {
  * the caller may not read it, else the item (the subtree's JSON for
  * `recursive` on a directory; a leaf answers as itself) and its ETag.
  */
-export function answerAt(view: CallerView, path: string, recursive: boolean): Answer {
+export function answerAt(view: WaitView, path: string, recursive: boolean): Answer {
   const item = itemAt(view.items, path);
   if (!item) return { ok: false, status: 404, reason: 'Not Found' };
   const d = view.decisions.get(`read ${item.resource}`) ?? evaluate(view.rules, 'read', item.resource);
