@@ -295,7 +295,7 @@ export function buildMetadataApp(
     stats.served += 1;
     const a = q?.recursive ? answerAt(view, path, true) : { ok: true as const, item, etag: etagOf(item) };
     if (!a.ok) return text(reply, a.status, a.reason);
-    if (q?.wait) return longPoll(reply, view, ip, where, path, q, a, seq);
+    if (q?.wait) return longPoll(req, reply, view, ip, where, path, q, a, seq);
     // Checked after the decision: a 304 to a denied path would tell the
     // guest whether its guess of the bytes was right.
     if (noneMatch(req.headers['if-none-match'], a.etag)) return reply.code(304).header('etag', a.etag).send();
@@ -304,6 +304,7 @@ export function buildMetadataApp(
 
   /** A request that waits for its value to change (wait.ts); the endpoint holds it, berthd need not be there. */
   const longPoll = async (
+    req: FastifyRequest,
     reply: FastifyReply,
     view: CallerView,
     ip: string,
@@ -324,8 +325,18 @@ export function buildMetadataApp(
       lookup: (at) => backend.lookup(at),
       answer: (v) => answerAt(v, path, q.recursive),
       onClose: (fn) => reply.raw.on('close', fn),
+      onEnd: (fn) => {
+        const socket = req.raw.socket;
+        if (socket.readableEnded || socket.destroyed) queueMicrotask(fn);
+        else socket.once('end', fn);
+        return () => socket.off('end', fn);
+      },
     });
-    if (out.kind === 'closed') return reply;
+    // The guest hung up: nothing to send, and fastify is told not to wait for an answer.
+    if (out.kind === 'closed') {
+      reply.hijack();
+      return;
+    }
     if (out.kind === 'over') {
       stats.refused += 1;
       const r = waits.refused(ip, out.bound);

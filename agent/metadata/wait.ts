@@ -33,8 +33,16 @@ export interface WaitRequest<V extends WaitView> {
   lookup(ip: string): Found<V> | Promise<Found<V>>;
   /** What the path answers for a view (404, 403, or the item and its tag). */
   answer(view: V): Answer;
-  /** Runs fn when the guest hangs up. */
+  /** Runs fn when the connection is gone. */
   onClose(fn: () => void): void;
+  /**
+   * Runs fn when the guest has stopped sending (its FIN). The service allows
+   * half-open connections (`printf | nc` half-closes and reads on), so a FIN
+   * cannot tell a client that gave up (curl -m) from one still reading: both
+   * get the value as it is now, as on timeout, and the wait's place is free.
+   * Returns what stops listening (a kept-alive socket serves many waits).
+   */
+  onEnd(fn: () => void): () => void;
 }
 
 export type WaitOutcome =
@@ -56,6 +64,7 @@ export function waitForChange<V extends WaitView>(r: WaitRequest<V>): Promise<Wa
       if (done) return;
       done = true;
       clearTimeout(timer);
+      stopEnd();
       r.waits.remove(waiter);
       resolve(out);
     };
@@ -95,12 +104,18 @@ export function waitForChange<V extends WaitView>(r: WaitRequest<V>): Promise<Wa
       resolve({ kind: 'over', bound: over });
       return;
     }
-    const timer = setTimeout(async () => {
+    let ending = false;
+    const now = async () => {
+      if (ending || done) return;
+      ending = true;
+      clearTimeout(timer);
       // As GCE does: the value as it is now, 200, when nothing moved in time.
       const a = await look();
       finish({ kind: 'answer', answer: a ?? last, changed: false, waitedMs: Date.now() - started });
-    }, r.timeoutMs);
+    };
+    const timer = setTimeout(() => void now(), r.timeoutMs);
     r.onClose(() => finish({ kind: 'closed' }));
+    const stopEnd = r.onEnd(() => void now());
     // A wake between the request's lookup and now was missed: look once.
     if (r.waits.seq !== r.seq) waiter.recheck();
   });

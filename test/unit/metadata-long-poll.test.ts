@@ -1,6 +1,8 @@
 // Long-poll (wait_for_change) and recursive=true through fastify inject: the
 // parameters and their bounds, waking only the guest named, the answer on
 // timeout, the bound on waiters, and the recursive JSON's shape.
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { PolicyRecord } from '../../agent/auth/policy.js';
 import { buildMetadataApp, type CallerView, type Refusal } from '../../agent/metadata/http.js';
@@ -183,4 +185,26 @@ t.test('recursive=true: a directory as JSON, with its own ETag; can be waited on
   const w = await pending;
   t.equal((JSON.parse(w.body) as { tags: { instance: { env: string } } }).tags.instance.env, 'two');
   t.not(w.headers.etag, tag);
+});
+
+t.test('a guest that hangs up frees its place under the bound', async (t) => {
+  const l = lab(view(doc('i-aaaa', MAC, '10.77.0.5')), { perGuest: 1, total: 10 });
+  await l.app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => l.app.close());
+  const { port } = l.app.server.address() as AddressInfo;
+  const req = request({
+    host: '127.0.0.1',
+    port,
+    path: '/latest/meta-data/instance-id?wait_for_change=true&timeout_sec=30',
+    headers: H,
+  });
+  req.on('error', () => undefined);
+  req.end();
+  await until(() => l.waits.size === 1);
+  t.equal(l.waits.size, 1, 'waiting');
+  req.destroy();
+  await until(() => l.waits.size === 0);
+  t.equal(l.waits.size, 0, 'gone once the guest hung up');
+  const next = await l.get('/latest/meta-data/instance-id?wait_for_change=true&timeout_sec=1');
+  t.same([next.statusCode, next.body], [200, 'i-aaaa'], 'the place is free again');
 });
