@@ -3,7 +3,8 @@
 // and on any write, an identity token for a forged request, a token-less POST
 // where tokens are required, a DNS-rebinding Host header, a deny checked on
 // every tree, a deny tried under other spellings of its path and
-// If-None-Match on a denied path, from netns guests against a real berthd.
+// If-None-Match on a denied path, and wait_for_change on (and across) a deny,
+// from netns guests against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
@@ -15,6 +16,7 @@ import {
   identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
+  waitOnDenied,
   xffOnTokenPut,
   xffOnWrite,
 } from '../attacks/metadata.js';
@@ -29,6 +31,7 @@ await runAttacks(t, [
   metadataUnknownPort,
   macMoved,
   tokenOtherInstance,
+  waitOnDenied,
   xffOnTokenPut,
   xffOnWrite,
   identityTokenForged,
@@ -37,4 +40,5 @@ await runAttacks(t, [
   denyEveryTree,
   denyBySpelling,
   etagOnDenied,
+  waitOnDenied,
 ]);
