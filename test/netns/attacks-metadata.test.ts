@@ -31,7 +31,6 @@ await runAttacks(t, [
   metadataUnknownPort,
   macMoved,
   tokenOtherInstance,
-  waitOnDenied,
   xffOnTokenPut,
   xffOnWrite,
   identityTokenForged,
