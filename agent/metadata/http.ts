@@ -8,12 +8,14 @@
 // the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
 // Identity tokens (JWT) are minted by berthd, never here, and only for a
 // request that carries Metadata-Flavor (or a session token) and no proxy's
-// header; they carry no ETag (each one is new).
+// header; they carry no ETag (each one is new). `?wait_for_change=true`
+// (GCE's long-poll) and `?recursive=true` are read after the policy decision
+// and served by long-poll.ts, wait.ts and recursive.ts.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
-import { type Answer, type MetadataQuery, parseMetadataQuery, Waiters } from './long-poll.js';
+import { parseMetadataQuery, Waiters } from './long-poll.js';
 import { itemAt, queryOf, requestPath } from './path.js';
 import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
 import type { Tree } from './resources.js';
@@ -26,7 +28,7 @@ import {
   ttlProblem,
 } from './tokens.js';
 import type { Item } from './tree.js';
-import { answerAt, waitForChange } from './wait.js';
+import { answerAt, serveWait } from './wait.js';
 
 /**
  * Host headers a guest's own client sends. DNS rebinding needs a name the
@@ -295,62 +297,17 @@ export function buildMetadataApp(
     stats.served += 1;
     const a = q?.recursive ? answerAt(view, path, true) : { ok: true as const, item, etag: etagOf(item) };
     if (!a.ok) return text(reply, a.status, a.reason);
-    if (q?.wait) return longPoll(req, reply, view, ip, where, path, q, a, seq);
+    if (q?.wait)
+      return serveWait<CallerView>(
+        { waits, backend, stats, refuse, text },
+        req,
+        reply,
+        { view, ip, where, path, q, seq },
+        a,
+      );
     // Checked after the decision: a 304 to a denied path would tell the
     // guest whether its guess of the bytes was right.
     if (noneMatch(req.headers['if-none-match'], a.etag)) return reply.code(304).header('etag', a.etag).send();
-    return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
-  };
-
-  /** A request that waits for its value to change (wait.ts); the endpoint holds it, berthd need not be there. */
-  const longPoll = async (
-    req: FastifyRequest,
-    reply: FastifyReply,
-    view: CallerView,
-    ip: string,
-    where: string,
-    path: string,
-    q: MetadataQuery,
-    first: Extract<Answer, { ok: true }>,
-    seq: number,
-  ) => {
-    const out = await waitForChange({
-      waits,
-      ip,
-      view,
-      first,
-      lastEtag: q.lastEtag,
-      timeoutMs: q.timeoutSec * 1000,
-      seq,
-      lookup: (at) => backend.lookup(at),
-      answer: (v) => answerAt(v, path, q.recursive),
-      onClose: (fn) => reply.raw.on('close', fn),
-      onEnd: (fn) => {
-        const socket = req.raw.socket;
-        if (socket.readableEnded || socket.destroyed) queueMicrotask(fn);
-        else socket.once('end', fn);
-        return () => socket.off('end', fn);
-      },
-    });
-    // The guest hung up: nothing to send, and fastify is told not to wait for an answer.
-    if (out.kind === 'closed') {
-      reply.hijack();
-      return;
-    }
-    if (out.kind === 'over') {
-      stats.refused += 1;
-      const r = waits.refused(ip, out.bound);
-      if (r.record !== undefined)
-        await backend
-          .refuse({ status: 429, reason: r.reason, count: r.record, ip, path: where, view })
-          .catch(() => undefined);
-      return text(reply, 429, `refused: ${r.reason}`, { 'retry-after': '1' });
-    }
-    const a = out.answer;
-    if (!a.ok)
-      return a.status === 403
-        ? refuse(reply, 403, a.reason, ip, where, view)
-        : text(reply, a.status, a.reason);
     return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
   };
 

@@ -2,9 +2,10 @@
 // HTTP surface calls once the path is found, readable and the parameters
 // good. It resolves with the answer to send: the value once its ETag moved
 // from the one waited on, or the value as it is when the timeout passes.
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Rule } from '../auth/policy.js';
 import { etagOf } from './etag.js';
-import { type Answer, bareTag, type Waiter, type Waiters } from './long-poll.js';
+import { type Answer, bareTag, type MetadataQuery, type Waiter, type Waiters } from './long-poll.js';
 import { itemAt } from './path.js';
 import { readableBy, recursiveItem } from './recursive.js';
 import type { Item } from './tree.js';
@@ -133,4 +134,84 @@ export function answerAt(view: WaitView, path: string, recursive: boolean): Answ
   if (!d.allowed) return { ok: false, status: 403, reason: d.reason };
   const served = (recursive && recursiveItem(view.items, path, readableBy(view.decisions))) || item;
   return { ok: true, item: served, etag: etagOf(served) };
+}
+
+/** What of the metadata HTTP surface (http.ts) a waiting request uses. */
+export interface WaitSurface<V extends WaitView> {
+  waits: Waiters;
+  backend: {
+    lookup(ip: string): Found<V> | Promise<Found<V>>;
+    refuse(r: {
+      status: number;
+      reason: string;
+      ip: string;
+      path: string;
+      view: V;
+      count: number;
+    }): Promise<void>;
+  };
+  stats: { refused: number };
+  refuse(
+    reply: FastifyReply,
+    status: number,
+    reason: string,
+    ip: string,
+    where: string,
+    view: V,
+  ): Promise<unknown>;
+  text(reply: FastifyReply, status: number, body: string, headers?: Record<string, string>): unknown;
+}
+
+/**
+ * Answers a request with wait_for_change=true whose path is found and
+ * readable: holds it (the endpoint does, berthd need not be there), then
+ * sends the changed value, the value at the timeout, a refusal, or nothing
+ * when the guest hung up.
+ */
+export async function serveWait<V extends WaitView>(
+  s: WaitSurface<V>,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  at: { view: V; ip: string; where: string; path: string; q: MetadataQuery; seq: number },
+  first: Extract<Answer, { ok: true }>,
+): Promise<unknown> {
+  const { view, ip, where, path, q } = at;
+  const out = await waitForChange({
+    waits: s.waits,
+    ip,
+    view,
+    first,
+    lastEtag: q.lastEtag,
+    timeoutMs: q.timeoutSec * 1000,
+    seq: at.seq,
+    lookup: (a) => s.backend.lookup(a),
+    answer: (v) => answerAt(v, path, q.recursive),
+    onClose: (fn) => reply.raw.on('close', fn),
+    onEnd: (fn) => {
+      const socket = req.raw.socket;
+      if (socket.readableEnded || socket.destroyed) queueMicrotask(fn);
+      else socket.once('end', fn);
+      return () => socket.off('end', fn);
+    },
+  });
+  // The guest hung up: nothing to send, and fastify is told not to wait for an answer.
+  if (out.kind === 'closed') {
+    reply.hijack();
+    return undefined;
+  }
+  if (out.kind === 'over') {
+    s.stats.refused += 1;
+    const r = s.waits.refused(ip, out.bound);
+    if (r.record !== undefined)
+      await s.backend
+        .refuse({ status: 429, reason: r.reason, count: r.record, ip, path: where, view })
+        .catch(() => undefined);
+    return s.text(reply, 429, `refused: ${r.reason}`, { 'retry-after': '1' });
+  }
+  const a = out.answer;
+  if (!a.ok)
+    return a.status === 403
+      ? s.refuse(reply, 403, a.reason, ip, where, view)
+      : s.text(reply, a.status, a.reason);
+  return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
 }
