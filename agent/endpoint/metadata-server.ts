@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { EndpointCache } from '../metadata/endpoint-cache.js';
 import { buildMetadataApp } from '../metadata/http.js';
+import { Waiters } from '../metadata/long-poll.js';
 import { CallerRateLimit } from '../metadata/rate-limit.js';
 import type { EndpointConfig, Notice } from './protocol.js';
 import { RefusalQueue } from './refusal-queue.js';
@@ -48,13 +49,28 @@ export async function startMetadataServer(
       ? (refusals.report(params as Record<string, unknown>) as Promise<T>)
       : rpc.call<T>(method, params),
   );
-  const { app, stats, flushLimited } = buildMetadataApp(cache, new CallerRateLimit(config.metadataRate));
+  // Long-poll waiters (metadata/long-poll.ts) live here, beside the cache, so
+  // they outlast a berthd restart as the cache does.
+  const waits = new Waiters();
+  const { app, stats, flushLimited } = buildMetadataApp(
+    cache,
+    new CallerRateLimit(config.metadataRate),
+    undefined,
+    waits,
+  );
   // Refusals over the rate limit that were only counted, for guests that went quiet.
   setInterval(() => void flushLimited(), 1000).unref();
   link.onNotice((msg) => {
     if (msg.t === 'invalidate') {
-      if (msg.all) cache.invalidate();
-      else cache.invalidate(msg.ips ?? [], msg.macs);
+      // The cache first, so the waiters it names look again at fresh views:
+      // only the guests named, so an update costs no one else a lookup.
+      if (msg.all) {
+        cache.invalidate();
+        waits.wake();
+      } else {
+        cache.invalidate(msg.ips ?? [], msg.macs);
+        waits.wake(msg.ips ?? [], msg.macs);
+      }
     }
   });
   // Every allowed decision is counted here and logged by berthd in batches;

@@ -8,12 +8,15 @@
 // the trees carries an ETag of its bytes (etag.ts); If-None-Match gives 304.
 // Identity tokens (JWT) are minted by berthd, never here, and only for a
 // request that carries Metadata-Flavor (or a session token) and no proxy's
-// header; they carry no ETag (each one is new).
+// header; they carry no ETag (each one is new). `?wait_for_change=true`
+// (GCE's long-poll) and `?recursive=true` are read after the policy decision
+// and served by long-poll.ts, wait.ts and recursive.ts.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type Decision, evaluate, type Operation, type Rule } from '../auth/policy.js';
 import { etagOf, noneMatch } from './etag.js';
 import { ACK_PATH_RE } from './events.js';
 import { audienceProblem, audiencesOf } from './identity-token.js';
+import { parseMetadataQuery, Waiters } from './long-poll.js';
 import { itemAt, queryOf, requestPath } from './path.js';
 import { CallerRateLimit, IDENTITY_TOKEN_RATE } from './rate-limit.js';
 import type { Tree } from './resources.js';
@@ -26,6 +29,7 @@ import {
   ttlProblem,
 } from './tokens.js';
 import type { Item } from './tree.js';
+import { answerAt, serveWait } from './wait.js';
 
 /**
  * Host headers a guest's own client sends. DNS rebinding needs a name the
@@ -92,6 +96,8 @@ export interface MetadataStats {
 }
 
 const EC2_TOKEN_PATH = '/latest/api/token';
+const NO_WAIT_ON_TOKEN =
+  'an identity token is new on every request: wait_for_change and recursive do not apply to it';
 const TOKEN_PATH_RE = /^\/[^/]+\/api\/token\/?$/;
 const PASSWORD_RE = /^\/openstack\/[^/]+\/password\/?$/;
 
@@ -142,6 +148,7 @@ export function buildMetadataApp(
   backend: MetadataBackend,
   limit: CallerRateLimit = new CallerRateLimit(),
   mintLimit: CallerRateLimit = new CallerRateLimit(IDENTITY_TOKEN_RATE),
+  waits: Waiters = new Waiters(),
 ): { app: FastifyInstance; stats: MetadataStats; flushLimited(): Promise<void> } {
   const stats: MetadataStats = {
     served: 0,
@@ -204,6 +211,7 @@ export function buildMetadataApp(
     // the audit record see the path the item is served under.
     const path = requestPath(req.url);
     const where = `${req.method} ${path}`;
+    const seq = waits.seq;
     const verdict = limit.check(ip);
     if (!verdict.ok) {
       stats.refused += 1;
@@ -283,14 +291,30 @@ export function buildMetadataApp(
     if (!item) return text(reply, 404, 'Not Found');
     const d = decide(view, 'read', item.resource);
     if (!d.allowed) return refuse(reply, 403, d.reason, ip, where, view);
-    if (item.resource === 'identity-token')
-      return mintIdentityToken(req, reply, view, ip, where, queryOf(req.url));
+    const query = queryOf(req.url);
+    // Long-poll and recursive (long-poll.ts): parameters read after the
+    // decision, so a denied path is refused at once, never waited on.
+    const q = query === '' ? undefined : parseMetadataQuery(query);
+    if (typeof q === 'string') return refuse(reply, 400, q, ip, where, view);
+    if (item.resource === 'identity-token') {
+      if (q?.wait || q?.recursive) return refuse(reply, 400, NO_WAIT_ON_TOKEN, ip, where, view);
+      return mintIdentityToken(req, reply, view, ip, where, query);
+    }
     stats.served += 1;
+    const a = q?.recursive ? answerAt(view, path, true) : { ok: true as const, item, etag: etagOf(item) };
+    if (!a.ok) return text(reply, a.status, a.reason);
+    if (q?.wait)
+      return serveWait<CallerView>(
+        { waits, backend, stats, refuse, text },
+        req,
+        reply,
+        { view, ip, where, path, q, seq },
+        a,
+      );
     // Checked after the decision: a 304 to a denied path would tell the
     // guest whether its guess of the bytes was right.
-    const etag = etagOf(item);
-    if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).header('etag', etag).send();
-    return reply.code(200).headers({ 'content-type': item.contentType, etag }).send(item.body);
+    if (noneMatch(req.headers['if-none-match'], a.etag)) return reply.code(304).header('etag', a.etag).send();
+    return reply.code(200).headers({ 'content-type': a.item.contentType, etag: a.etag }).send(a.item.body);
   };
 
   /** A fresh JWT per request, bound to the audience the guest names; never cached, never the same twice. */
@@ -419,6 +443,8 @@ export function buildMetadataApp(
     for (const l of [limit, mintLimit])
       for (const { ip, reason, count } of l.drain())
         await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
+    for (const { ip, reason, count } of waits.drain())
+      await backend.refuse({ status: 429, reason, count, ip, path: '*' }).catch(() => undefined);
   };
   return { app, stats, flushLimited };
 }

@@ -23,6 +23,7 @@ import {
   identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
+  waitOnDenied,
   xffOnTokenPut,
   xffOnWrite,
 } from './metadata.js';
@@ -65,4 +66,5 @@ export const MATRIX: readonly AttackFn[] = [
   etagOnDenied,
   identityTokenForged,
   eventAckForeign,
+  waitOnDenied,
 ];

@@ -473,3 +473,50 @@ export const eventAckForeign = attack(
     ];
   },
 );
+
+const WAIT_TAG = '/latest/meta-data/tags/instance/wait-k7';
+
+export const waitOnDenied = attack(
+  'wait_for_change on a denied path, and across a deny',
+  'a wait on a denied path is refused at once (403, never held); a wait held when a deny lands answers 403, never the value; recursive=true leaves the denied leaf out; each refusal audited',
+  async (_t, ctx) => {
+    await guests(ctx);
+    const g = await mdGuest(ctx.lab, 'md-g6', 'md', ['--meta', 'wait-k7=secret-k7']);
+    const tag = etagOf((await tryCurl(g.netns, WAIT_TAG)).headers);
+    const waitUrl = (extra: string) => `${WAIT_TAG}?wait_for_change=true&timeout_sec=20${extra}`;
+    const held = tryCurl(g.netns, waitUrl(`&last_etag=${encodeURIComponent(tag)}`), [], 25);
+    await new Promise((r) => setTimeout(r, 500));
+    const cursor = await auditCursor(ctx.lab);
+    const set = await ctx.lab.ctl([
+      ...['policy', 'set', 'md-g6-no-tags', '--identity', `instance:${g.id}`],
+      ...['--deny', 'read:meta-data/tags'],
+    ]);
+    const w = await held;
+    const started = Date.now();
+    const fresh = await tryCurl(g.netns, waitUrl(''), [], 25);
+    const freshMs = Date.now() - started;
+    const rec = await tryCurl(g.netns, '/latest/meta-data/?recursive=true');
+    const n = (await auditSince(ctx.lab, cursor, 'metadata.request')).filter(
+      (r) => r.port === g.port && /md-g6-no-tags/.test(r.reason),
+    ).length;
+    return [
+      see(
+        tag !== '' && set.code === 0,
+        `control: the tag is served with ETag ${tag || 'none'}; policy set ${set.code === 0 ? 'ok' : set.stderr.trim()}`,
+      ),
+      see(
+        w.status === 403 && !w.body.includes('secret-k7'),
+        `the wait held when the deny landed: ${w.status}${w.body.includes('secret-k7') ? ' WITH the value' : ''}`,
+      ),
+      see(
+        fresh.status === 403 && freshMs < 5000,
+        `a new wait on the denied path: ${fresh.status} after ${freshMs} ms`,
+      ),
+      see(
+        rec.status === 200 && rec.body.includes(g.id) && !rec.body.includes('secret-k7'),
+        `recursive=true on meta-data/: ${rec.status}, ${rec.body.includes('secret-k7') ? 'WITH the denied value' : 'without the denied tag'}`,
+      ),
+      see(n >= 2, `audit: ${n} refusals recorded on md-g6's port`),
+    ];
+  },
+);

@@ -2,9 +2,10 @@
 // port, a moved MAC, another instance's token, X-Forwarded-For on a token PUT
 // and on any write, an identity token for a forged request, a token-less POST
 // where tokens are required, a DNS-rebinding Host header, a deny checked on
-// every tree, a deny tried under other spellings of its path and
+// every tree, a deny tried under other spellings of its path,
 // If-None-Match on a denied path, a maintenance notice acked by another
-// instance, from netns guests against a real berthd.
+// instance, and wait_for_change on (and across) a deny, from netns guests
+// against a real berthd.
 import t from 'tap';
 import { runAttacks } from '../attacks/harness.js';
 import { macMoved, metadataUnknownPort } from '../attacks/identity.js';
@@ -17,6 +18,7 @@ import {
   identityTokenForged,
   tokenlessPost,
   tokenOtherInstance,
+  waitOnDenied,
   xffOnTokenPut,
   xffOnWrite,
 } from '../attacks/metadata.js';
@@ -40,4 +42,5 @@ await runAttacks(t, [
   denyBySpelling,
   etagOnDenied,
   eventAckForeign,
+  waitOnDenied,
 ]);
