@@ -2,68 +2,28 @@
 // temporary unix socket: flags set and remove values, --json prints the
 // record with its metadata version, usage errors exit 2, a bad value names
 // its field, and the audit record says what changed without the secrets.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
-import { buildAdminServer } from '../../agent/api/server.js';
 import type { Instance } from '../../agent/api/types.js';
-import { AuditLog } from '../../agent/audit/audit-log.js';
-import { runCli } from '../../agent/cli/program.js';
-import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
-import { buildServices } from '../../agent/daemon/services.js';
 import { readBlob, USER_DATA_PREFIX } from '../../agent/metadata/inputs.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
-import { FakeObserver } from '../fakes/fake-observer.js';
 import { FakeSecGroupDriver } from '../fakes/fake-sg-driver.js';
+import { startAdminCli } from '../helpers/admin_cli.js';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthMetadataTestKeyAAAAAAAAAAAAAAAAAAAAA alice@lab';
 const SECRET = '#cloud-config\nchpasswd: {list: "root:s3cret-in-user-data"}\n';
 
 t.test('instance update through berthctl', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-mcli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'ud'), SECRET);
-  await writeFile(join(dir, 'key.pub'), `${KEY}\n`);
-  const store = new MemoryStore();
-  const log = pino({ level: 'silent' });
-  const services = await buildServices(
-    store,
-    { ...EMBEDDED_DEFAULT, networks: [], name_prefix: 'mcc', state_dir: dir },
-    log,
-    () => new FakeDriver(),
-    () => new FakeObserver(),
-    undefined,
-    () => new FakeSecGroupDriver(),
-  );
-  t.teardown(() => services.secgroupEnforcer.stop());
-  const audit = await AuditLog.open(store);
-  const api = await buildAdminServer(
-    {
-      status: { status: async () => ({}) as never },
-      audit,
-      ...services,
-      secgroupUsage: (group) => services.secgroupEnforcer.usage(group),
+  const { dir, store, audit, cli } = await startAdminCli(t, {
+    prefix: 'mcc',
+    sgDriver: new FakeSecGroupDriver(),
+    extra: () => ({
       peers: { of: async () => ({ pid: 4242, uid: 0, gid: 0 }) },
       peerGroups: async () => [],
-    },
-    log,
-  );
-  const socket = join(dir, 'api.sock');
-  await api.listen({ path: socket });
-  t.teardown(() => api.close());
-  const cli = async (...args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(
-      ['--socket', socket, ...args],
-      { out: (s) => out.push(s), err: (s) => err.push(s) },
-      'test',
-    );
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+    }),
+  });
+  await writeFile(join(dir, 'ud'), SECRET);
+  await writeFile(join(dir, 'key.pub'), `${KEY}\n`);
   const json = async (...args: string[]): Promise<Instance> => {
     const r = await cli(...args, '--json');
     t.equal(r.code, 0, `${args.join(' ')}: ${r.out}${r.err}`);

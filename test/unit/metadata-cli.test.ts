@@ -1,54 +1,20 @@
 // berthctl's policy commands and `instance create`'s metadata flags, against
 // an in-process admin API on a temporary unix socket.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
-import { buildAdminServer } from '../../agent/api/server.js';
-import { AuditLog } from '../../agent/audit/audit-log.js';
-import { runCli } from '../../agent/cli/program.js';
-import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
-import { buildServices } from '../../agent/daemon/services.js';
 import { startMetadata } from '../../agent/metadata/wire.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
-import { FakeObserver } from '../fakes/fake-observer.js';
+import { startAdminCli } from '../helpers/admin_cli.js';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClitestkey carol@lab';
 
 t.test('policy and instance metadata flags through berthctl', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-mdcli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new MemoryStore();
-  const log = pino({ level: 'silent' });
-  const services = await buildServices(
-    store,
-    { ...EMBEDDED_DEFAULT, networks: [], name_prefix: 'tmc' },
-    log,
-    () => new FakeDriver(),
-    () => new FakeObserver(),
-  );
-  const audit = await AuditLog.open(store);
-  const md = await startMetadata({ store, audit, services, hostId: () => 'hv', log });
-  const api = await buildAdminServer(
-    { status: { status: async () => ({}) as never }, audit, ...services, policies: md.policies },
-    log,
-  );
-  const socket = join(dir, 'api.sock');
-  await api.listen({ path: socket });
-  t.teardown(() => api.close());
-
-  const cli = async (...args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(
-      ['--socket', socket, ...args],
-      { out: (s) => out.push(s), err: (s) => err.push(s) },
-      'test',
-    );
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+  const { dir, cli } = await startAdminCli(t, {
+    prefix: 'tmc',
+    extra: async ({ store, audit, services, log }) => ({
+      policies: (await startMetadata({ store, audit, services, hostId: () => 'hv', log })).policies,
+    }),
+  });
 
   t.equal((await cli('network', 'create', 'n', '--subnet', '10.6.0.0/24')).code, 0);
   await writeFile(join(dir, 'ud'), '#cloud-config\n');

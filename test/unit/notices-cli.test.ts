@@ -1,52 +1,17 @@
 // berthctl instance notice / host notice against an in-process admin API on
 // a temporary unix socket: schedule, list (text and JSON), cancel, clear,
 // field-naming errors, usage errors, and the audit records of each change.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
-import { buildAdminServer } from '../../agent/api/server.js';
-import { AuditLog } from '../../agent/audit/audit-log.js';
-import { runCli } from '../../agent/cli/program.js';
-import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
-import { buildServices } from '../../agent/daemon/services.js';
 import { startMetadata } from '../../agent/metadata/wire.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
-import { FakeObserver } from '../fakes/fake-observer.js';
+import { startAdminCli } from '../helpers/admin_cli.js';
 
 t.test('notices through berthctl', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-mecli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new MemoryStore();
-  const log = pino({ level: 'silent' });
-  const services = await buildServices(
-    store,
-    { ...EMBEDDED_DEFAULT, networks: [], name_prefix: 'tme' },
-    log,
-    () => new FakeDriver(),
-    () => new FakeObserver(),
-  );
-  const audit = await AuditLog.open(store);
-  const md = await startMetadata({ store, audit, services, hostId: () => 'hv', log });
-  const api = await buildAdminServer(
-    { status: { status: async () => ({}) as never }, audit, ...services, notices: md.notices },
-    log,
-  );
-  const socket = join(dir, 'api.sock');
-  await api.listen({ path: socket });
-  t.teardown(() => api.close());
-  const cli = async (...args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(
-      ['--socket', socket, ...args],
-      { out: (s) => out.push(s), err: (s) => err.push(s) },
-      'test',
-    );
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+  const { audit, cli } = await startAdminCli(t, {
+    prefix: 'tme',
+    extra: async ({ store, audit, services, log }) => ({
+      notices: (await startMetadata({ store, audit, services, hostId: () => 'hv', log })).notices,
+    }),
+  });
   t.equal((await cli('network', 'create', 'n', '--subnet', '10.6.0.0/24')).code, 0);
   t.equal((await cli('instance', 'create', 'g1', '--network', 'n')).code, 0);
   const at = new Date(Date.now() + 86400_000).toISOString();

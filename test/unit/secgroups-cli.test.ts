@@ -3,59 +3,24 @@
 // (the kernel's answer is test/e2e/secgroups-join.test.ts's business): human
 // tables, --json, exit codes, join_gids deciding who may join and leave, and
 // every change and refusal in the audit log with the caller.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { globalAgent } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import t from 'tap';
 import type { PeerCred, PeerCredentials } from '../../agent/api/peer-credentials.js';
-import { buildAdminServer } from '../../agent/api/server.js';
-import { AuditLog } from '../../agent/audit/audit-log.js';
-import { runCli } from '../../agent/cli/program.js';
-import { EMBEDDED_DEFAULT } from '../../agent/config/schema.js';
-import { buildServices } from '../../agent/daemon/services.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
-import { FakeObserver } from '../fakes/fake-observer.js';
 import { FakeSecGroupDriver } from '../fakes/fake-sg-driver.js';
+import { startAdminCli } from '../helpers/admin_cli.js';
 
 const SHA = 'cd'.repeat(32);
 
 t.test('secgroups through berthctl', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-sgcli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new MemoryStore();
   const sg = new FakeSecGroupDriver();
-  const log = pino({ level: 'silent' });
-  const services = await buildServices(
-    store,
-    { ...EMBEDDED_DEFAULT, networks: [], name_prefix: 'sbc', state_dir: dir },
-    log,
-    () => new FakeDriver(),
-    () => new FakeObserver(),
-    undefined,
-    () => sg,
-  );
-  t.teardown(() => services.secgroupEnforcer.stop());
-  const audit = await AuditLog.open(store);
   let peer: PeerCred = { pid: 4242, uid: 0, gid: 0 };
   let groups: number[] = [];
   const peers: PeerCredentials = { of: async () => peer };
-  const api = await buildAdminServer(
-    {
-      status: { status: async () => ({}) as never },
-      audit,
-      ...services,
-      secgroupUsage: (group) => services.secgroupEnforcer.usage(group),
-      peers,
-      peerGroups: async (pid) => (pid === peer.pid ? groups : []),
-    },
-    log,
-  );
-  const socket = join(dir, 'api.sock');
-  await api.listen({ path: socket });
-  t.teardown(() => api.close());
+  const { audit, cli } = await startAdminCli(t, {
+    prefix: 'sbc',
+    sgDriver: sg,
+    extra: () => ({ peers, peerGroups: async (pid: number) => (pid === peer.pid ? groups : []) }),
+  });
   const as = (uid: number, gid: number, supplementary: number[] = []) => {
     // A peer is named once per connection (as the kernel does), and in-process
     // clients share the keep-alive agent: another caller needs new connections.
@@ -63,16 +28,7 @@ t.test('secgroups through berthctl', async (t) => {
     peer = { pid: 4242, uid, gid };
     groups = supplementary;
   };
-  const cli = async (...args: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(
-      ['--socket', socket, ...args],
-      { out: (s) => out.push(s), err: (s) => err.push(s) },
-      'test',
-    );
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+
   const json = async (...args: string[]) => {
     const r = await cli(...args, '--json');
     t.equal(r.code, 0, `${args.join(' ')}: ${r.out}${r.err}`);
