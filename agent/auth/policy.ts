@@ -31,6 +31,20 @@ export interface CallerIdentity {
   role?: string;
 }
 
+/** The identity policies see for an instance calling from `mac`: the host's own records, never what the caller says. */
+export function callerIdentity(
+  rec: { id: string; name: string; role?: string; image_sha256?: string },
+  mac: string,
+): CallerIdentity {
+  return {
+    instance: rec.id,
+    name: rec.name,
+    mac,
+    ...(rec.role ? { role: rec.role } : {}),
+    ...(rec.image_sha256 ? { image: rec.image_sha256 } : {}),
+  };
+}
+
 /** One rule that matched the caller; ordered most specific first. */
 export interface Rule {
   rank: number;

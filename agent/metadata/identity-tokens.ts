@@ -6,7 +6,7 @@
 // evaluated again. A cached view in the endpoint therefore cannot mint for a
 // guest that has moved, nor after a policy started denying it. Refusals go
 // back to the endpoint, which audits them like every metadata refusal.
-import { type CallerIdentity, compileRules, evaluate } from '../auth/policy.js';
+import { callerIdentity, compileRules, evaluate } from '../auth/policy.js';
 import type { Observer } from '../daemon/services.js';
 import type { InstanceService } from '../services/instances.js';
 import type { PolicyService } from '../services/policies.js';
@@ -61,13 +61,7 @@ export class IdentityTokens {
     } catch {
       return { status: 403, message: 'instance-gone' };
     }
-    const caller: CallerIdentity = {
-      instance: rec.id,
-      name: rec.name,
-      mac: who.mac,
-      ...(rec.role ? { role: rec.role } : {}),
-      ...(rec.image_sha256 ? { image: rec.image_sha256 } : {}),
-    };
+    const caller = callerIdentity(rec, who.mac);
     const d = evaluate(compileRules(this.o.policies.all(), caller), 'read', 'identity-token');
     if (!d.allowed) return { status: 403, message: d.reason };
     const hostId = this.o.hostId();

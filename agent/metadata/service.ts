@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../../base/store.js';
 import { AuditThrottle } from '../../hostnet/dhcp/server-limits.js';
 import type { AuditInput, AuditLog } from '../audit/audit-log.js';
-import { type CallerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
+import { callerIdentity, compileRules, describeCaller, type Rule } from '../auth/policy.js';
 import type { Observer } from '../daemon/services.js';
 import { keySetText } from '../services/host-keys.js';
 import type { InstanceService } from '../services/instances.js';
@@ -145,13 +145,7 @@ export class MetadataService {
     }
     const nic = rec.nics.find((n) => n.mac === who.mac) ?? rec.nics[0];
     const net = this.o.networks.get(network);
-    const caller: CallerIdentity = {
-      instance: rec.id,
-      name: rec.name,
-      mac: who.mac,
-      ...(rec.role ? { role: rec.role } : {}),
-      ...(rec.image_sha256 ? { image: rec.image_sha256 } : {}),
-    };
+    const caller = callerIdentity(rec, who.mac);
     const [userData, vendorData, password] = await Promise.all([
       readBlob(this.o.store, USER_DATA_PREFIX, rec.id),
       readBlob(this.o.store, VENDOR_DATA_PREFIX, rec.id),
