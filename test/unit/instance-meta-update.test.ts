@@ -4,74 +4,26 @@
 // blobs landing and leaving with the record, the audit summary free of
 // secret values, and in cluster mode: a host-local change (meta, keys,
 // user-data) does not wait for etcd, a role change goes to the directory.
-import pino from 'pino';
 import t from 'tap';
-import type { ClusterSide } from '../../agent/services/instance-cluster.js';
 import { keyLabel } from '../../agent/services/instance-meta-update.js';
 import { DIRECTORY_PREFIX, type DirectoryEntry, InstanceService } from '../../agent/services/instances.js';
-import { NetworkService } from '../../agent/services/networks.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { BerthError } from '../../base/errors.js';
-import type { BatchOp, BatchOptions } from '../../base/store.js';
-import { MacPool } from '../../hostnet/alloc/mac-pool.js';
-import { Names } from '../../hostnet/names.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
+import { instanceLab } from '../helpers/instance_lab.js';
 
-const log = pino({ level: 'silent' });
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthMetadataTestKeyAAAAAAAAAAAAAAAAAAAAA alice@lab';
 const KEY2 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherMetadataTestKeyAAAAAAAAAAAAAAAAAAAAAA bob@lab';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const SECRET = '#cloud-config\npassword: hunter2-secret\n';
 
-class CountingStore extends MemoryStore {
-  batches = 0;
-  override batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
-    this.batches++;
-    return super.batch(ops, options);
-  }
-}
-
 async function setup(clustered: boolean) {
-  const local = new CountingStore();
-  const shared = clustered ? new CountingStore() : local;
-  const driver = new FakeDriver();
-  let instances: InstanceService | undefined;
-  let up = true;
-  const requireConnected = (verb: string, object: string) => {
-    if (!up)
-      throw new BerthError('BERTH_ERR_CLUSTER_UNAVAILABLE', `could not ${verb} ${object}: etcd is away`);
-  };
-  const cluster: ClusterSide | undefined = clustered
-    ? { hostId: 'hv1', shared, requireConnected, probe: async () => {}, connected: () => up }
-    : undefined;
-  const networks = new NetworkService({
-    store: shared,
-    driver,
-    log,
-    ipQuarantineSeconds: 600,
-    instancesOn: (n) => instances?.countOn(n) ?? 0,
-    portsOn: (n) => instances?.portsOn(n) ?? [],
-  });
-  await networks.load([]);
-  await networks.create({ name: 'n', subnet: '10.9.0.0/24' });
-  const macs = await MacPool.load(shared, { prefixes: ['0a:b7:e7'], quarantineSeconds: 3600 });
   const changed: string[] = [];
   const enforced: string[] = [];
-  instances = new InstanceService({
-    store: local,
-    driver,
-    networks,
-    macs,
-    names: new Names('mcu'),
-    log,
+  const lab = await instanceLab(clustered, 'mcu', () => ({
     onChanged: (rec) => changed.push(`${rec.name}@${rec.metadata_version}`),
     enforceSecgroups: async (rec) => {
       enforced.push(`${rec.name}:${rec.role ?? ''}`);
     },
-    ...(cluster ? { cluster } : {}),
-  });
-  await instances.load();
-  return { local, shared, instances, changed, enforced, down: () => (up = false) };
+  }));
+  return { ...lab, changed, enforced };
 }
 
 t.test('bad input names its field; nothing is half applied', async (t) => {

@@ -3,74 +3,28 @@
 // cluster directory both carry the list, so every host can build its group
 // sets; the same list again writes nothing; an etcd outage or a directory
 // entry that is no longer this host's refuses the change with nothing written.
-import pino from 'pino';
 import t from 'tap';
-import type { ClusterSide } from '../../agent/services/instance-cluster.js';
-import { DIRECTORY_PREFIX, type DirectoryEntry, InstanceService } from '../../agent/services/instances.js';
-import { NetworkService } from '../../agent/services/networks.js';
+import { DIRECTORY_PREFIX, type DirectoryEntry } from '../../agent/services/instances.js';
 import { SecGroupService } from '../../agent/services/secgroups.js';
-import { MemoryStore } from '../../agent/store/memory-store.js';
-import { BerthError } from '../../base/errors.js';
-import type { BatchOp, BatchOptions } from '../../base/store.js';
-import { MacPool } from '../../hostnet/alloc/mac-pool.js';
-import { Names } from '../../hostnet/names.js';
-import { FakeDriver } from '../fakes/fake-driver.js';
+import { instanceLab } from '../helpers/instance_lab.js';
 
-const log = pino({ level: 'silent' });
-
-/** A MemoryStore that counts batches. */
-class CountingStore extends MemoryStore {
-  batches = 0;
-  override batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
-    this.batches++;
-    return super.batch(ops, options);
-  }
-}
 
 async function setup(clustered: boolean) {
-  const local = new CountingStore();
-  const shared = clustered ? new CountingStore() : local;
-  const driver = new FakeDriver();
-  let instances: InstanceService | undefined;
-  let up = true;
-  const requireConnected = (verb: string, object: string) => {
-    if (!up)
-      throw new BerthError('BERTH_ERR_CLUSTER_UNAVAILABLE', `could not ${verb} ${object}: etcd is away`);
-  };
-  const cluster: ClusterSide | undefined = clustered
-    ? { hostId: 'hv1', shared, requireConnected, probe: async () => {}, connected: () => up }
-    : undefined;
-  const networks = new NetworkService({
-    store: shared,
-    driver,
-    log,
-    ipQuarantineSeconds: 600,
-    instancesOn: (n) => instances?.countOn(n) ?? 0,
-    portsOn: (n) => instances?.portsOn(n) ?? [],
-  });
-  await networks.load([]);
-  await networks.create({ name: 'n', subnet: '10.9.0.0/24' });
-  const macs = await MacPool.load(shared, { prefixes: ['0a:b7:e7'], quarantineSeconds: 3600 });
-  const secgroups = new SecGroupService({
-    store: shared,
-    membersOf: (g) => (instances?.all() ?? []).filter((i) => i.secgroups?.includes(g)).map((i) => i.name),
-  });
-  await secgroups.create({ name: 'db' });
-  await secgroups.create({ name: 'web' });
   const changed: string[] = [];
-  instances = new InstanceService({
-    store: local,
-    driver,
-    networks,
-    macs,
-    names: new Names('sbu'),
-    log,
-    secgroups,
-    onChanged: (rec) => changed.push(`${rec.name}:${(rec.secgroups ?? []).join(',')}`),
-    ...(cluster ? { cluster } : {}),
+  let secgroups: SecGroupService | undefined;
+  const lab = await instanceLab(clustered, 'sbu', async ({ shared, instances }) => {
+    secgroups = new SecGroupService({
+      store: shared,
+      membersOf: (g) => (instances()?.all() ?? []).filter((i) => i.secgroups?.includes(g)).map((i) => i.name),
+    });
+    await secgroups.create({ name: 'db' });
+    await secgroups.create({ name: 'web' });
+    return {
+      secgroups,
+      onChanged: (rec) => changed.push(`${rec.name}:${(rec.secgroups ?? []).join(',')}`),
+    };
   });
-  await instances.load();
-  return { local, shared, instances, secgroups, changed, down: () => (up = false) };
+  return { ...lab, secgroups: secgroups as SecGroupService, changed };
 }
 
 t.test('single host: create with groups, replace, leave all; idempotent', async (t) => {
