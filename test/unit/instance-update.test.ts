@@ -8,7 +8,6 @@ import { DIRECTORY_PREFIX, type DirectoryEntry } from '../../agent/services/inst
 import { SecGroupService } from '../../agent/services/secgroups.js';
 import { instanceLab } from '../helpers/instance_lab.js';
 
-
 async function setup(clustered: boolean) {
   const changed: string[] = [];
   let secgroups: SecGroupService | undefined;
